@@ -1,0 +1,293 @@
+//! `venvbake apply`: carry out a plan, in an order that never leaves a
+//! half-built image.
+//!
+//! Under the profile's lock: observe and plan (no side effects); stop there
+//! when nothing changes. Otherwise, for an image tree, enter a private mount
+//! namespace; install the missing apt packages; build and check a new
+//! generation beside the old one; switch the fixed path's symlink with one
+//! rename; remove old generations; then write the manifest and the Ansible
+//! fact atomically. Until the switch, the previous generation keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::manifest::{
+    self, AptPackage, FactEntry, FileInfo, GenerationRecord, Manifest, ProfileInfo, Tool, VenvInfo,
+};
+use crate::plan::{self, Plan, VenvAction};
+use crate::profile::Profile;
+use crate::report::Reporter;
+use crate::target::Target;
+
+/// What a finished apply reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub interpreter: PathBuf,
+    pub changed: bool,
+    pub generation: String,
+}
+
+/// Held for the whole apply: two applies of one profile never interleave.
+pub struct ProfileLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_profile(
+    target: &Target,
+    profile: &Profile,
+    reporter: &Reporter,
+) -> Result<ProfileLock> {
+    let dir = target.host_path(&plan::generations_dir(&profile.venv.path));
+    crate::fsutil::create_dirs(&dir)?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    let timeout = profile.apt.lock_timeout;
+    let deadline = Instant::now() + timeout;
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(ProfileLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::Busy {
+                        path,
+                        timeout_s: timeout.as_secs(),
+                    });
+                }
+                if !told {
+                    reporter.info(&format!(
+                        "waiting for another apply of `{}` to finish (up to {} s)",
+                        profile.name,
+                        timeout.as_secs()
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+    }
+}
+
+pub struct Request<'a> {
+    pub profile: &'a Profile,
+    pub target: &'a Target,
+    pub wheelhouse: Option<&'a Path>,
+    /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
+    pub host_env: Vec<(String, String)>,
+}
+
+pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
+    let started = Instant::now();
+    let (profile, target) = (req.profile, req.target);
+    let _lock = lock_profile(target, profile, reporter)?;
+    let observed = plan::observe(profile, target)?;
+    let mut plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+    let interpreter = profile.venv.path.join("bin/python");
+    if plan.noop {
+        reporter.info(&format!(
+            "profile `{}` is up to date ({} -> {}); nothing changed",
+            profile.name,
+            profile.venv.path.display(),
+            plan.venv.action.generation()
+        ));
+        return Ok(Outcome {
+            interpreter,
+            changed: false,
+            generation: plan.venv.action.generation().to_string(),
+        });
+    }
+    if let Some(w) = req.wheelhouse {
+        if !w.is_dir() {
+            return Err(Error::Usage(format!(
+                "the wheelhouse `{}` is not a directory",
+                w.display()
+            )));
+        }
+    }
+
+    if target.is_tree() {
+        crate::ns::enter_private_namespace()?;
+        crate::ns::mount_api_filesystems(&target.root)?;
+        crate::apt::clean_stale_policy(target);
+    }
+    let base_env = crate::exec::base_env(&req.host_env);
+
+    crate::apt::apply(
+        target,
+        &base_env,
+        &plan.apt,
+        profile.apt.install_recommends,
+        reporter,
+    )?;
+    if !plan.apt.install.is_empty() {
+        // apt may have upgraded the interpreter itself: plan the venv again.
+        let observed = plan::observe(profile, target)?;
+        plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+    }
+
+    reporter.step(format!("python: probe {}", profile.venv.python.display()));
+    let probe = crate::venv::probe(target, &base_env, &profile.venv.python)?;
+    reporter.finish();
+    reporter.info(&format!(
+        "python {} ({}), externally managed (PEP 668): {}",
+        probe.version,
+        probe.soabi,
+        if probe.externally_managed {
+            "yes"
+        } else {
+            "no"
+        }
+    ));
+
+    let gens_dir = &plan.venv.generations_dir;
+    let record = match &plan.venv.action {
+        VenvAction::Build { generation, reason } => {
+            reporter.info(&format!("building generation {generation}: {reason}"));
+            let sde = req
+                .host_env
+                .iter()
+                .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+                .map(|(_, v)| v.as_str());
+            let build = crate::venv::Build {
+                target,
+                base_env: &base_env,
+                profile,
+                probe: &probe,
+                gen_path: gens_dir.join(generation),
+                gen_name: generation.clone(),
+                fingerprint: plan.venv.fingerprint.clone(),
+                wheelhouse: req.wheelhouse,
+                built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
+            };
+            crate::venv::build(&build, reporter)?
+        }
+        VenvAction::Switch { generation } | VenvAction::Keep { generation } => {
+            manifest::read_generation(&target.host_path(&gens_dir.join(generation))).ok_or_else(
+                || Error::Internal(format!("generation {generation} lost its record")),
+            )?
+        }
+    };
+    let generation = record.generation.clone();
+
+    if !matches!(plan.venv.action, VenvAction::Keep { .. }) {
+        reporter.step(format!(
+            "switch {} -> {generation}",
+            profile.venv.path.display()
+        ));
+        let gens_name = gens_dir.file_name().unwrap_or_default();
+        crate::fsutil::switch_symlink(
+            &target.host_path_nofollow(&profile.venv.path),
+            &Path::new(gens_name).join(&generation),
+        )?;
+    }
+
+    remove_generations(target, &plan, &generation, reporter);
+
+    let installed = target.dpkg_installed()?;
+    let manifest = build_manifest(profile, &plan, &record, &observed_os(target)?, &installed);
+    reporter.step(format!("write {}", profile.outputs.manifest.display()));
+    manifest.write(&target.host_path(&profile.outputs.manifest))?;
+    manifest::update_fact(
+        &target.host_path(&profile.outputs.ansible_fact),
+        &profile.name,
+        FactEntry::from_manifest(&manifest, &profile.outputs.manifest),
+    )?;
+    reporter.finish();
+    reporter.info(&format!(
+        "profile `{}` applied: {} -> {generation} (python {}, {} distributions) in {:.1}s",
+        profile.name,
+        profile.venv.path.display(),
+        record.python.version,
+        record.distributions.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Outcome {
+        interpreter,
+        changed: true,
+        generation,
+    })
+}
+
+fn observed_os(target: &Target) -> Result<crate::target::OsRelease> {
+    Ok(target.os_release()?)
+}
+
+/// Remove the generations the plan names; never the active one, never
+/// anything that is not a generation directory inside venvbake's own directory.
+fn remove_generations(target: &Target, plan: &Plan, active: &str, reporter: &mut Reporter) {
+    let gens_host = target.host_path(&plan.venv.generations_dir);
+    for name in &plan.venv.remove {
+        if name == active || plan::generation_number(name).is_none() {
+            continue;
+        }
+        let dir = gens_host.join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => reporter.info(&format!("removed old generation {name}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => reporter.warn(&format!("could not remove `{}`: {e}", dir.display())),
+        }
+    }
+}
+
+pub fn build_manifest(
+    profile: &Profile,
+    plan: &Plan,
+    record: &GenerationRecord,
+    os: &crate::target::OsRelease,
+    installed: &std::collections::BTreeMap<String, String>,
+) -> Manifest {
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let apt = plan
+        .apt
+        .install
+        .iter()
+        .chain(plan.apt.present.iter())
+        .map(|i| {
+            let bare = i.name.split(':').next().unwrap_or(&i.name);
+            AptPackage {
+                name: i.name.clone(),
+                version: installed.get(bare).cloned().unwrap_or_default(),
+                reason: i.reason.clone(),
+            }
+        })
+        .collect();
+    Manifest {
+        schema_version: manifest::SCHEMA_VERSION,
+        tool: Tool::current(),
+        profile: ProfileInfo {
+            name: profile.name.clone(),
+            description: profile.description.clone(),
+            file: file_name(&profile.file),
+            sha256: profile.sha256.clone(),
+            requirements: FileInfo {
+                file: file_name(&profile.requirements.file),
+                sha256: profile.requirements.sha256.clone(),
+            },
+        },
+        os: os.clone(),
+        externally_managed: record.externally_managed,
+        interpreter: profile.venv.path.join("bin/python"),
+        venv: VenvInfo {
+            path: profile.venv.path.clone(),
+            generation: record.generation.clone(),
+            generation_path: plan.venv.generations_dir.join(&record.generation),
+            system_site_packages: profile.venv.system_site_packages,
+            fingerprint: record.fingerprint.clone(),
+        },
+        python: record.python.clone(),
+        distributions: record.distributions.clone(),
+        apt,
+        built_at: record.built_at.clone(),
+    }
+}

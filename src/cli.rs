@@ -1,0 +1,83 @@
+//! The command line: subcommands, flags and their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::inventory::Format as InventoryFormat;
+use crate::report::Progress;
+
+/// Bake a standard, hash-checked Python venv into a Debian or Ubuntu image
+/// (PEP 668 systems), and tell Ansible where its interpreter is.
+#[derive(Debug, Parser)]
+#[command(
+    name = "venvbake",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 unsupported target, \
+4 apt failed, 5 lock not released in time, 6 venv/pip install failed, 7 checks failed, \
+8 file write failed. See the README for the profile reference and the manifest schema."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the apt packages, build the venv generation, switch to it, write the manifest and fact.
+    ///
+    /// Safe to re-run: with identical inputs nothing changes. The previous
+    /// generation keeps serving until the new one is complete and checked.
+    /// Prints the venv interpreter's path on stdout.
+    Apply {
+        /// The profile (TOML).
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Install offline from this folder of wheels (no index is contacted).
+        #[arg(long, value_name = "DIR")]
+        wheelhouse: Option<PathBuf>,
+        /// How progress is shown on stderr.
+        #[arg(long, value_enum, default_value_t = Progress::Auto)]
+        progress: Progress,
+    },
+    /// Print what `apply` would do; changes nothing.
+    Plan {
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_name = "DIR")]
+        wheelhouse: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Print Ansible inventory variables (`ansible_python_interpreter`, ...) from a manifest.
+    Inventory {
+        /// The profile name; optional when only one profile is applied on the target.
+        name: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Read this manifest (a path in the target) instead of looking it up.
+        #[arg(long, value_name = "PATH")]
+        manifest: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = InventoryFormat::Yaml)]
+        format: InventoryFormat,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Work on the image tree at DIR instead of the running system (commands run chrooted).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,222 @@
+//! The top-level error type, its stable exit codes and its hints.
+//!
+//! Every module has its own typed error; this module gathers them into
+//! [`Error`], which knows the exit code a provisioner script can branch on
+//! ([`ExitCode`]) and the one-line hint printed under the message. `main`
+//! prints an error exactly once, through [`Error::render`].
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::exec::CommandError;
+use crate::profile::ProfileError;
+use crate::requirements::RequirementsError;
+use crate::target::TargetError;
+
+/// Stable, documented exit codes. Never renumber: scripts branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success (also a no-op apply).
+    Ok = 0,
+    /// A bug or an unexpected condition in venvbake itself.
+    Internal = 1,
+    /// Bad input: command line, profile or requirements file.
+    Input = 2,
+    /// The target cannot be served: no apt/dpkg, no interpreter, no venv module.
+    Target = 3,
+    /// An apt-get or dpkg command failed.
+    Apt = 4,
+    /// A lock (dpkg's or venvbake's own) was not released in time.
+    Locked = 5,
+    /// Creating the venv or installing requirements into it failed.
+    Install = 6,
+    /// The new generation failed its checks (imports, `pip check`).
+    Check = 7,
+    /// Reading or writing a file of the target failed.
+    Io = 8,
+}
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// What venvbake was doing when a command failed: decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Apt,
+    Venv,
+    Install,
+    Check,
+    Probe,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Requirements(#[from] RequirementsError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("{what}")]
+    Command {
+        phase: Phase,
+        what: String,
+        hint: Option<String>,
+        #[source]
+        source: CommandError,
+    },
+    #[error("the dpkg lock was still held after {timeout_s} s: {command}")]
+    DpkgLocked {
+        timeout_s: u64,
+        command: String,
+        holder: Option<String>,
+    },
+    #[error("another venvbake run holds `{}` and did not finish within {timeout_s} s", path.display())]
+    Busy { path: PathBuf, timeout_s: u64 },
+    #[error("the new generation `{generation}` failed its checks:\n{}", failures.join("\n"))]
+    CheckFailed {
+        generation: String,
+        failures: Vec<String>,
+    },
+    #[error("could not {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is a real directory, not a venvbake-managed symlink", path.display())]
+    Occupied { path: PathBuf },
+    #[error("no manifest at `{}`", path.display())]
+    NoManifest { path: PathBuf },
+    #[error("the manifest `{}` is not valid: {message}", path.display())]
+    BadManifest { path: PathBuf, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Profile(_) | Error::Requirements(_) | Error::Usage(_) => ExitCode::Input,
+            Error::Target(_) => ExitCode::Target,
+            Error::Command { phase, .. } => match phase {
+                Phase::Apt => ExitCode::Apt,
+                Phase::Venv | Phase::Install => ExitCode::Install,
+                Phase::Check => ExitCode::Check,
+                Phase::Probe => ExitCode::Target,
+            },
+            Error::DpkgLocked { .. } | Error::Busy { .. } => ExitCode::Locked,
+            Error::CheckFailed { .. } => ExitCode::Check,
+            Error::Io { .. } | Error::Occupied { .. } => ExitCode::Io,
+            Error::NoManifest { .. } | Error::BadManifest { .. } => ExitCode::Input,
+            Error::Internal(_) => ExitCode::Internal,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Profile(e) => e.hint(),
+            Error::Requirements(e) => e.hint(),
+            Error::Target(e) => Some(e.hint()),
+            Error::Command { hint, .. } => hint.clone(),
+            Error::DpkgLocked { holder, .. } => Some(match holder {
+                Some(h) => format!("`{h}` holds the lock; wait for it or raise `[apt] lock_timeout_s`"),
+                None => "another apt or dpkg process (cloud-init, unattended-upgrades) holds the lock; wait for it or raise `[apt] lock_timeout_s`".into(),
+            }),
+            Error::Busy { .. } => Some("two applies of one profile never interleave; run them one after the other".into()),
+            Error::CheckFailed { .. } => Some("the previous generation is still active; fix the lock (missing or incompatible pins) and apply again".into()),
+            Error::Io { .. } => Some("nothing was switched: the previous generation is still active".into()),
+            Error::Occupied { .. } => Some("move the directory away (venvbake never deletes one it did not create), then apply again".into()),
+            Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),
+            Error::BadManifest { .. } => Some("re-run `venvbake apply` to rewrite it".into()),
+            Error::Usage(_) => None,
+            Error::Internal(_) => Some("this is a bug in venvbake; please report it with the log".into()),
+        }
+    }
+
+    /// The text `main` prints: the message, the command's tail if any, and the hint.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {self}");
+        let mut source = std::error::Error::source(self);
+        // The transparent wrappers already print their inner message.
+        if matches!(
+            self,
+            Error::Profile(_) | Error::Requirements(_) | Error::Target(_)
+        ) {
+            source = source.and_then(std::error::Error::source);
+        }
+        while let Some(s) = source {
+            let _ = write!(out, "\n  caused by: {s}");
+            source = s.source();
+        }
+        if let Error::Command { source, .. } = self {
+            out.push_str(&source.render_tail());
+        }
+        if let Some(hint) = self.hint() {
+            let _ = write!(out, "\nhint: {hint}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_stable() {
+        // Documented in the README; scripts branch on these numbers.
+        let table = [
+            (ExitCode::Ok, 0),
+            (ExitCode::Internal, 1),
+            (ExitCode::Input, 2),
+            (ExitCode::Target, 3),
+            (ExitCode::Apt, 4),
+            (ExitCode::Locked, 5),
+            (ExitCode::Install, 6),
+            (ExitCode::Check, 7),
+            (ExitCode::Io, 8),
+        ];
+        for (code, n) in table {
+            assert_eq!(code.code(), n, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), ExitCode::Input);
+        assert_eq!(
+            Error::Busy {
+                path: "/x".into(),
+                timeout_s: 1
+            }
+            .exit_code(),
+            ExitCode::Locked
+        );
+        assert_eq!(
+            Error::CheckFailed {
+                generation: "g1".into(),
+                failures: vec![]
+            }
+            .exit_code(),
+            ExitCode::Check
+        );
+    }
+}

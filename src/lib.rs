@@ -1,0 +1,94 @@
+//! venvbake: the image-build step that bakes a standard Python venv into
+//! Debian and Ubuntu images, where PEP 668 stops `pip install` against the
+//! system Python.
+//!
+//! The flow is CLI + profile → checked settings ([`profile`]) → a pure
+//! [`plan`] → steps that carry it out ([`apply`], [`apt`], [`venv`]) →
+//! outputs ([`manifest`], [`inventory`]). Every subprocess goes through
+//! [`exec`]; every error is an [`error::Error`] with a stable exit code.
+
+pub mod apply;
+pub mod apt;
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod fsutil;
+pub mod inventory;
+pub mod manifest;
+pub mod ns;
+pub mod plan;
+pub mod profile;
+pub mod report;
+pub mod requirements;
+pub mod target;
+pub mod venv;
+
+use std::io::Write;
+
+use cli::{Cli, Command, PlanFormat};
+use error::Result;
+use report::Reporter;
+use target::Target;
+
+/// Run one command line; returns what `main` should exit with.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Apply {
+            profile,
+            target,
+            wheelhouse,
+            progress,
+        } => {
+            let mut reporter = Reporter::new(progress);
+            let profile = profile::load(&profile)?;
+            let target = Target::new(target.root.as_deref())?;
+            let wheelhouse = wheelhouse.map(|w| std::path::absolute(&w).unwrap_or(w));
+            let request = apply::Request {
+                profile: &profile,
+                target: &target,
+                wheelhouse: wheelhouse.as_deref(),
+                host_env: std::env::vars().collect(),
+            };
+            let outcome = apply::apply(&request, &mut reporter);
+            if outcome.is_err() {
+                reporter.abandon();
+            }
+            let outcome = outcome?;
+            print_stdout(&format!("{}\n", outcome.interpreter.display()));
+            Ok(())
+        }
+        Command::Plan {
+            profile,
+            target,
+            wheelhouse,
+            format,
+        } => {
+            let profile = profile::load(&profile)?;
+            let target = Target::new(target.root.as_deref())?;
+            let observed = plan::observe(&profile, &target)?;
+            let plan = plan::make(&profile, &target, &observed, wheelhouse.as_deref())?;
+            print_stdout(&match format {
+                PlanFormat::Text => plan.to_text(),
+                PlanFormat::Json => plan.to_json(),
+            });
+            Ok(())
+        }
+        Command::Inventory {
+            name,
+            target,
+            manifest,
+            format,
+        } => {
+            let target = Target::new(target.root.as_deref())?;
+            let (_, m) = inventory::find_manifest(&target, name.as_deref(), manifest.as_deref())?;
+            print_stdout(&inventory::render(&m, format));
+            Ok(())
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}

@@ -1,0 +1,232 @@
+//! The manifest (`schema_version: 1`): what venvbake built, for people and for
+//! downstream tools. Also the per-generation record that makes a generation
+//! "complete" and the Ansible local fact that lists every profile on a host.
+//!
+//! The schema is documented in the README; fields are only ever added.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil::atomic_write;
+use crate::target::OsRelease;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub profile: ProfileInfo,
+    pub os: OsRelease,
+    pub externally_managed: bool,
+    /// The venv's python under the fixed path: what `ansible_python_interpreter` points at.
+    pub interpreter: PathBuf,
+    pub venv: VenvInfo,
+    pub python: PythonInfo,
+    pub distributions: Vec<Distribution>,
+    pub apt: Vec<AptPackage>,
+    pub built_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl Tool {
+    pub fn current() -> Self {
+        Tool {
+            name: "venvbake".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub description: String,
+    /// The profile's file name (no build-host directories).
+    pub file: String,
+    pub sha256: String,
+    pub requirements: FileInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenvInfo {
+    /// The fixed path (a symlink).
+    pub path: PathBuf,
+    /// The active generation's directory name.
+    pub generation: String,
+    /// The active generation's real path.
+    pub generation_path: PathBuf,
+    pub system_site_packages: bool,
+    /// Hash of everything the generation was built from.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PythonInfo {
+    /// The system interpreter the venv was created with.
+    pub base: PathBuf,
+    pub version: String,
+    /// `sysconfig.get_config_var("SOABI")`, e.g. `cpython-311-x86_64-linux-gnu`.
+    pub abi: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub name: String,
+    pub version: String,
+    /// `venv`: installed into the venv by venvbake; `apt`: provided by an OS package.
+    pub source: String,
+    /// sha256 of the file it was installed from (null for pip's own bootstrap).
+    pub sha256: Option<String>,
+    /// Whether the requirements file names it (false for pip, setuptools).
+    pub requirement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AptPackage {
+    pub name: String,
+    pub version: String,
+    /// Why the profile needs it: `profile` (`[apt] packages`) or `venv-module`.
+    pub reason: String,
+}
+
+/// Written into each generation as its completion mark (`.venvbake/generation.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    pub schema_version: u32,
+    pub generation: String,
+    pub fingerprint: String,
+    pub python: PythonInfo,
+    pub externally_managed: bool,
+    pub distributions: Vec<Distribution>,
+    pub built_at: String,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    pub fn write(&self, host_path: &Path) -> Result<()> {
+        atomic_write(host_path, self.to_json().as_bytes(), 0o644)
+    }
+}
+
+/// Read a manifest; `Ok(None)` when absent.
+pub fn read(host_path: &Path) -> Result<Option<Manifest>> {
+    let text = match std::fs::read_to_string(host_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read manifest", host_path, e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::BadManifest {
+            path: host_path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Read a generation's completion record; None when missing or unreadable.
+pub fn read_generation(host_gen_dir: &Path) -> Option<GenerationRecord> {
+    let text = std::fs::read_to_string(host_gen_dir.join(".venvbake/generation.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+// ---------------------------------------------------------------- fact
+
+/// The Ansible local fact (`ansible_local.venvbake`): every profile on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    pub schema_version: u32,
+    pub profiles: BTreeMap<String, FactEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactEntry {
+    pub interpreter: PathBuf,
+    pub venv: PathBuf,
+    pub generation: String,
+    pub python_version: String,
+    pub manifest: PathBuf,
+}
+
+impl FactEntry {
+    pub fn from_manifest(m: &Manifest, manifest_path: &Path) -> Self {
+        FactEntry {
+            interpreter: m.interpreter.clone(),
+            venv: m.venv.path.clone(),
+            generation: m.venv.generation.clone(),
+            python_version: m.python.version.clone(),
+            manifest: manifest_path.to_path_buf(),
+        }
+    }
+}
+
+/// Read the fact file; an absent or unparsable file reads as empty.
+pub fn read_fact(host_path: &Path) -> Fact {
+    std::fs::read_to_string(host_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Fact>(&t).ok())
+        .unwrap_or(Fact {
+            schema_version: SCHEMA_VERSION,
+            profiles: BTreeMap::new(),
+        })
+}
+
+/// Set this profile's entry in the fact file, keeping the others. Mode 0644:
+/// never executable, because Ansible *executes* executable fact files.
+pub fn update_fact(host_path: &Path, name: &str, entry: FactEntry) -> Result<()> {
+    let mut fact = read_fact(host_path);
+    fact.schema_version = SCHEMA_VERSION;
+    fact.profiles.insert(name.to_string(), entry);
+    let mut text = serde_json::to_string_pretty(&fact).unwrap_or_default();
+    text.push('\n');
+    atomic_write(host_path, text.as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: &str) -> FactEntry {
+        FactEntry {
+            interpreter: PathBuf::from(i),
+            venv: "/opt/v".into(),
+            generation: "g1".into(),
+            python_version: "3.11.2".into(),
+            manifest: "/var/lib/venvbake/a.json".into(),
+        }
+    }
+
+    #[test]
+    fn fact_keeps_other_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("facts.d/venvbake.fact");
+        update_fact(&p, "a", entry("/opt/a/bin/python")).unwrap();
+        update_fact(&p, "b", entry("/opt/b/bin/python")).unwrap();
+        update_fact(&p, "a", entry("/opt/a2/bin/python")).unwrap();
+        let f = read_fact(&p);
+        assert_eq!(f.profiles.len(), 2);
+        assert_eq!(f.profiles["a"].interpreter, Path::new("/opt/a2/bin/python"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "an executable fact would be run by Ansible");
+    }
+}

@@ -1,0 +1,714 @@
+//! The plan: what `apply` would do, as plain data.
+//!
+//! [`observe`] reads the target (files only, no command runs) and
+//! [`make`] is a pure function from the checked profile and those
+//! observations to a [`Plan`]. `venvbake plan` prints it; `apply` carries it
+//! out; tests assert on it with nothing run. A plan whose [`Plan::is_noop`]
+//! is true means the target already is what the profile asks for.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, FactEntry, GenerationRecord, Manifest};
+use crate::profile::{hex_sha256, Profile};
+use crate::target::{Interpreter, OsRelease, Target};
+
+/// Bumped when the way generations are built changes, so old ones are rebuilt.
+const BUILD_FORMAT: &str = "venvbake-generation-v1";
+
+/// Everything a generation is built from; its hash names the generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub venv_path: PathBuf,
+    pub python: PathBuf,
+    pub python_identity: String,
+    pub requirements_sha256: String,
+    pub system_site_packages: bool,
+    pub allow_sdist: bool,
+}
+
+impl Inputs {
+    pub fn fingerprint(&self) -> String {
+        let text = format!(
+            "{BUILD_FORMAT}\nvenv_path={}\npython={}\npython_identity={}\nrequirements={}\nsystem_site_packages={}\nallow_sdist={}\n",
+            self.venv_path.display(),
+            self.python.display(),
+            self.python_identity,
+            self.requirements_sha256,
+            self.system_site_packages,
+            self.allow_sdist
+        );
+        hex_sha256(text.as_bytes())
+    }
+}
+
+/// What is at the venv's fixed path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Missing,
+    /// A symlink to this generation name (inside the generations directory).
+    Generation(String),
+    /// A symlink somewhere else, or a real file or directory: never touched.
+    Foreign,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationState {
+    pub name: String,
+    pub number: u32,
+    pub record: Option<GenerationRecord>,
+}
+
+/// What the target looks like now (read-only).
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub os: OsRelease,
+    pub installed: BTreeMap<String, String>,
+    pub apt_lists: bool,
+    pub interpreter: Interpreter,
+    pub link: Link,
+    pub generations: Vec<GenerationState>,
+    pub manifest: Option<Manifest>,
+    pub fact_entry: Option<FactEntry>,
+}
+
+/// `<venv path>.generations`: venvbake's own directory; nothing outside it is ever removed.
+pub fn generations_dir(venv_path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.generations", venv_path.display()))
+}
+
+/// Read what the plan needs from the target. Runs no command.
+pub fn observe(profile: &Profile, target: &Target) -> Result<Observed> {
+    target.require_apt()?;
+    let interpreter = target.interpreter(&profile.venv.python)?;
+    let venv_host = target.host_path_nofollow(&profile.venv.path);
+    let gens_target = generations_dir(&profile.venv.path);
+    let link = match std::fs::symlink_metadata(&venv_host) {
+        Err(_) => Link::Missing,
+        Ok(m) if m.file_type().is_symlink() => {
+            let dest = std::fs::read_link(&venv_host).unwrap_or_default();
+            let gens_name = gens_target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut comps = dest.components();
+            match (comps.next(), comps.next(), comps.next()) {
+                (Some(a), Some(b), None) if a.as_os_str() == gens_name.as_str() => {
+                    Link::Generation(b.as_os_str().to_string_lossy().into_owned())
+                }
+                _ => Link::Foreign,
+            }
+        }
+        Ok(_) => Link::Foreign,
+    };
+    let gens_host = target.host_path(&gens_target);
+    let mut generations = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&gens_host) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(number) = generation_number(&name) {
+                generations.push(GenerationState {
+                    record: manifest::read_generation(&e.path()),
+                    name,
+                    number,
+                });
+            }
+        }
+    }
+    generations.sort_by_key(|g| g.number);
+    let manifest = manifest::read(&target.host_path(&profile.outputs.manifest)).unwrap_or(None);
+    let fact_entry = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact))
+        .profiles
+        .remove(&profile.name);
+    Ok(Observed {
+        os: target.os_release()?,
+        installed: target.dpkg_installed()?,
+        apt_lists: target.has_apt_lists(),
+        interpreter,
+        link,
+        generations,
+        manifest,
+        fact_entry,
+    })
+}
+
+/// `g12-1a2b3c4d` -> 12.
+pub fn generation_number(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('g')?;
+    let (n, hash) = rest.split_once('-')?;
+    if hash.len() != 8 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+// ---------------------------------------------------------------- the plan
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub profile: String,
+    pub root: PathBuf,
+    pub os: OsRelease,
+    pub python: PlanPython,
+    pub apt: AptPlan,
+    pub venv: VenvPlan,
+    pub outputs: OutputPlan,
+    pub requirements: Vec<PlanRequirement>,
+    pub wheelhouse: Option<PathBuf>,
+    pub noop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanPython {
+    pub path: PathBuf,
+    pub resolved: PathBuf,
+    pub minor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AptPlan {
+    /// Run `apt-get update` first (the target has no package lists).
+    pub update: bool,
+    pub install: Vec<AptItem>,
+    pub present: Vec<AptItem>,
+    pub lock_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AptItem {
+    pub name: String,
+    /// The installed version, for packages already present.
+    pub version: Option<String>,
+    /// `profile` or `venv-module`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VenvPlan {
+    pub path: PathBuf,
+    pub generations_dir: PathBuf,
+    pub fingerprint: String,
+    pub inputs: Inputs,
+    pub action: VenvAction,
+    /// Generation directories to remove afterwards (incomplete leftovers, beyond `keep_generations`).
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VenvAction {
+    /// The active generation already matches.
+    Keep { generation: String },
+    /// A complete, matching generation exists but is not active: switch to it.
+    Switch { generation: String },
+    /// Build a new generation.
+    Build { generation: String, reason: String },
+}
+
+impl VenvAction {
+    pub fn generation(&self) -> &str {
+        match self {
+            VenvAction::Keep { generation }
+            | VenvAction::Switch { generation }
+            | VenvAction::Build { generation, .. } => generation,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputPlan {
+    pub manifest: PathBuf,
+    pub ansible_fact: PathBuf,
+    /// Whether the manifest and fact must be (re)written.
+    pub write: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanRequirement {
+    pub name: String,
+    pub version: String,
+    pub marker: Option<String>,
+    pub hashes: usize,
+    pub line: usize,
+}
+
+/// The pure planning step.
+pub fn make(
+    profile: &Profile,
+    target: &Target,
+    obs: &Observed,
+    wheelhouse: Option<&Path>,
+) -> Result<Plan> {
+    if obs.link == Link::Foreign {
+        return Err(Error::Occupied {
+            path: profile.venv.path.clone(),
+        });
+    }
+    // apt: the venv module of the interpreter, then the profile's packages.
+    let mut wanted: Vec<(String, &str)> = Vec::new();
+    if let Some(pkg) = obs.interpreter.venv_package() {
+        wanted.push((pkg, "venv-module"));
+    }
+    for p in &profile.apt.packages {
+        if !wanted.iter().any(|(n, _)| n == p) {
+            wanted.push((p.clone(), "profile"));
+        }
+    }
+    let (mut install, mut present) = (Vec::new(), Vec::new());
+    for (name, reason) in wanted {
+        let bare = name.split(':').next().unwrap_or(&name);
+        let item = AptItem {
+            version: obs.installed.get(bare).cloned(),
+            name,
+            reason: reason.to_string(),
+        };
+        if item.version.is_some() {
+            present.push(item);
+        } else {
+            install.push(item);
+        }
+    }
+    let apt = AptPlan {
+        update: !install.is_empty() && !obs.apt_lists,
+        install,
+        present,
+        lock_timeout_s: profile.apt.lock_timeout.as_secs(),
+    };
+
+    let inputs = Inputs {
+        venv_path: profile.venv.path.clone(),
+        python: profile.venv.python.clone(),
+        python_identity: obs.interpreter.identity.clone(),
+        requirements_sha256: profile.requirements.sha256.clone(),
+        system_site_packages: profile.venv.system_site_packages,
+        allow_sdist: profile.venv.allow_sdist,
+    };
+    let fingerprint = inputs.fingerprint();
+    let complete_match = |g: &GenerationState| {
+        g.record
+            .as_ref()
+            .is_some_and(|r| r.fingerprint == fingerprint)
+    };
+    let active = match &obs.link {
+        Link::Generation(name) => obs.generations.iter().find(|g| &g.name == name),
+        _ => None,
+    };
+    let action = match active {
+        Some(g) if complete_match(g) => VenvAction::Keep {
+            generation: g.name.clone(),
+        },
+        _ => match obs.generations.iter().rev().find(|g| complete_match(g)) {
+            Some(g) => VenvAction::Switch {
+                generation: g.name.clone(),
+            },
+            None => {
+                let next = obs.generations.iter().map(|g| g.number).max().unwrap_or(0) + 1;
+                VenvAction::Build {
+                    generation: format!("g{next}-{}", &fingerprint[..8]),
+                    reason: build_reason(active, &obs.link, obs.manifest.as_ref(), &inputs),
+                }
+            }
+        },
+    };
+
+    // Generations to remove once the action is done.
+    let new_active = action.generation().to_string();
+    let mut keep_left = profile.venv.keep_generations.saturating_sub(1);
+    let mut remove = Vec::new();
+    for g in obs.generations.iter().rev() {
+        if g.name == new_active {
+            continue;
+        }
+        if g.record.is_some() && keep_left > 0 {
+            keep_left -= 1;
+        } else {
+            remove.push(g.name.clone());
+        }
+    }
+    remove.sort();
+
+    let write = match (&obs.manifest, &obs.fact_entry) {
+        (Some(m), Some(f)) => {
+            m.venv.fingerprint != fingerprint
+                || m.venv.generation != new_active
+                || m.profile.sha256 != profile.sha256
+                || m.tool != crate::manifest::Tool::current()
+                || f.generation != new_active
+                || f.manifest != profile.outputs.manifest
+        }
+        _ => true,
+    };
+    let venv = VenvPlan {
+        path: profile.venv.path.clone(),
+        generations_dir: generations_dir(&profile.venv.path),
+        fingerprint,
+        inputs,
+        action,
+        remove,
+    };
+    let noop = apt.install.is_empty()
+        && matches!(venv.action, VenvAction::Keep { .. })
+        && venv.remove.is_empty()
+        && !write;
+    Ok(Plan {
+        profile: profile.name.clone(),
+        root: target.root.clone(),
+        os: obs.os.clone(),
+        python: PlanPython {
+            path: obs.interpreter.path.clone(),
+            resolved: obs.interpreter.resolved.clone(),
+            minor: obs.interpreter.minor.clone(),
+        },
+        apt,
+        venv,
+        outputs: OutputPlan {
+            manifest: profile.outputs.manifest.clone(),
+            ansible_fact: profile.outputs.ansible_fact.clone(),
+            write,
+        },
+        requirements: profile
+            .requirements
+            .items
+            .iter()
+            .map(|r| PlanRequirement {
+                name: r.name.to_string(),
+                version: r.version.to_string(),
+                marker: r.marker.contents().map(|m| m.to_string()),
+                hashes: r.hashes.len(),
+                line: r.line,
+            })
+            .collect(),
+        wheelhouse: wheelhouse.map(Path::to_path_buf),
+        noop,
+    })
+}
+
+fn build_reason(
+    active: Option<&GenerationState>,
+    link: &Link,
+    manifest: Option<&Manifest>,
+    inputs: &Inputs,
+) -> String {
+    let previous = active.and_then(|g| g.record.as_ref());
+    match (link, previous) {
+        (Link::Missing, _) => "no venv at the fixed path yet".into(),
+        (_, None) => "the active generation is incomplete".into(),
+        (_, Some(rec)) => {
+            let mut why = Vec::new();
+            if let Some(m) = manifest {
+                if m.profile.requirements.sha256 != inputs.requirements_sha256 {
+                    why.push("the requirements changed".to_string());
+                }
+            }
+            if rec.python.abi.is_empty() || manifest.is_some_and(|m| m.python.base != inputs.python)
+            {
+                why.push("the interpreter changed".to_string());
+            }
+            if why.is_empty() {
+                why.push(
+                    "the build inputs changed (interpreter, requirements or venv settings)".into(),
+                );
+            }
+            why.join("; ")
+        }
+    }
+}
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "profile   {}", self.profile);
+        let _ = writeln!(
+            o,
+            "target    {} ({})",
+            self.root.display(),
+            if self.os.pretty_name.is_empty() {
+                "unknown OS"
+            } else {
+                &self.os.pretty_name
+            }
+        );
+        let _ = writeln!(
+            o,
+            "python    {} -> {}",
+            self.python.path.display(),
+            self.python.resolved.display()
+        );
+        if self.apt.install.is_empty() {
+            let _ = writeln!(o, "apt       nothing to install");
+        } else {
+            let names: Vec<String> = self
+                .apt
+                .install
+                .iter()
+                .map(|i| format!("{} ({})", i.name, i.reason))
+                .collect();
+            let _ = writeln!(
+                o,
+                "apt       install {}{}",
+                names.join(", "),
+                if self.apt.update {
+                    " after apt-get update"
+                } else {
+                    ""
+                }
+            );
+        }
+        for p in &self.apt.present {
+            let _ = writeln!(
+                o,
+                "          present {} {}",
+                p.name,
+                p.version.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(o, "venv      {}", self.venv.path.display());
+        match &self.venv.action {
+            VenvAction::Keep { generation } => {
+                let _ = writeln!(o, "          keep {generation} (up to date)");
+            }
+            VenvAction::Switch { generation } => {
+                let _ = writeln!(
+                    o,
+                    "          switch to the complete generation {generation}"
+                );
+            }
+            VenvAction::Build { generation, reason } => {
+                let _ = writeln!(
+                    o,
+                    "          build {generation} in {}: {reason}",
+                    self.venv.generations_dir.display()
+                );
+                let _ = writeln!(
+                    o,
+                    "          from {} pinned requirements, hash-checked, {}",
+                    self.requirements.len(),
+                    match &self.wheelhouse {
+                        Some(w) => format!("offline from {}", w.display()),
+                        None => "from the package index".into(),
+                    }
+                );
+            }
+        }
+        if !self.venv.remove.is_empty() {
+            let _ = writeln!(o, "          remove {}", self.venv.remove.join(", "));
+        }
+        let _ = writeln!(
+            o,
+            "outputs   {} {} and {}",
+            if self.outputs.write { "write" } else { "keep" },
+            self.outputs.manifest.display(),
+            self.outputs.ansible_fact.display()
+        );
+        let _ = writeln!(
+            o,
+            "result    {}",
+            if self.noop {
+                "nothing to do"
+            } else {
+                "changes the target"
+            }
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::PythonInfo;
+
+    fn profile(dir: &Path) -> Profile {
+        std::fs::write(
+            dir.join("req.txt"),
+            "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n",
+        )
+        .unwrap();
+        let text = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\nkeep_generations = 2\n[apt]\npackages = [\"git\"]\n";
+        crate::profile::parse(&dir.join("p.toml"), text, dir).unwrap()
+    }
+
+    fn observed(installed: &[(&str, &str)]) -> Observed {
+        Observed {
+            os: OsRelease::default(),
+            installed: installed
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            apt_lists: true,
+            interpreter: Interpreter {
+                path: "/usr/bin/python3".into(),
+                resolved: "/usr/bin/python3.11".into(),
+                minor: Some("3.11".into()),
+                identity: "1:2:3".into(),
+            },
+            link: Link::Missing,
+            generations: vec![],
+            manifest: None,
+            fact_entry: None,
+        }
+    }
+
+    fn record(name: &str, fp: &str) -> GenerationState {
+        GenerationState {
+            name: name.into(),
+            number: generation_number(name).unwrap(),
+            record: Some(GenerationRecord {
+                schema_version: 1,
+                generation: name.into(),
+                fingerprint: fp.into(),
+                python: PythonInfo {
+                    base: "/usr/bin/python3".into(),
+                    version: "3.11.2".into(),
+                    abi: "cpython-311-x86_64-linux-gnu".into(),
+                },
+                externally_managed: true,
+                distributions: vec![],
+                built_at: "x".into(),
+            }),
+        }
+    }
+
+    fn root() -> Target {
+        Target { root: "/".into() }
+    }
+
+    #[test]
+    fn fresh_target_installs_and_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let plan = make(&p, &root(), &observed(&[]), None).unwrap();
+        let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["python3.11-venv", "git"]);
+        assert!(!plan.apt.update);
+        assert!(
+            matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g1-"))
+        );
+        assert!(plan.outputs.write);
+        assert!(!plan.noop);
+    }
+
+    #[test]
+    fn present_packages_are_not_installed_and_lists_trigger_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let mut obs = observed(&[("python3.11-venv", "3.11.2-6"), ("git", "1:2.39.5-0")]);
+        obs.apt_lists = false;
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        assert!(plan.apt.install.is_empty());
+        assert!(!plan.apt.update, "no update when nothing is missing");
+        assert_eq!(plan.apt.present.len(), 2);
+    }
+
+    #[test]
+    fn matching_active_generation_is_kept_and_gc_respects_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let fp = make(&p, &root(), &observed(&[]), None)
+            .unwrap()
+            .venv
+            .fingerprint;
+        let mut obs = observed(&[("python3.11-venv", "1"), ("git", "1")]);
+        obs.generations = vec![
+            record("g1-00000000", "old"),
+            record("g2-00000000", "old"),
+            GenerationState {
+                name: "g3-00000000".into(),
+                number: 3,
+                record: None,
+            },
+            record("g4-00000000", &fp),
+        ];
+        obs.link = Link::Generation("g4-00000000".into());
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        assert_eq!(
+            plan.venv.action,
+            VenvAction::Keep {
+                generation: "g4-00000000".into()
+            }
+        );
+        // keep 2: the active g4 and the newest complete other (g2); g3 is an incomplete leftover.
+        assert_eq!(plan.venv.remove, ["g1-00000000", "g3-00000000"]);
+    }
+
+    #[test]
+    fn changed_inputs_build_a_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let mut obs = observed(&[]);
+        obs.generations = vec![record("g7-00000000", "other")];
+        obs.link = Link::Generation("g7-00000000".into());
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        match plan.venv.action {
+            VenvAction::Build { generation, .. } => assert!(generation.starts_with("g8-")),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            plan.venv.remove.is_empty(),
+            "g7 stays as the rollback generation"
+        );
+    }
+
+    #[test]
+    fn a_complete_inactive_match_is_switched_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let fp = make(&p, &root(), &observed(&[]), None)
+            .unwrap()
+            .venv
+            .fingerprint;
+        let mut obs = observed(&[]);
+        obs.generations = vec![record("g1-00000000", "x"), record("g2-00000000", &fp)];
+        obs.link = Link::Generation("g1-00000000".into());
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        assert_eq!(
+            plan.venv.action,
+            VenvAction::Switch {
+                generation: "g2-00000000".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_foreign_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let mut obs = observed(&[]);
+        obs.link = Link::Foreign;
+        assert!(matches!(
+            make(&p, &root(), &obs, None),
+            Err(Error::Occupied { .. })
+        ));
+    }
+
+    #[test]
+    fn interpreter_identity_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let a = make(&p, &root(), &observed(&[]), None)
+            .unwrap()
+            .venv
+            .fingerprint;
+        let mut obs = observed(&[]);
+        obs.interpreter.identity = "9:9:9".into();
+        let b = make(&p, &root(), &obs, None).unwrap().venv.fingerprint;
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generation_names() {
+        assert_eq!(generation_number("g12-1a2b3c4d"), Some(12));
+        assert_eq!(generation_number("g1-xyz"), None);
+        assert_eq!(generation_number(".lock"), None);
+    }
+}

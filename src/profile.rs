@@ -1,0 +1,614 @@
+//! Reading and checking a profile (TOML, `schema_version = 1`).
+//!
+//! A profile turns into a checked [`Profile`] once, before anything runs:
+//! unknown keys, wrong types and dangerous values are refused with the
+//! profile's file, line, column and key, plus a hint. Relative paths in a
+//! profile are relative to the profile file. The requirements file it names
+//! is parsed here too (see [`crate::requirements`]).
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::requirements::{Requirements, RequirementsError};
+
+/// Profiles larger than this are refused before parsing.
+const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+
+pub const DEFAULT_PYTHON: &str = "/usr/bin/python3";
+pub const DEFAULT_KEEP_GENERATIONS: u32 = 2;
+pub const DEFAULT_LOCK_TIMEOUT_S: u64 = 300;
+pub const DEFAULT_FACT: &str = "/etc/ansible/facts.d/venvbake.fact";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("could not read profile `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// The dotted key the problem is in (`venv.path`), if known.
+        key: Option<String>,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{}: {message}", path.display())]
+    Whole {
+        path: PathBuf,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Requirements(#[from] RequirementsError),
+}
+
+impl ProfileError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ProfileError::Read { .. } => Some("check the path given to venvbake".into()),
+            ProfileError::Invalid { hint, key, .. } => hint.clone().or_else(|| {
+                key.as_ref()
+                    .map(|k| format!("see the profile reference in the README for `{k}`"))
+            }),
+            ProfileError::Whole { hint, .. } => hint.clone(),
+            ProfileError::Requirements(e) => e.hint(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw TOML
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    schema_version: Spanned<i64>,
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    venv: RawVenv,
+    #[serde(default)]
+    apt: RawApt,
+    #[serde(default)]
+    outputs: RawOutputs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVenv {
+    path: Spanned<String>,
+    python: Option<Spanned<String>>,
+    requirements: Spanned<String>,
+    #[serde(default)]
+    system_site_packages: bool,
+    keep_generations: Option<Spanned<i64>>,
+    #[serde(default)]
+    allow_sdist: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApt {
+    #[serde(default)]
+    packages: Vec<Spanned<String>>,
+    lock_timeout_s: Option<Spanned<i64>>,
+    #[serde(default)]
+    install_recommends: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    manifest: Option<Spanned<String>>,
+    ansible_fact: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------- checked
+
+/// A checked profile: every value valid, every path resolved.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile file as given.
+    pub file: PathBuf,
+    /// sha256 of the profile file's bytes.
+    pub sha256: String,
+    pub name: String,
+    pub description: String,
+    pub venv: VenvSpec,
+    pub apt: AptSpec,
+    pub outputs: Outputs,
+    pub requirements: Requirements,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenvSpec {
+    /// The fixed path (in the target) that users and inventories know.
+    pub path: PathBuf,
+    /// The system interpreter (in the target) that creates the venv.
+    pub python: PathBuf,
+    /// The requirements file on the machine running venvbake.
+    pub requirements_file: PathBuf,
+    pub system_site_packages: bool,
+    pub keep_generations: u32,
+    pub allow_sdist: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptSpec {
+    pub packages: Vec<String>,
+    pub lock_timeout: Duration,
+    pub install_recommends: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// Paths in the target.
+    pub manifest: PathBuf,
+    pub ansible_fact: PathBuf,
+}
+
+/// Read and check a profile file and the requirements file it names.
+pub fn load(file: &Path) -> Result<Profile, ProfileError> {
+    let read_err = |source| ProfileError::Read {
+        path: file.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(file).map_err(read_err)?;
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(ProfileError::Whole {
+            path: file.to_path_buf(),
+            message: format!(
+                "the profile is {} bytes; at most {MAX_PROFILE_BYTES} are accepted",
+                meta.len()
+            ),
+            hint: Some("is this really a profile?".into()),
+        });
+    }
+    let bytes = std::fs::read(file).map_err(read_err)?;
+    let text = match String::from_utf8(bytes.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let (line, column) = line_col(&String::from_utf8_lossy(&bytes[..at]), at);
+            return Err(ProfileError::Invalid {
+                path: file.to_path_buf(),
+                line,
+                column,
+                key: None,
+                message: "the profile is not valid UTF-8".into(),
+                hint: Some("save the profile as UTF-8".into()),
+            });
+        }
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut profile = parse(file, &text, dir)?;
+    profile.sha256 = hex_sha256(&bytes);
+    Ok(profile)
+}
+
+/// Parse profile text; `dir` is where relative paths start.
+pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileError> {
+    let raw: RawProfile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((1, 1));
+        ProfileError::Invalid {
+            path: file.to_path_buf(),
+            line,
+            column,
+            key: None,
+            message: e.message().trim().to_string(),
+            hint: Some(
+                "keys and types are listed in the README's profile reference; unknown keys are refused so that typos do not pass silently"
+                    .into(),
+            ),
+        }
+    })?;
+    let err = |span: std::ops::Range<usize>, key: &str, message: String, hint: Option<&str>| {
+        let (line, column) = line_col(text, span.start);
+        ProfileError::Invalid {
+            path: file.to_path_buf(),
+            line,
+            column,
+            key: Some(key.to_string()),
+            message: format!("`{key}`: {message}"),
+            hint: hint.map(str::to_string),
+        }
+    };
+
+    if *raw.schema_version.get_ref() != 1 {
+        return Err(err(
+            raw.schema_version.span(),
+            "schema_version",
+            format!(
+                "unsupported schema version {}",
+                raw.schema_version.get_ref()
+            ),
+            Some("this venvbake reads `schema_version = 1`"),
+        ));
+    }
+    let name = raw.name.get_ref();
+    if !valid_name(name) {
+        return Err(err(
+            raw.name.span(),
+            "name",
+            format!("{name:?} is not a valid profile name"),
+            Some("use lowercase letters, digits, `-` and `_`, starting with a letter or digit (at most 64)"),
+        ));
+    }
+
+    let venv_path = check_abs_path(raw.venv.path.get_ref()).map_err(|m| {
+        err(
+            raw.venv.path.span(),
+            "venv.path",
+            m,
+            Some("use a dedicated absolute path such as `/opt/venvs/ansible`"),
+        )
+    })?;
+    check_venv_location(&venv_path).map_err(|m| {
+        err(
+            raw.venv.path.span(),
+            "venv.path",
+            m,
+            Some("use a dedicated absolute path such as `/opt/venvs/ansible`"),
+        )
+    })?;
+    let python = match &raw.venv.python {
+        None => PathBuf::from(DEFAULT_PYTHON),
+        Some(p) => check_abs_path(p.get_ref()).map_err(|m| {
+            err(
+                p.span(),
+                "venv.python",
+                m,
+                Some("name the interpreter by its absolute path in the target, e.g. `/usr/bin/python3`"),
+            )
+        })?,
+    };
+    let req_raw = raw.venv.requirements.get_ref();
+    if req_raw.is_empty() {
+        return Err(err(
+            raw.venv.requirements.span(),
+            "venv.requirements",
+            "must name a requirements file".into(),
+            None,
+        ));
+    }
+    let requirements_file = dir.join(req_raw);
+    let keep_generations = match &raw.venv.keep_generations {
+        None => DEFAULT_KEEP_GENERATIONS,
+        Some(k) => match u32::try_from(*k.get_ref()) {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(err(
+                    k.span(),
+                    "venv.keep_generations",
+                    format!("{} is out of range", k.get_ref()),
+                    Some("keep between 1 and 100 generations (2 lets you roll back once)"),
+                ))
+            }
+        },
+    };
+
+    let mut packages = Vec::new();
+    for p in &raw.apt.packages {
+        let n = p.get_ref();
+        if !valid_deb_name(n) {
+            return Err(err(
+                p.span(),
+                "apt.packages",
+                format!("{n:?} is not a Debian package name"),
+                Some("list plain package names such as `git` or `python3-lxml`"),
+            ));
+        }
+        if !packages.contains(n) {
+            packages.push(n.clone());
+        }
+    }
+    let lock_timeout = match &raw.apt.lock_timeout_s {
+        None => Duration::from_secs(DEFAULT_LOCK_TIMEOUT_S),
+        Some(t) => match u64::try_from(*t.get_ref()) {
+            Ok(n) if n <= 24 * 3600 => Duration::from_secs(n),
+            _ => {
+                return Err(err(
+                    t.span(),
+                    "apt.lock_timeout_s",
+                    format!("{} is out of range", t.get_ref()),
+                    Some("give seconds between 0 and 86400"),
+                ))
+            }
+        },
+    };
+
+    let out_path = |v: &Option<Spanned<String>>, key: &str, default: String| match v {
+        None => Ok(PathBuf::from(default)),
+        Some(s) => check_abs_path(s.get_ref()).map_err(|m| err(s.span(), key, m, None)),
+    };
+    let outputs = Outputs {
+        manifest: out_path(
+            &raw.outputs.manifest,
+            "outputs.manifest",
+            format!("/var/lib/venvbake/{name}.json"),
+        )?,
+        ansible_fact: out_path(
+            &raw.outputs.ansible_fact,
+            "outputs.ansible_fact",
+            DEFAULT_FACT.to_string(),
+        )?,
+    };
+
+    let requirements = crate::requirements::load(&requirements_file)?;
+
+    Ok(Profile {
+        file: file.to_path_buf(),
+        sha256: hex_sha256(text.as_bytes()),
+        name: name.clone(),
+        description: raw.description,
+        venv: VenvSpec {
+            path: venv_path,
+            python,
+            requirements_file,
+            system_site_packages: raw.venv.system_site_packages,
+            keep_generations,
+            allow_sdist: raw.venv.allow_sdist,
+        },
+        apt: AptSpec {
+            packages,
+            lock_timeout,
+            install_recommends: raw.apt.install_recommends,
+        },
+        outputs,
+        requirements,
+    })
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    (line, column)
+}
+
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// `[a-z0-9][a-z0-9_-]*`, at most 64 characters.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64
+}
+
+/// Debian policy: `[a-z0-9][a-z0-9+.-]+`, optionally `:arch`.
+pub fn valid_deb_name(name: &str) -> bool {
+    let (pkg, arch) = match name.split_once(':') {
+        Some((p, a)) => (p, Some(a)),
+        None => (name, None),
+    };
+    let mut chars = pkg.chars();
+    let ok_pkg = pkg.len() >= 2
+        && matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
+    let ok_arch = arch.is_none_or(|a| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    ok_pkg && ok_arch
+}
+
+/// An absolute, normal path: no `.`/`..`, no empty or NUL characters.
+fn check_abs_path(raw: &str) -> Result<PathBuf, String> {
+    if raw.contains('\0') || raw.contains('\n') {
+        return Err("the path contains a NUL or newline character".into());
+    }
+    let p = Path::new(raw);
+    if !p.is_absolute() {
+        return Err(format!("{raw:?} is not an absolute path"));
+    }
+    let mut clean = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => clean.push(n),
+            Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("{raw:?} contains `.` or `..`"))
+            }
+        }
+    }
+    Ok(clean)
+}
+
+/// System locations that must never become (or contain) a venv symlink.
+const FORBIDDEN_UNDER: [&str; 15] = [
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/proc",
+    "/sys", "/dev", "/run", "/tmp", "/var/tmp",
+];
+const FORBIDDEN_EXACT: [&str; 9] = [
+    "/", "/opt", "/srv", "/var", "/var/lib", "/home", "/root", "/mnt", "/media",
+];
+
+fn check_venv_location(p: &Path) -> Result<(), String> {
+    if FORBIDDEN_EXACT.iter().any(|f| p == Path::new(f)) {
+        return Err(format!(
+            "`{}` is a system directory; the venv needs a path of its own",
+            p.display()
+        ));
+    }
+    if let Some(f) = FORBIDDEN_UNDER.iter().find(|f| p.starts_with(f)) {
+        return Err(format!(
+            "`{}` is under `{f}`, which belongs to the OS",
+            p.display()
+        ));
+    }
+    if p.starts_with("/var/lib/dpkg") || p.starts_with("/var/lib/apt") {
+        return Err(format!("`{}` belongs to dpkg/apt", p.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_req(dir: &Path) {
+        std::fs::write(
+            dir.join("req.txt"),
+            "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n",
+        )
+        .unwrap();
+    }
+
+    fn parse_in(text: &str) -> Result<Profile, ProfileError> {
+        let dir = tempfile::tempdir().unwrap();
+        write_req(dir.path());
+        parse(&dir.path().join("p.toml"), text, dir.path())
+    }
+
+    const GOOD: &str = r#"
+schema_version = 1
+name = "ansible"
+description = "Ansible controller libs"
+
+[venv]
+path = "/opt/venvs/ansible"
+requirements = "req.txt"
+
+[apt]
+packages = ["git", "git"]
+"#;
+
+    #[test]
+    fn defaults_apply() {
+        let p = parse_in(GOOD).unwrap();
+        assert_eq!(p.name, "ansible");
+        assert_eq!(p.venv.python, Path::new("/usr/bin/python3"));
+        assert_eq!(p.venv.keep_generations, 2);
+        assert!(!p.venv.system_site_packages);
+        assert_eq!(p.apt.packages, ["git"]);
+        assert_eq!(p.apt.lock_timeout, Duration::from_secs(300));
+        assert_eq!(
+            p.outputs.manifest,
+            Path::new("/var/lib/venvbake/ansible.json")
+        );
+        assert_eq!(p.outputs.ansible_fact, Path::new(DEFAULT_FACT));
+        assert_eq!(p.requirements.items.len(), 1);
+    }
+
+    fn invalid(text: &str) -> (usize, usize, String) {
+        match parse_in(text) {
+            Err(ProfileError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let (line, col, msg) = invalid(&GOOD.replace("path = ", "pathh = "));
+        assert_eq!((line, col), (7, 1), "{msg}");
+        assert!(msg.contains("pathh"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let (line, _, msg) = invalid(&GOOD.replace("[apt]", "[apt]\nlock_timeout_s = \"ten\""));
+        assert_eq!(line, 11, "{msg}");
+    }
+
+    #[test]
+    fn dangerous_venv_paths_are_refused() {
+        for bad in [
+            "venvs/x",
+            "/",
+            "/usr/local/venv",
+            "/etc/x",
+            "/opt",
+            "/opt/../etc/x",
+            "/proc/1",
+            "/boot/v",
+            "/tmp/v",
+        ] {
+            let text = GOOD.replace("/opt/venvs/ansible", bad);
+            let (line, _, msg) = invalid(&text);
+            assert_eq!(line, 7, "{bad}: {msg}");
+            assert!(msg.contains("venv.path"), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for bad in ["Ansible", "a/b", "-x", "", "a b", "x;rm"] {
+            let text = GOOD.replace("\"ansible\"", &format!("{bad:?}"));
+            let (line, _, msg) = invalid(&text);
+            assert_eq!(line, 3, "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_apt_names_are_refused() {
+        let (line, _, msg) =
+            invalid(&GOOD.replace("\"git\", \"git\"", "\"git\", \"git; rm -rf /\""));
+        assert_eq!(line, 11, "{msg}");
+    }
+
+    #[test]
+    fn schema_version_is_checked() {
+        let (line, _, _) = invalid(&GOOD.replace("schema_version = 1", "schema_version = 2"));
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn missing_requirements_file_is_named() {
+        let err = parse_in(&GOOD.replace("req.txt", "nope.txt")).unwrap_err();
+        assert!(err.to_string().contains("nope.txt"), "{err}");
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn deb_names() {
+        for ok in [
+            "git",
+            "python3-lxml",
+            "libc6:amd64",
+            "g++",
+            "python3.11-venv",
+        ] {
+            assert!(valid_deb_name(ok), "{ok}");
+        }
+        for bad in ["Git", "a", "-x", "x y", "x;y", "x:"] {
+            assert!(!valid_deb_name(bad), "{bad}");
+        }
+    }
+}

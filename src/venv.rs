@@ -1,0 +1,626 @@
+//! Building one venv generation in the target, and checking it.
+//!
+//! A generation is a complete venv in `<path>.generations/gN-<fingerprint>`.
+//! It is created by the target's own interpreter, filled by pip from the
+//! hash-checked lock (offline from a wheelhouse when one is given), checked
+//! (every requirement's top-level modules import, `pip check` passes) and
+//! only then marked complete by writing `.venvbake/generation.json`. A
+//! generation that fails anywhere is removed; one left by a killed run has no
+//! mark and is removed by the next apply. Switching the fixed path to a
+//! generation is [`crate::apply`]'s job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, PackageName};
+use serde::Deserialize;
+
+use crate::error::{Error, Phase, Result};
+use crate::exec::{self, Cmd};
+use crate::manifest::{Distribution, GenerationRecord, PythonInfo};
+use crate::profile::Profile;
+use crate::report::Reporter;
+use crate::target::{Target, TargetError};
+
+/// Prints what venvbake needs to know about an interpreter, as JSON.
+const PROBE: &str = r#"
+import json, os, platform, sys, sysconfig
+def fmt(i):
+    v = "%d.%d.%d" % (i.major, i.minor, i.micro)
+    if i.releaselevel != "final":
+        v += i.releaselevel[0] + str(i.serial)
+    return v
+try:
+    import ensurepip
+    ensurepip_ok = True
+except Exception:
+    ensurepip_ok = False
+try:
+    import venv
+    venv_ok = True
+except Exception:
+    venv_ok = False
+stdlib = sysconfig.get_path("stdlib")
+print(json.dumps({
+    "version": platform.python_version(),
+    "soabi": sysconfig.get_config_var("SOABI") or "",
+    "stdlib": stdlib,
+    "externally_managed": os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")),
+    "ensurepip": ensurepip_ok,
+    "venv": venv_ok,
+    "markers": {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": fmt(sys.implementation.version),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_python_implementation": platform.python_implementation(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
+}))
+"#;
+
+/// Imports every module named on the command line; prints each failure.
+const IMPORT_CHECK: &str = r#"
+import importlib, sys
+bad = 0
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        bad += 1
+        print("import %s: %s: %s" % (name, type(exc).__name__, exc))
+sys.exit(1 if bad else 0)
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Probe {
+    pub version: String,
+    pub soabi: String,
+    pub externally_managed: bool,
+    pub ensurepip: bool,
+    pub venv: bool,
+    pub markers: BTreeMap<String, String>,
+}
+
+impl Probe {
+    pub fn marker_env(&self) -> Option<MarkerEnvironment> {
+        let g = |k: &str| self.markers.get(k).map(String::as_str).unwrap_or("");
+        MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+            implementation_name: g("implementation_name"),
+            implementation_version: g("implementation_version"),
+            os_name: g("os_name"),
+            platform_machine: g("platform_machine"),
+            platform_python_implementation: g("platform_python_implementation"),
+            platform_release: g("platform_release"),
+            platform_system: g("platform_system"),
+            platform_version: g("platform_version"),
+            python_full_version: g("python_full_version"),
+            python_version: g("python_version"),
+            sys_platform: g("sys_platform"),
+        })
+        .ok()
+    }
+}
+
+/// Run the interpreter once to learn its version, ABI and PEP 668 marker.
+pub fn probe(target: &Target, base: &[(String, String)], python: &Path) -> Result<Probe> {
+    let cmd = Cmd::new(python.display().to_string(), base)
+        .chroot(target.chroot())
+        .args(["-I", "-c", PROBE]);
+    let out = exec::run(&cmd, 200, &mut |_| {}).map_err(|e| Error::Command {
+        phase: Phase::Probe,
+        what: format!("the interpreter `{}` does not run", python.display()),
+        hint: Some("check `[venv] python`; it must be a working CPython 3 in the target".into()),
+        source: e,
+    })?;
+    let text = out.text();
+    let json = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    let probe: Probe = serde_json::from_str(json).map_err(|e| {
+        Error::Internal(format!(
+            "could not read the interpreter probe ({e}): {text}"
+        ))
+    })?;
+    if !probe.venv || !probe.ensurepip {
+        return Err(TargetError::NoVenvModule {
+            python: python.to_path_buf(),
+            message: "the `venv`/`ensurepip` modules are missing".into(),
+        }
+        .into());
+    }
+    Ok(probe)
+}
+
+/// What building a generation needs.
+pub struct Build<'a> {
+    pub target: &'a Target,
+    pub base_env: &'a [(String, String)],
+    pub profile: &'a Profile,
+    pub probe: &'a Probe,
+    /// Target path of the new generation.
+    pub gen_path: PathBuf,
+    pub gen_name: String,
+    pub fingerprint: String,
+    pub wheelhouse: Option<&'a Path>,
+    pub built_at: String,
+}
+
+/// Build, check and mark a generation. On failure the partial generation is removed.
+pub fn build(b: &Build, reporter: &mut Reporter) -> Result<GenerationRecord> {
+    let host_gen = b.target.host_path(&b.gen_path);
+    let result = build_inner(b, &host_gen, reporter);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&host_gen);
+    }
+    result
+}
+
+fn pip_env(cmd: Cmd) -> Cmd {
+    cmd.env("PIP_CONFIG_FILE", "/dev/null")
+        .env("PIP_NO_INPUT", "1")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PYTHONNOUSERSITE", "1")
+}
+
+/// The pip command that fills a generation.
+pub fn pip_install_cmd(
+    base: &[(String, String)],
+    chroot: Option<&Path>,
+    gen_path: &Path,
+    wheelhouse: Option<&Path>,
+    allow_sdist: bool,
+) -> Cmd {
+    let meta = gen_path.join(".venvbake");
+    let mut cmd = pip_env(Cmd::new(
+        gen_path.join("bin/python").display().to_string(),
+        base,
+    ))
+    .chroot(chroot)
+    .args([
+        "-I",
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "--no-warn-script-location",
+        "--root-user-action=ignore",
+        "--progress-bar",
+        "off",
+        "--require-hashes",
+    ]);
+    if !allow_sdist {
+        cmd = cmd.args(["--only-binary", ":all:"]);
+    }
+    if let Some(w) = wheelhouse {
+        cmd = cmd
+            .args(["--no-index", "--find-links"])
+            .arg(w.display().to_string());
+    }
+    cmd.arg("--report")
+        .arg(meta.join("pip-report.json").display().to_string())
+        .arg("-r")
+        .arg(meta.join("requirements.txt").display().to_string())
+}
+
+fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
+    let chroot = b.target.chroot();
+    let spec = &b.profile.venv;
+    reporter.step(format!("venv: create {}", b.gen_path.display()));
+    if let Some(parent) = host_gen.parent() {
+        crate::fsutil::create_dirs(parent)?;
+    }
+    let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
+        .chroot(chroot)
+        .args(["-I", "-m", "venv"]);
+    if spec.system_site_packages {
+        venv_cmd = venv_cmd.arg("--system-site-packages");
+    }
+    let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
+    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+        phase: Phase::Venv,
+        what: "creating the venv failed".into(),
+        hint: Some(
+            "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
+                .into(),
+        ),
+        source: e,
+    })?;
+
+    let meta = host_gen.join(".venvbake");
+    crate::fsutil::create_dirs(&meta)?;
+    crate::fsutil::atomic_write(
+        &meta.join("requirements.txt"),
+        b.profile.requirements.text.as_bytes(),
+        0o644,
+    )?;
+
+    // The wheelhouse, visible inside the tree only through a read-only bind mount.
+    let (_bound, wheelhouse_in_target) = match (b.wheelhouse, b.target.is_tree()) {
+        (None, _) => (None, None),
+        (Some(w), false) => (None, Some(w.to_path_buf())),
+        (Some(w), true) => {
+            let mount_point = meta.join("wheelhouse");
+            crate::fsutil::create_dirs(&mount_point)?;
+            let bound = crate::ns::BoundDir {
+                host_path: mount_point,
+            };
+            crate::ns::bind_read_only(w, &bound.host_path)?;
+            (Some(bound), Some(b.gen_path.join(".venvbake/wheelhouse")))
+        }
+    };
+
+    let n = b.profile.requirements.items.len();
+    reporter.step(format!(
+        "venv: install {n} pinned requirements {}",
+        if b.wheelhouse.is_some() {
+            "offline from the wheelhouse"
+        } else {
+            "from the package index"
+        }
+    ));
+    let pip = pip_install_cmd(
+        b.base_env,
+        chroot,
+        &b.gen_path,
+        wheelhouse_in_target.as_deref(),
+        spec.allow_sdist,
+    );
+    exec::run(&pip, 0, &mut |l| reporter.output(l)).map_err(|e| {
+        let hint = if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
+            "a downloaded file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
+        } else if e.mentions("No matching distribution") || e.mentions("Could not find a version") {
+            if b.wheelhouse.is_some() {
+                "the wheelhouse lacks a file for this Python; fill it with `pip download` for the target's Python version and platform"
+            } else {
+                "the index has no wheel of that version for this Python and platform"
+            }
+        } else if e.mentions("Hashes are required") {
+            "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
+        } else {
+            "pip's own reason is in the output above; the previous generation is still active"
+        };
+        Error::Command {
+            phase: Phase::Install,
+            what: "installing the requirements failed".into(),
+            hint: Some(hint.into()),
+            source: e,
+        }
+    })?;
+    drop(_bound);
+    let report_path = meta.join("pip-report.json");
+    let hashes = read_report_hashes(&report_path);
+    let _ = std::fs::remove_file(&report_path);
+
+    reporter.step("venv: check imports and pip check");
+    let site = site_packages(host_gen)?;
+    let dists = scan_dist_infos(&site);
+    let env = b.probe.marker_env();
+    let mut modules = Vec::new();
+    let mut failures = Vec::new();
+    for req in &b.profile.requirements.items {
+        if let Some(env) = &env {
+            if !req.applies(env) {
+                continue;
+            }
+        }
+        match dists.get(&req.name) {
+            Some(d) => modules.extend(d.top_level.iter().cloned()),
+            None => failures.push(format!("{}=={} is not installed", req.name, req.version)),
+        }
+    }
+    modules.sort();
+    modules.dedup();
+    if !failures.is_empty() {
+        return Err(Error::CheckFailed {
+            generation: b.gen_name.clone(),
+            failures,
+        });
+    }
+    let python = b.gen_path.join("bin/python").display().to_string();
+    let import = Cmd::new(python.clone(), b.base_env)
+        .chroot(chroot)
+        .args(["-I", "-c", IMPORT_CHECK])
+        .args(modules.iter().cloned());
+    if let Err(e) = exec::run(&import, 0, &mut |l| reporter.output(l)) {
+        return Err(Error::CheckFailed {
+            generation: b.gen_name.clone(),
+            failures: e.tail,
+        });
+    }
+    let check = pip_env(Cmd::new(python, b.base_env)).chroot(chroot).args([
+        "-I",
+        "-m",
+        "pip",
+        "check",
+        "--no-input",
+    ]);
+    exec::run(&check, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+        phase: Phase::Check,
+        what: "`pip check` found broken dependencies in the new generation".into(),
+        hint: Some(
+            "the lock is incomplete or inconsistent; regenerate it with `scripts/lock-profile`"
+                .into(),
+        ),
+        source: e,
+    })?;
+
+    let required: Vec<&PackageName> = b
+        .profile
+        .requirements
+        .items
+        .iter()
+        .map(|r| &r.name)
+        .collect();
+    let distributions = dists
+        .values()
+        .map(|d| Distribution {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            source: "venv".into(),
+            sha256: hashes.get(&d.normalized).cloned(),
+            requirement: required.iter().any(|r| **r == d.normalized),
+        })
+        .collect();
+    let record = GenerationRecord {
+        schema_version: crate::manifest::SCHEMA_VERSION,
+        generation: b.gen_name.clone(),
+        fingerprint: b.fingerprint.clone(),
+        python: PythonInfo {
+            base: spec.python.clone(),
+            version: b.probe.version.clone(),
+            abi: b.probe.soabi.clone(),
+        },
+        externally_managed: b.probe.externally_managed,
+        distributions,
+        built_at: b.built_at.clone(),
+    };
+    let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
+    text.push('\n');
+    crate::fsutil::atomic_write(&meta.join("generation.json"), text.as_bytes(), 0o644)?;
+    reporter.finish();
+    Ok(record)
+}
+
+/// `<gen>/lib/python3.X/site-packages` on the host side.
+fn site_packages(host_gen: &Path) -> Result<PathBuf> {
+    let lib = host_gen.join("lib");
+    let entries = std::fs::read_dir(&lib).map_err(|e| Error::io("read", &lib, e))?;
+    for e in entries.flatten() {
+        let p = e.path().join("site-packages");
+        if e.file_name().to_string_lossy().starts_with("python") && p.is_dir() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Internal(format!(
+        "no site-packages under `{}`",
+        lib.display()
+    )))
+}
+
+/// One installed distribution, read from its `.dist-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistInfo {
+    pub name: String,
+    pub normalized: PackageName,
+    pub version: String,
+    pub top_level: Vec<String>,
+}
+
+/// Every distribution in a site-packages directory, by normalised name.
+pub fn scan_dist_infos(site: &Path) -> BTreeMap<PackageName, DistInfo> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(site) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !e.file_name().to_string_lossy().ends_with(".dist-info") {
+            continue;
+        }
+        let Ok(meta) = std::fs::read_to_string(dir.join("METADATA")) else {
+            continue;
+        };
+        let (mut name, mut version) = (None, None);
+        for line in meta.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Name:") {
+                name.get_or_insert_with(|| v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version.get_or_insert_with(|| v.trim().to_string());
+            }
+        }
+        let (Some(name), Some(version)) = (name, version) else {
+            continue;
+        };
+        let Ok(normalized) = PackageName::new(name.clone()) else {
+            continue;
+        };
+        let top_level = match std::fs::read_to_string(dir.join("top_level.txt")) {
+            Ok(t) => t
+                .lines()
+                .map(|l| l.trim().replace('/', "."))
+                .filter(|l| is_module_name(l))
+                .collect(),
+            Err(_) => std::fs::read_to_string(dir.join("RECORD"))
+                .map(|r| top_level_from_record(&r))
+                .unwrap_or_default(),
+        };
+        out.insert(
+            normalized.clone(),
+            DistInfo {
+                name,
+                normalized,
+                version,
+                top_level,
+            },
+        );
+    }
+    out
+}
+
+fn is_module_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut c = part.chars();
+            matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_')
+                && c.all(|ch| ch.is_alphanumeric() || ch == '_')
+        })
+}
+
+/// Top-level importable names from a RECORD file.
+pub fn top_level_from_record(record: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in record.lines() {
+        let path = line.split(',').next().unwrap_or("").trim_matches('"');
+        let first = path.split('/').next().unwrap_or("");
+        if first.is_empty()
+            || first == ".."
+            || first == "__pycache__"
+            || first.ends_with(".dist-info")
+            || first.ends_with(".data")
+            || first.ends_with(".pth")
+        {
+            continue;
+        }
+        let is_dir = path.contains('/');
+        let module = if is_dir {
+            first.to_string()
+        } else if let Some(stem) = first.strip_suffix(".py") {
+            stem.to_string()
+        } else if first.ends_with(".so") {
+            first.split('.').next().unwrap_or("").to_string()
+        } else {
+            continue;
+        };
+        if is_module_name(&module) && !names.contains(&module) {
+            names.push(module);
+        }
+    }
+    names.sort();
+    names
+}
+
+/// pip's `--report`: normalised name -> sha256 of the file it installed.
+fn read_report_hashes(path: &Path) -> BTreeMap<PackageName, String> {
+    #[derive(Deserialize)]
+    struct Report {
+        install: Vec<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        metadata: Meta,
+        download_info: Option<DownloadInfo>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct DownloadInfo {
+        archive_info: Option<ArchiveInfo>,
+    }
+    #[derive(Deserialize)]
+    struct ArchiveInfo {
+        hash: Option<String>,
+        #[serde(default)]
+        hashes: BTreeMap<String, String>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    let Ok(report) = serde_json::from_str::<Report>(&text) else {
+        return BTreeMap::new();
+    };
+    report
+        .install
+        .into_iter()
+        .filter_map(|i| {
+            let name = PackageName::new(i.metadata.name).ok()?;
+            let info = i.download_info?.archive_info?;
+            let sha = info.hashes.get("sha256").cloned().or_else(|| {
+                info.hash
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("sha256="))
+                    .map(str::to_string)
+            })?;
+            Some((name, sha))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_top_levels() {
+        let record = "lxml/__init__.py,sha256=x,1\nlxml/etree.cpython-311-x86_64-linux-gnu.so,sha256=y,2\n_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=z,3\nsix.py,sha256=a,1\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/ansible,sha256=b,1\nfoo.pth,sha256=c,1\nfoo-bar/x.py,,\n";
+        assert_eq!(
+            top_level_from_record(record),
+            ["_cffi_backend", "lxml", "six"]
+        );
+    }
+
+    #[test]
+    fn pip_command_is_offline_and_hash_checked() {
+        let c = pip_install_cmd(
+            &[],
+            Some(Path::new("/t")),
+            Path::new("/opt/v.generations/g1-aaaaaaaa"),
+            Some(Path::new("/w")),
+            false,
+        );
+        let line = c.display();
+        for part in [
+            "--require-hashes",
+            "--no-index --find-links /w",
+            "--only-binary :all:",
+            "-r /opt/v.generations/g1-aaaaaaaa/.venvbake/requirements.txt",
+        ] {
+            assert!(line.contains(part), "{part} missing in {line}");
+        }
+        assert!(c
+            .env
+            .contains(&("PIP_CONFIG_FILE".into(), "/dev/null".into())));
+    }
+
+    #[test]
+    fn dist_infos_are_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("PyYAML-6.0.3.dist-info");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("METADATA"),
+            "Metadata-Version: 2.1\nName: PyYAML\nVersion: 6.0.3\n\nName: not-this\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("top_level.txt"), "_yaml\nyaml\n").unwrap();
+        let m = scan_dist_infos(dir.path());
+        let info = &m[&PackageName::new("pyyaml".to_string()).unwrap()];
+        assert_eq!(info.name, "PyYAML");
+        assert_eq!(info.version, "6.0.3");
+        assert_eq!(info.top_level, ["_yaml", "yaml"]);
+    }
+
+    #[test]
+    fn report_hashes_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, r#"{"install":[{"metadata":{"name":"Six"},"download_info":{"url":"file:///w/six.whl","archive_info":{"hash":"sha256=abc","hashes":{"sha256":"abc"}}}},{"metadata":{"name":"x"},"download_info":{"archive_info":{"hash":"sha256=def"}}}]}"#).unwrap();
+        let h = read_report_hashes(&p);
+        assert_eq!(h[&PackageName::new("six".to_string()).unwrap()], "abc");
+        assert_eq!(h[&PackageName::new("x".to_string()).unwrap()], "def");
+    }
+}
