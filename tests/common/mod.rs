@@ -1,0 +1,393 @@
+//! Test harness for end-to-end tests: real Debian trees, a real wheelhouse,
+//! the real venvbake binary.
+//!
+//! - One minbase tree per suite (bookworm, trixie) is built with `mmdebstrap`
+//!   once, kept as a tarball and an unpacked copy in the cache directory
+//!   (`$VENVBAKE_TEST_CACHE`, default `/var/cache/venvbake-tests`).
+//! - Each test gets a copy-on-write overlay of that tree, mounted inside a
+//!   private mount namespace of the test's own thread: the mount is gone when
+//!   the test ends, however it ends.
+//! - The wheelhouse is filled once by `pip download` for Python 3.11 and
+//!   3.13, so the tests then install offline.
+//!
+//! Missing prerequisites fail loudly with the command that installs them;
+//! nothing is skipped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_venvbake");
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Bumped when the tree recipe changes, so caches are rebuilt.
+const TREE_RECIPE: &str = "minbase+python3+lists-v1";
+const MIRROR: &str = "http://deb.debian.org/debian";
+
+pub fn cache_dir() -> PathBuf {
+    let dir = std::env::var_os("VENVBAKE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/venvbake-tests"));
+    std::fs::create_dir_all(&dir).expect("create the test cache directory");
+    dir
+}
+
+fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let path = cache_dir().join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    let out = f();
+    drop(file);
+    out
+}
+
+fn require_tool(tool: &str) {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .any(|d: PathBuf| d.join(tool).exists());
+    assert!(
+        found,
+        "`{tool}` is missing: run `sudo scripts/test-deps` (the README's test command does)"
+    );
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The unpacked, read-only lower tree of `suite` (built on first use).
+pub fn suite_tree(suite: &str) -> PathBuf {
+    let dir = cache_dir();
+    let tar = dir.join(format!("{suite}-{TREE_RECIPE}.tar"));
+    let root = dir.join(format!("{suite}-{TREE_RECIPE}.root"));
+    locked(suite, || {
+        if !tar.exists() {
+            require_tool("mmdebstrap");
+            let tmp = tar.with_extension("tar.partial");
+            run_checked(
+                Command::new("mmdebstrap")
+                    .args([
+                        "--quiet",
+                        "--mode=root",
+                        "--variant=minbase",
+                        "--include=python3",
+                        "--skip=cleanup/apt/lists",
+                        "--format=tar",
+                        suite,
+                    ])
+                    .arg(&tmp)
+                    .arg(MIRROR)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("HOME", "/root"),
+                &format!("mmdebstrap {suite}"),
+            );
+            std::fs::rename(&tmp, &tar).unwrap();
+        }
+        if !root.exists() {
+            let tmp = root.with_extension("partial");
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).unwrap();
+            run_checked(
+                Command::new("tar")
+                    .args(["--numeric-owner", "-xpf"])
+                    .arg(&tar)
+                    .arg("-C")
+                    .arg(&tmp),
+                "unpack tree",
+            );
+            std::fs::rename(&tmp, &root).unwrap();
+        }
+    });
+    root
+}
+
+/// The lock files whose wheels the wheelhouse holds.
+pub fn locks() -> Vec<PathBuf> {
+    vec![
+        Path::new(REPO).join("profiles/ansible.requirements.txt"),
+        Path::new(REPO).join("tests/data/small.requirements.txt"),
+    ]
+}
+
+/// A wheelhouse with the wheels of [`locks`] for CPython 3.11 and 3.13 on x86_64.
+pub fn wheelhouse() -> PathBuf {
+    let mut key = String::new();
+    for l in locks() {
+        key.push_str(&std::fs::read_to_string(&l).unwrap());
+    }
+    let digest = venvbake::profile::hex_sha256(key.as_bytes());
+    let dir = cache_dir().join(format!("wheelhouse-{}", &digest[..12]));
+    locked("wheelhouse", || {
+        if dir.join(".complete").exists() {
+            return;
+        }
+        let tmp = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for (version, abi) in [("3.11", "cp311"), ("3.13", "cp313")] {
+            for lock in locks() {
+                let mut cmd = Command::new("/usr/bin/python3");
+                cmd.args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--require-hashes",
+                ])
+                .args(["--only-binary=:all:", "--implementation", "cp"])
+                .args([
+                    "--python-version",
+                    version,
+                    "--abi",
+                    abi,
+                    "--abi",
+                    "abi3",
+                    "--abi",
+                    "none",
+                ])
+                .args([
+                    "--platform",
+                    "manylinux_2_17_x86_64",
+                    "--platform",
+                    "manylinux2014_x86_64",
+                ])
+                .args(["--platform", "manylinux_2_28_x86_64", "--platform", "any"])
+                .arg("-d")
+                .arg(&tmp)
+                .arg("-r")
+                .arg(&lock)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", "/root")
+                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                .env("PIP_CONFIG_FILE", "/dev/null");
+                for var in [
+                    "https_proxy",
+                    "http_proxy",
+                    "no_proxy",
+                    "HTTPS_PROXY",
+                    "HTTP_PROXY",
+                    "NO_PROXY",
+                ] {
+                    if let Some(v) = std::env::var_os(var) {
+                        cmd.env(var, v);
+                    }
+                }
+                if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+                    cmd.env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt");
+                }
+                run_checked(
+                    &mut cmd,
+                    &format!("pip download for {version} from {}", lock.display()),
+                );
+            }
+        }
+        std::fs::write(tmp.join(".complete"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).unwrap();
+    });
+    dir
+}
+
+/// A private, writable overlay of a suite's tree, alive for one closure.
+pub struct Tree {
+    pub root: PathBuf,
+    pub suite: String,
+    _scratch: tempfile::TempDir,
+}
+
+/// Run `f` on a fresh overlay of `suite`'s tree in a thread of its own, inside
+/// a private mount namespace: the overlay vanishes with the thread.
+pub fn with_tree<F>(suite: &str, f: F)
+where
+    F: FnOnce(&Tree) + Send + 'static,
+{
+    let lower = suite_tree(suite);
+    let suite = suite.to_string();
+    let handle = std::thread::spawn(move || {
+        use nix::mount::{mount, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make / private");
+        let scratch = tempfile::Builder::new()
+            .prefix("venvbake-e2e-")
+            .tempdir_in(cache_dir())
+            .unwrap();
+        let (upper, work, merged) = (
+            scratch.path().join("upper"),
+            scratch.path().join("work"),
+            scratch.path().join("root"),
+        );
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .expect("mount the overlay");
+        let tree = Tree {
+            root: merged.clone(),
+            suite,
+            _scratch: scratch,
+        };
+        f(&tree);
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    });
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// What a venvbake run returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "venvbake failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The venvbake binary with a clean environment (plus `extra` variables).
+pub fn venvbake(args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().expect("run venvbake"))
+}
+
+impl Tree {
+    pub fn path(&self, target_path: &str) -> PathBuf {
+        self.root.join(target_path.trim_start_matches('/'))
+    }
+
+    /// Run a command chrooted in the tree with a clean environment.
+    pub fn run(&self, argv: &[&str]) -> Run {
+        let out = Command::new("/usr/sbin/chroot")
+            .arg(&self.root)
+            .args(argv)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .expect("chroot");
+        Run::from(out)
+    }
+
+    pub fn apply(&self, profile: &Path, extra: &[(&str, &str)]) -> Run {
+        let wh = wheelhouse();
+        venvbake(
+            &[
+                "apply",
+                profile.to_str().unwrap(),
+                "--root",
+                self.root.to_str().unwrap(),
+                "--wheelhouse",
+                wh.to_str().unwrap(),
+                "--progress",
+                "plain",
+            ],
+            extra,
+        )
+    }
+
+    pub fn read_json(&self, target_path: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path(target_path))
+            .unwrap_or_else(|e| panic!("read {target_path}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn link(&self, target_path: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.path(target_path)).ok()
+    }
+
+    /// Mounts under the tree, as the host's first process sees them.
+    pub fn host_mounts_under_tree(&self) -> Vec<String> {
+        let root = self.root.to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for who in ["/proc/1/mountinfo", "/proc/thread-self/mountinfo"] {
+            let text = std::fs::read_to_string(who).unwrap_or_default();
+            for line in text.lines() {
+                if let Some(mp) = line.split(' ').nth(4) {
+                    if mp.starts_with(&root) && mp != root {
+                        found.push(format!("{who}: {mp}"));
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Write a profile into `dir` that uses `requirements` (copied next to it).
+pub fn write_profile(
+    dir: &Path,
+    name: &str,
+    venv_path: &str,
+    requirements: &Path,
+    extra: &str,
+) -> PathBuf {
+    let req_name = format!("{name}.requirements.txt");
+    std::fs::copy(requirements, dir.join(&req_name)).unwrap();
+    let text = format!(
+        "schema_version = 1\nname = \"{name}\"\ndescription = \"test profile\"\n\n[venv]\npath = \"{venv_path}\"\nrequirements = \"{req_name}\"\n{extra}"
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}

@@ -1,0 +1,433 @@
+//! End-to-end tests: the real binary applies profiles to real Debian
+//! bookworm (Python 3.11) and trixie (Python 3.13) trees, with real apt,
+//! dpkg, python and pip, installing offline from a real wheelhouse.
+//!
+//! They need root, mmdebstrap and network access to the Debian mirror on
+//! first use; `scripts/test-deps` installs what is missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn ansible_profile() -> PathBuf {
+    Path::new(REPO).join("profiles/ansible.toml")
+}
+
+fn small_lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/small.requirements.txt")
+}
+
+/// Every importable top-level name the ansible profile promises.
+const ANSIBLE_IMPORTS: &str = "import ansible, gitlab, lxml.etree, jmespath, netaddr, yaml, jinja2, cryptography, requests; print('imports ok')";
+
+/// `pip list` in the tree, as name -> version.
+fn pip_list(tree: &Tree, python: &str) -> BTreeMap<String, String> {
+    let out = tree
+        .run(&[
+            python,
+            "-m",
+            "pip",
+            "list",
+            "--format",
+            "json",
+            "--disable-pip-version-check",
+        ])
+        .ok();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    list.iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_lowercase().replace('_', "-"),
+                d["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn manifest_dists(m: &serde_json::Value) -> BTreeMap<String, String> {
+    m["distributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_lowercase().replace('_', "-"),
+                d["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The whole ansible profile on one suite: apt, venv, checks, outputs, no-op re-apply.
+fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
+    let run = tree.apply(&ansible_profile(), &[]).ok();
+    assert_eq!(
+        run.stdout, "/opt/venvs/ansible/bin/python\n",
+        "stdout carries only the interpreter"
+    );
+    assert!(
+        run.stderr.contains("venvbake: apt: install"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\r'),
+        "plain output has no carriage returns"
+    );
+
+    // The fixed path is a symlink to a generation, and the venv imports every requirement.
+    let link = tree
+        .link("/opt/venvs/ansible")
+        .expect("the fixed path is a symlink");
+    assert!(
+        link.to_string_lossy()
+            .starts_with("ansible.generations/g1-"),
+        "{}",
+        link.display()
+    );
+    let imports = tree
+        .run(&["/opt/venvs/ansible/bin/python", "-c", ANSIBLE_IMPORTS])
+        .ok();
+    assert_eq!(imports.stdout.trim(), "imports ok");
+    let ansible = tree
+        .run(&["/opt/venvs/ansible/bin/ansible", "--version"])
+        .ok();
+    assert!(ansible.stdout.contains("core 2.17."), "{}", ansible.stdout);
+
+    // The manifest says what is there: pip list and dpkg in the tree agree.
+    let m = tree.read_json("/var/lib/venvbake/ansible.json");
+    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["interpreter"], "/opt/venvs/ansible/bin/python");
+    assert_eq!(m["externally_managed"], true);
+    assert!(m["python"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with(python_minor));
+    assert_eq!(
+        manifest_dists(&m),
+        pip_list(tree, "/opt/venvs/ansible/bin/python")
+    );
+    for d in m["distributions"].as_array().unwrap() {
+        if d["requirement"] == true {
+            let sha = d["sha256"]
+                .as_str()
+                .expect("requirements record their file hash");
+            let lock =
+                std::fs::read_to_string(Path::new(REPO).join("profiles/ansible.requirements.txt"))
+                    .unwrap();
+            assert!(
+                lock.contains(sha),
+                "{} was installed from a file the lock allows",
+                d["name"]
+            );
+        }
+    }
+    let venv_pkg = format!("python{python_minor}-venv");
+    let apt = m["apt"].as_array().unwrap();
+    let entry = apt
+        .iter()
+        .find(|p| p["name"] == venv_pkg.as_str())
+        .expect("venv package recorded");
+    let dpkg = tree
+        .run(&["dpkg-query", "-W", "-f", "${Version}", &venv_pkg])
+        .ok();
+    assert_eq!(entry["version"].as_str().unwrap(), dpkg.stdout);
+    assert_eq!(m["os"]["id"], "debian");
+
+    // The fact: JSON, not executable, pointing at the interpreter.
+    let fact_path = tree.path("/etc/ansible/facts.d/venvbake.fact");
+    let mode = std::fs::metadata(&fact_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "Ansible executes executable fact files");
+    let fact = tree.read_json("/etc/ansible/facts.d/venvbake.fact");
+    assert_eq!(
+        fact["profiles"]["ansible"]["interpreter"],
+        "/opt/venvs/ansible/bin/python"
+    );
+
+    // Inventory variables from the manifest.
+    let inv = venvbake(
+        &[
+            "inventory",
+            "--root",
+            tree.root.to_str().unwrap(),
+            "--format",
+            "ini",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        inv.stdout
+            .contains("ansible_python_interpreter=/opt/venvs/ansible/bin/python"),
+        "{}",
+        inv.stdout
+    );
+
+    // No mount outlives the run; no policy-rc.d is left behind.
+    assert_eq!(tree.host_mounts_under_tree(), Vec::<String>::new());
+    assert!(!tree.path("/usr/sbin/policy-rc.d").exists());
+
+    // A second apply changes nothing and says so.
+    let before = std::fs::read(tree.path("/var/lib/venvbake/ansible.json")).unwrap();
+    let again = tree.apply(&ansible_profile(), &[]).ok();
+    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    assert_eq!(tree.link("/opt/venvs/ansible"), Some(link));
+    assert_eq!(
+        std::fs::read(tree.path("/var/lib/venvbake/ansible.json")).unwrap(),
+        before
+    );
+    let plan = venvbake(
+        &[
+            "plan",
+            ansible_profile().to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["noop"], true);
+}
+
+#[test]
+fn bookworm_ansible_profile_end_to_end() {
+    with_tree("bookworm", |tree| ansible_end_to_end(tree, "3.11"));
+}
+
+#[test]
+fn trixie_ansible_profile_end_to_end_with_apt_update() {
+    with_tree("trixie", |tree| {
+        // No package lists: venvbake must run apt-get update itself.
+        for e in std::fs::read_dir(tree.path("/var/lib/apt/lists"))
+            .unwrap()
+            .flatten()
+        {
+            if e.path().is_file() {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let plan = venvbake(
+            &[
+                "plan",
+                ansible_profile().to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .ok();
+        let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+        assert_eq!(plan["apt"]["update"], true);
+        assert_eq!(plan["apt"]["install"][0]["name"], "python3.13-venv");
+        ansible_end_to_end(tree, "3.13");
+    });
+}
+
+#[test]
+fn failing_requirement_leaves_the_previous_generation_active() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        tree.apply(&profile, &[]).ok();
+        let first = tree.link("/opt/venvs/small").unwrap();
+        let manifest_before = std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap();
+
+        // The same lock with six's only hash replaced: pip must refuse the wheel.
+        let lock = std::fs::read_to_string(small_lock()).unwrap();
+        let six_at = lock.find("six==").unwrap();
+        let hash_at = six_at + lock[six_at..].find("sha256:").unwrap() + "sha256:".len();
+        let mut bad = lock.clone();
+        bad.replace_range(hash_at..hash_at + 64, &"0".repeat(64));
+        let bad_lock = dir.path().join("bad.txt");
+        std::fs::write(&bad_lock, bad).unwrap();
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &bad_lock, "");
+
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 6, "install failure exit code:\n{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("error: installing the requirements failed"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("pip install"),
+            "names the command:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("DO NOT MATCH THE HASHES"),
+            "shows pip's own words:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert_eq!(run.stdout, "", "no data on failure");
+
+        // Nothing lost: same generation, still working, same manifest, no leftovers.
+        assert_eq!(tree.link("/opt/venvs/small"), Some(first));
+        tree.run(&[
+            "/opt/venvs/small/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap(),
+            manifest_before
+        );
+        let gens: Vec<String> = std::fs::read_dir(tree.path("/opt/venvs/small.generations"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('g'))
+            .collect();
+        assert_eq!(gens.len(), 1, "the failed generation was removed: {gens:?}");
+        assert_eq!(tree.host_mounts_under_tree(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn host_environment_does_not_leak_into_the_tree() {
+    with_tree("trixie", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &small_lock(),
+            "[venv.extra]\n",
+        );
+        // An unknown table is refused before anything runs.
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            !tree.path("/opt/venvs").exists(),
+            "bad input touched the target"
+        );
+
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        // Each of these would break or redirect the build if it reached pip or python.
+        let hostile = [
+            ("PIP_INDEX_URL", "http://127.0.0.1:9/simple"),
+            ("PIP_FIND_LINKS", "/nonexistent"),
+            ("PIP_NO_BINARY", ":all:"),
+            ("PIP_TARGET", "/tmp/leaked"),
+            ("PIP_REQUIRE_VIRTUALENV", "0"),
+            ("PYTHONHOME", "/nonexistent"),
+            ("PYTHONPATH", "/nonexistent"),
+            ("VIRTUAL_ENV", "/nonexistent"),
+            ("UV_INDEX_URL", "http://127.0.0.1:9/simple"),
+            ("DEBIAN_FRONTEND", "readline"),
+        ];
+        tree.apply(&profile, &hostile).ok();
+        assert!(!tree.path("/tmp/leaked").exists());
+        tree.run(&[
+            "/opt/venvs/small/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        let m = tree.read_json("/var/lib/venvbake/small.json");
+        let dists = manifest_dists(&m);
+        assert_eq!(dists.get("six").map(String::as_str), Some("1.17.0"));
+        assert_eq!(dists, pip_list(tree, "/opt/venvs/small/bin/python"));
+    });
+}
+
+#[test]
+fn missing_interpreter_is_a_target_error_and_changes_nothing() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &small_lock(),
+            "python = \"/usr/bin/python9\"\n",
+        );
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        assert!(run.stderr.contains("/usr/bin/python9"), "{}", run.stderr);
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert!(!tree.path("/opt/venvs/small").exists());
+    });
+}
+
+#[test]
+fn apt_failure_names_the_command_and_keeps_the_venv() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        tree.apply(&profile, &[]).ok();
+        let first = tree.link("/opt/venvs/small").unwrap();
+        let profile = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &small_lock(),
+            "\n[apt]\npackages = [\"venvbake-no-such-package\"]\nlock_timeout_s = 60\n",
+        );
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(run.stderr.contains("apt-get"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("Unable to locate package venvbake-no-such-package"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(tree.link("/opt/venvs/small"), Some(first));
+        assert!(!tree.path("/usr/sbin/policy-rc.d").exists());
+    });
+}
+
+#[test]
+fn two_profiles_share_the_fact_and_inventory_picks_by_name() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_profile(dir.path(), "alpha", "/opt/venvs/alpha", &small_lock(), "");
+        let b = write_profile(
+            dir.path(),
+            "beta",
+            "/srv/beta-venv",
+            &small_lock(),
+            "system_site_packages = true\n",
+        );
+        tree.apply(&a, &[]).ok();
+        tree.apply(&b, &[]).ok();
+        let fact = tree.read_json("/etc/ansible/facts.d/venvbake.fact");
+        assert_eq!(
+            fact["profiles"]["alpha"]["interpreter"],
+            "/opt/venvs/alpha/bin/python"
+        );
+        assert_eq!(
+            fact["profiles"]["beta"]["interpreter"],
+            "/srv/beta-venv/bin/python"
+        );
+        let root = tree.root.to_str().unwrap();
+        let inv = venvbake(
+            &["inventory", "--root", root, "beta", "--format", "json"],
+            &[],
+        )
+        .ok();
+        let inv: serde_json::Value = serde_json::from_str(&inv.stdout).unwrap();
+        assert_eq!(
+            inv["all"]["vars"]["ansible_python_interpreter"],
+            "/srv/beta-venv/bin/python"
+        );
+        let ambiguous = venvbake(&["inventory", "--root", root], &[]);
+        assert_eq!(ambiguous.code, 2, "{}", ambiguous.stderr);
+        // system_site_packages: the beta venv sees the system's apt-installed modules.
+        let cfg = std::fs::read_to_string(tree.path("/srv/beta-venv/pyvenv.cfg")).unwrap();
+        assert!(cfg.contains("include-system-site-packages = true"), "{cfg}");
+    });
+}
