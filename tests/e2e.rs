@@ -5,6 +5,8 @@
 //! They need root, mmdebstrap and network access to the Debian mirror on
 //! first use; `scripts/test-deps` installs what is missing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
