@@ -189,9 +189,7 @@ pub fn load(file: &Path) -> Result<Profile, ProfileError> {
         }
     };
     let dir = file.parent().unwrap_or(Path::new("."));
-    let mut profile = parse(file, &text, dir)?;
-    profile.sha256 = hex_sha256(&bytes);
-    Ok(profile)
+    parse(file, &text, dir)
 }
 
 /// Parse profile text; `dir` is where relative paths start.
@@ -201,12 +199,17 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             .span()
             .map(|s| line_col(text, s.start))
             .unwrap_or((1, 1));
+        let table = enclosing_table(text, line);
+        let mut message = e.message().trim().to_string();
+        if !table.is_empty() && message.starts_with("unknown field") {
+            message.push_str(&format!(" (in `[{table}]`)"));
+        }
         ProfileError::Invalid {
             path: file.to_path_buf(),
             line,
             column,
-            key: None,
-            message: e.message().trim().to_string(),
+            key: (!table.is_empty()).then_some(table),
+            message,
             hint: Some(
                 "keys and types are listed in the README's profile reference; unknown keys are refused so that typos do not pass silently"
                     .into(),
@@ -368,6 +371,20 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         outputs,
         requirements,
     })
+}
+
+/// The `[table]` header in force at 1-based `line` ("" for the top level).
+fn enclosing_table(text: &str, line: usize) -> String {
+    text.lines()
+        .take(line)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .map(|t| t.trim_matches(['[', ' ']).to_string())
+        })
+        .last()
+        .unwrap_or_default()
 }
 
 /// 1-based line and column of byte offset `at` in `text`.
@@ -532,7 +549,7 @@ packages = ["git", "git"]
     fn unknown_key_names_line_and_column() {
         let (line, col, msg) = invalid(&GOOD.replace("path = ", "pathh = "));
         assert_eq!((line, col), (7, 1), "{msg}");
-        assert!(msg.contains("pathh"), "{msg}");
+        assert!(msg.contains("pathh") && msg.contains("`[venv]`"), "{msg}");
     }
 
     #[test]

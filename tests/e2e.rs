@@ -433,3 +433,59 @@ fn two_profiles_share_the_fact_and_inventory_picks_by_name() {
         assert!(cfg.contains("include-system-site-packages = true"), "{cfg}");
     });
 }
+
+/// The Packer path: venvbake runs *on* the system it changes (no `--root`),
+/// here inside the image tree, with the binary, profile and wheelhouse
+/// uploaded the way Packer's `file` provisioner does.
+#[test]
+fn apply_on_the_running_system_as_a_provisioner_does() {
+    with_tree("bookworm", |tree| {
+        let upload = tree.path("/tmp/venvbake");
+        std::fs::create_dir_all(upload.join("wheels")).unwrap();
+        std::fs::copy(BIN, tree.path("/usr/local/bin/venvbake")).unwrap();
+        write_profile(&upload, "small", "/opt/venvs/small", &small_lock(), "");
+        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
+            std::fs::copy(e.path(), upload.join("wheels").join(e.file_name())).unwrap();
+        }
+        // A booted system has /proc; mount it in this test's private namespace.
+        let proc_dir = tree.path("/proc");
+        nix::mount::mount(
+            Some("proc"),
+            &proc_dir,
+            Some("proc"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let run = tree.run(&[
+            "/usr/local/bin/venvbake",
+            "apply",
+            "/tmp/venvbake/small.toml",
+            "--wheelhouse",
+            "/tmp/venvbake/wheels",
+        ]);
+        nix::mount::umount2(&proc_dir, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        let run = run.ok();
+        assert_eq!(run.stdout, "/opt/venvs/small/bin/python\n");
+        tree.run(&[
+            "/opt/venvs/small/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        let m = tree.read_json("/var/lib/venvbake/small.json");
+        assert_eq!(m["venv"]["path"], "/opt/venvs/small");
+        assert_eq!(
+            manifest_dists(&m),
+            pip_list(tree, "/opt/venvs/small/bin/python")
+        );
+        let again = tree
+            .run(&[
+                "/usr/local/bin/venvbake",
+                "apply",
+                "/tmp/venvbake/small.toml",
+            ])
+            .ok();
+        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    });
+}

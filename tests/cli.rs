@@ -1,0 +1,197 @@
+//! The binary's behaviour on bad input and unsupported targets: clear errors
+//! that name the file, line and key, a hint, and the documented exit code,
+//! before anything touches a target. No tree is needed for these.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{venvbake, write_profile, REPO};
+
+const HASH: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
+
+fn good_lock(dir: &Path) -> PathBuf {
+    let p = dir.join("lock.txt");
+    std::fs::write(&p, format!("six==1.16.0 --hash=sha256:{HASH}\n")).unwrap();
+    p
+}
+
+/// An empty directory as the target: no apt, no python.
+fn empty_root() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn help_lists_commands_and_exit_codes() {
+    let run = venvbake(&["--help"], &[]).ok();
+    for word in ["apply", "plan", "inventory", "Exit codes", "4 apt failed"] {
+        assert!(
+            run.stdout.contains(word),
+            "{word} missing from --help:\n{}",
+            run.stdout
+        );
+    }
+    let run = venvbake(&["apply", "--help"], &[]).ok();
+    for word in ["--root", "--wheelhouse", "--progress"] {
+        assert!(run.stdout.contains(word), "{word}:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_profile(
+        dir.path(),
+        "t",
+        "/opt/venvs/t",
+        &good_lock(dir.path()),
+        "pyhton = \"/usr/bin/python3\"\n",
+    );
+    let root = empty_root();
+    let run = venvbake(
+        &[
+            "apply",
+            p.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("t.toml:8:1:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown field `pyhton`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(in `[venv]`)"), "{}", run.stderr);
+    assert!(run.stderr.contains("\nhint: "), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "the target was touched"
+    );
+}
+
+#[test]
+fn unpinned_and_unhashed_requirements_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("l.txt");
+    std::fs::write(
+        &lock,
+        format!("six==1.16.0 --hash=sha256:{HASH}\n# comment\nidna>=3 --hash=sha256:{HASH}\n"),
+    )
+    .unwrap();
+    let p = write_profile(dir.path(), "t", "/opt/venvs/t", &lock, "");
+    let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("t.requirements.txt:3: `idna` is not pinned"),
+        "{}",
+        run.stderr
+    );
+
+    std::fs::write(&lock, "six==1.16.0\n").unwrap();
+    let p = write_profile(dir.path(), "t", "/opt/venvs/t", &lock, "");
+    let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains(":1: `six==1.16.0` has no `--hash=sha256:` option"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+}
+
+#[test]
+fn missing_requirements_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/v/t\"\nrequirements = \"nope.txt\"\n").unwrap();
+    let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("nope.txt"), "{}", run.stderr);
+}
+
+#[test]
+fn non_utf8_and_huge_profiles_are_refused_without_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, b"schema_version = 1\nname = \"\xff\xfe\"\n").unwrap();
+    let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("p.toml:2:"), "{}", run.stderr);
+    assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
+
+    std::fs::write(&p, "#".repeat(2 * 1024 * 1024)).unwrap();
+    let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"));
+}
+
+#[test]
+fn dangerous_venv_path_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["/usr/lib/venv", "/", "/opt/../etc/x", "relative/v"] {
+        let p = write_profile(dir.path(), "t", bad, &good_lock(dir.path()), "");
+        let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("t.toml:6:"), "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("venv.path"), "{bad}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn target_without_apt_is_a_target_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_profile(dir.path(), "t", "/opt/venvs/t", &good_lock(dir.path()), "");
+    let root = empty_root();
+    for cmd in ["plan", "apply"] {
+        let run = venvbake(
+            &[
+                cmd,
+                p.to_str().unwrap(),
+                "--root",
+                root.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 3, "{cmd}: {}", run.stderr);
+        assert!(run.stderr.contains("has no apt/dpkg"), "{}", run.stderr);
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    }
+    let run = venvbake(
+        &["plan", p.to_str().unwrap(), "--root", "/nonexistent/tree"],
+        &[],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}
+
+#[test]
+fn inventory_without_manifest_says_what_to_do() {
+    let root = empty_root();
+    let run = venvbake(&["inventory", "--root", root.path().to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("venvbake apply"), "{}", run.stderr);
+}
+
+#[test]
+fn shipped_profile_plans_against_the_example_lock() {
+    // The shipped profile and its lock parse; the plan fails only on the empty target.
+    let root = empty_root();
+    let profile = Path::new(REPO).join("profiles/ansible.toml");
+    let run = venvbake(
+        &[
+            "plan",
+            profile.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}
