@@ -316,13 +316,22 @@ pub fn make(
     };
 
     // Generations to remove once the action is done.
+    // The generation active now is the rollback target, so it is kept first;
+    // then the newest complete ones, up to `keep_generations` in all.
     let new_active = action.generation().to_string();
+    let current = match &obs.link {
+        Link::Generation(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let mut candidates: Vec<&GenerationState> = obs
+        .generations
+        .iter()
+        .filter(|g| g.name != new_active)
+        .collect();
+    candidates.sort_by_key(|g| (Some(g.name.as_str()) != current, std::cmp::Reverse(g.number)));
     let mut keep_left = profile.venv.keep_generations.saturating_sub(1);
     let mut remove = Vec::new();
-    for g in obs.generations.iter().rev() {
-        if g.name == new_active {
-            continue;
-        }
+    for g in candidates {
         if g.record.is_some() && keep_left > 0 {
             keep_left -= 1;
         } else {
@@ -677,6 +686,19 @@ mod tests {
                 generation: "g2-00000000".into()
             }
         );
+    }
+
+    #[test]
+    fn the_generation_active_before_is_kept_for_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let mut obs = observed(&[]);
+        // g1 is active (switched back to); g2 is newer but was not active.
+        obs.generations = vec![record("g1-00000000", "a"), record("g2-00000000", "b")];
+        obs.link = Link::Generation("g1-00000000".into());
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        assert!(matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g3-")));
+        assert_eq!(plan.venv.remove, ["g2-00000000"]);
     }
 
     #[test]
