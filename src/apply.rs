@@ -79,6 +79,8 @@ pub struct Request<'a> {
     pub profile: &'a Profile,
     pub target: &'a Target,
     pub wheelhouse: Option<&'a Path>,
+    /// A CA bundle for the index (overrides `[index] cert`).
+    pub cert: Option<&'a Path>,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
     pub host_env: Vec<(String, String)>,
 }
@@ -108,6 +110,14 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             return Err(Error::Usage(format!(
                 "the wheelhouse `{}` is not a directory",
                 w.display()
+            )));
+        }
+    }
+    if let Some(c) = req.cert.or(profile.index.cert.as_deref()) {
+        if !c.is_file() {
+            return Err(Error::Usage(format!(
+                "the CA bundle `{}` is not a file",
+                c.display()
             )));
         }
     }
@@ -164,6 +174,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 gen_name: generation.clone(),
                 fingerprint: plan.venv.fingerprint.clone(),
                 wheelhouse: req.wheelhouse,
+                cert: req.cert.or(profile.index.cert.as_deref()),
                 built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
             };
             crate::venv::build(&build, reporter)?

@@ -41,6 +41,9 @@ pub enum Command {
         /// Install offline from this folder of wheels (no index is contacted).
         #[arg(long, value_name = "DIR")]
         wheelhouse: Option<PathBuf>,
+        /// CA bundle (on this machine) that pip trusts for the index; overrides `[index] cert`.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
         /// How progress is shown on stderr.
         #[arg(long, value_enum, default_value_t = Progress::Auto)]
         progress: Progress,

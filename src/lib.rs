@@ -37,16 +37,19 @@ pub fn run(cli: Cli) -> Result<()> {
             profile,
             target,
             wheelhouse,
+            cert,
             progress,
         } => {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
             let target = Target::new(target.root.as_deref())?;
             let wheelhouse = wheelhouse.map(|w| std::path::absolute(&w).unwrap_or(w));
+            let cert = cert.map(|c| std::path::absolute(&c).unwrap_or(c));
             let request = apply::Request {
                 profile: &profile,
                 target: &target,
                 wheelhouse: wheelhouse.as_deref(),
+                cert: cert.as_deref(),
                 host_env: std::env::vars().collect(),
             };
             let outcome = apply::apply(&request, &mut reporter);

@@ -79,7 +79,7 @@ pub fn mount_api_filesystems(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Bind `src` read-only at `dst` (which must exist).
+/// Bind `src` (a directory or a file) read-only at `dst`, which must exist.
 pub fn bind_read_only(src: &Path, dst: &Path) -> Result<()> {
     mount(
         Some(src),
@@ -99,14 +99,36 @@ pub fn bind_read_only(src: &Path, dst: &Path) -> Result<()> {
     .map_err(|e| nix_err("make read-only", dst, e))
 }
 
-/// A read-only bind mount that is undone (and its mount point removed) on drop.
-pub struct BoundDir {
-    pub host_path: PathBuf,
+/// A read-only bind mount that is undone, and its mount point removed, on drop.
+pub struct Bound {
+    host_path: PathBuf,
 }
 
-impl Drop for BoundDir {
+impl Bound {
+    /// Make `src` visible read-only at `mount_point` (created as an empty
+    /// directory or file to match `src`).
+    pub fn new(src: &Path, mount_point: &Path) -> Result<Self> {
+        if src.is_dir() {
+            std::fs::create_dir_all(mount_point)
+        } else {
+            std::fs::write(mount_point, b"")
+        }
+        .map_err(|e| Error::io("create mount point", mount_point, e))?;
+        let bound = Bound {
+            host_path: mount_point.to_path_buf(),
+        };
+        bind_read_only(src, mount_point)?;
+        Ok(bound)
+    }
+}
+
+impl Drop for Bound {
     fn drop(&mut self) {
         let _ = umount2(&self.host_path, MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&self.host_path);
+        if self.host_path.is_dir() {
+            let _ = std::fs::remove_dir(&self.host_path);
+        } else {
+            let _ = std::fs::remove_file(&self.host_path);
+        }
     }
 }

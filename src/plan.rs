@@ -328,7 +328,12 @@ pub fn make(
         .iter()
         .filter(|g| g.name != new_active)
         .collect();
-    candidates.sort_by_key(|g| (Some(g.name.as_str()) != current, std::cmp::Reverse(g.number)));
+    candidates.sort_by_key(|g| {
+        (
+            Some(g.name.as_str()) != current,
+            std::cmp::Reverse(g.number),
+        )
+    });
     let mut keep_left = profile.venv.keep_generations.saturating_sub(1);
     let mut remove = Vec::new();
     for g in candidates {
@@ -697,7 +702,9 @@ mod tests {
         obs.generations = vec![record("g1-00000000", "a"), record("g2-00000000", "b")];
         obs.link = Link::Generation("g1-00000000".into());
         let plan = make(&p, &root(), &obs, None).unwrap();
-        assert!(matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g3-")));
+        assert!(
+            matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g3-"))
+        );
         assert_eq!(plan.venv.remove, ["g2-00000000"]);
     }
 

@@ -79,6 +79,17 @@ struct RawProfile {
     apt: RawApt,
     #[serde(default)]
     outputs: RawOutputs,
+    #[serde(default)]
+    index: RawIndex,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    extra_urls: Vec<Spanned<String>>,
+    cert: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +136,19 @@ pub struct Profile {
     pub venv: VenvSpec,
     pub apt: AptSpec,
     pub outputs: Outputs,
+    pub index: IndexSpec,
     pub requirements: Requirements,
+}
+
+/// Where pip looks when no wheelhouse is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// `--index-url` (None: pip's default, PyPI).
+    pub url: Option<String>,
+    pub extra_urls: Vec<String>,
+    /// A CA bundle on the machine running venvbake, for a TLS-inspecting
+    /// proxy or a private index; never copied into the image.
+    pub cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,6 +371,50 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         )?,
     };
 
+    let check_url = |s: &Spanned<String>, key: &str| -> Result<String, ProfileError> {
+        let u = s.get_ref();
+        let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
+        let authority = u
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if !scheme_ok || u.chars().any(char::is_whitespace) {
+            return Err(err(
+                s.span(),
+                key,
+                format!("{u:?} is not an http(s) URL"),
+                Some("write the index's simple API URL, e.g. `https://pypi.example.org/simple`"),
+            ));
+        }
+        if authority.contains('@') {
+            return Err(err(
+                s.span(),
+                key,
+                "the URL carries credentials".into(),
+                Some("never put credentials in a profile: it is copied around and recorded"),
+            ));
+        }
+        Ok(u.clone())
+    };
+    let index = IndexSpec {
+        url: raw
+            .index
+            .url
+            .as_ref()
+            .map(|u| check_url(u, "index.url"))
+            .transpose()?,
+        extra_urls: raw
+            .index
+            .extra_urls
+            .iter()
+            .map(|u| check_url(u, "index.extra_urls"))
+            .collect::<Result<_, _>>()?,
+        cert: raw.index.cert.as_ref().map(|c| dir.join(c.get_ref())),
+    };
+
     let requirements = crate::requirements::load(&requirements_file)?;
 
     Ok(Profile {
@@ -369,6 +436,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             install_recommends: raw.apt.install_recommends,
         },
         outputs,
+        index,
         requirements,
     })
 }
@@ -592,6 +660,29 @@ packages = ["git", "git"]
         let (line, _, msg) =
             invalid(&GOOD.replace("\"git\", \"git\"", "\"git\", \"git; rm -rf /\""));
         assert_eq!(line, 11, "{msg}");
+    }
+
+    #[test]
+    fn index_urls_are_checked_and_never_carry_credentials() {
+        let p = parse_in(&format!(
+            "{GOOD}\n[index]\nurl = \"https://pypi.example.org/simple\"\ncert = \"ca.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.index.url.as_deref(),
+            Some("https://pypi.example.org/simple")
+        );
+        assert!(p.index.cert.unwrap().ends_with("ca.pem"));
+        let (line, _, msg) = invalid(&format!(
+            "{GOOD}\n[index]\nurl = \"https://bob:s3cret@pypi.example.org/simple\"\n"
+        ));
+        assert_eq!(line, 14, "{msg}");
+        assert!(
+            msg.contains("credentials") && !msg.contains("s3cret"),
+            "{msg}"
+        );
+        let (_, _, msg) = invalid(&format!("{GOOD}\n[index]\nextra_urls = [\"ftp://x\"]\n"));
+        assert!(msg.contains("index.extra_urls"), "{msg}");
     }
 
     #[test]

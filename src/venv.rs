@@ -149,7 +149,10 @@ pub struct Build<'a> {
     pub gen_path: PathBuf,
     pub gen_name: String,
     pub fingerprint: String,
+    /// Host path of a folder of wheels: install offline from it.
     pub wheelhouse: Option<&'a Path>,
+    /// Host path of a CA bundle for the index (overrides `[index] cert`).
+    pub cert: Option<&'a Path>,
     pub built_at: String,
 }
 
@@ -170,12 +173,25 @@ fn pip_env(cmd: Cmd) -> Cmd {
         .env("PYTHONNOUSERSITE", "1")
 }
 
+/// Where pip takes the files from, as paths inside the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipSource {
+    /// Offline: only this folder of wheels, no index.
+    Wheelhouse(PathBuf),
+    /// A package index (pip's default when `url` is None).
+    Index {
+        url: Option<String>,
+        extra_urls: Vec<String>,
+        cert: Option<PathBuf>,
+    },
+}
+
 /// The pip command that fills a generation.
 pub fn pip_install_cmd(
     base: &[(String, String)],
     chroot: Option<&Path>,
     gen_path: &Path,
-    wheelhouse: Option<&Path>,
+    source: &PipSource,
     allow_sdist: bool,
 ) -> Cmd {
     let meta = gen_path.join(".venvbake");
@@ -201,15 +217,44 @@ pub fn pip_install_cmd(
     if !allow_sdist {
         cmd = cmd.args(["--only-binary", ":all:"]);
     }
-    if let Some(w) = wheelhouse {
-        cmd = cmd
-            .args(["--no-index", "--find-links"])
-            .arg(w.display().to_string());
+    match source {
+        PipSource::Wheelhouse(w) => {
+            cmd = cmd
+                .args(["--no-index", "--find-links"])
+                .arg(w.display().to_string());
+        }
+        PipSource::Index {
+            url,
+            extra_urls,
+            cert,
+        } => {
+            if let Some(u) = url {
+                cmd = cmd.arg("--index-url").arg(u.clone());
+            }
+            for u in extra_urls {
+                cmd = cmd.arg("--extra-index-url").arg(u.clone());
+            }
+            if let Some(c) = cert {
+                cmd = cmd.arg("--cert").arg(c.display().to_string());
+            }
+        }
     }
     cmd.arg("--report")
         .arg(meta.join("pip-report.json").display().to_string())
         .arg("-r")
         .arg(meta.join("requirements.txt").display().to_string())
+}
+
+/// Make a host file or folder visible to commands in the target: as it is on
+/// the running system, through a read-only bind mount under the generation's
+/// `.venvbake/` in a tree (never copied into the image).
+fn stage(b: &Build, host_src: &Path, name: &str) -> Result<(Option<crate::ns::Bound>, PathBuf)> {
+    if !b.target.is_tree() {
+        return Ok((None, host_src.to_path_buf()));
+    }
+    let host_gen = b.target.host_path(&b.gen_path);
+    let bound = crate::ns::Bound::new(host_src, &host_gen.join(".venvbake").join(name))?;
+    Ok((Some(bound), b.gen_path.join(".venvbake").join(name)))
 }
 
 fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
@@ -244,37 +289,40 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         0o644,
     )?;
 
-    // The wheelhouse, visible inside the tree only through a read-only bind mount.
-    let (_bound, wheelhouse_in_target) = match (b.wheelhouse, b.target.is_tree()) {
-        (None, _) => (None, None),
-        (Some(w), false) => (None, Some(w.to_path_buf())),
-        (Some(w), true) => {
-            let mount_point = meta.join("wheelhouse");
-            crate::fsutil::create_dirs(&mount_point)?;
-            let bound = crate::ns::BoundDir {
-                host_path: mount_point,
+    let mut staged = Vec::new();
+    let source = match b.wheelhouse {
+        Some(w) => {
+            let (bound, path) = stage(b, w, "wheelhouse")?;
+            staged.extend(bound);
+            PipSource::Wheelhouse(path)
+        }
+        None => {
+            let cert = match b.cert {
+                Some(c) => {
+                    let (bound, path) = stage(b, c, "ca-bundle.pem")?;
+                    staged.extend(bound);
+                    Some(path)
+                }
+                None => None,
             };
-            crate::ns::bind_read_only(w, &bound.host_path)?;
-            (Some(bound), Some(b.gen_path.join(".venvbake/wheelhouse")))
+            PipSource::Index {
+                url: b.profile.index.url.clone(),
+                extra_urls: b.profile.index.extra_urls.clone(),
+                cert,
+            }
         }
     };
 
     let n = b.profile.requirements.items.len();
     reporter.step(format!(
         "venv: install {n} pinned requirements {}",
-        if b.wheelhouse.is_some() {
-            "offline from the wheelhouse"
-        } else {
-            "from the package index"
+        match &source {
+            PipSource::Wheelhouse(_) => "offline from the wheelhouse".to_string(),
+            PipSource::Index { url: Some(u), .. } => format!("from {u}"),
+            PipSource::Index { url: None, .. } => "from PyPI".to_string(),
         }
     ));
-    let pip = pip_install_cmd(
-        b.base_env,
-        chroot,
-        &b.gen_path,
-        wheelhouse_in_target.as_deref(),
-        spec.allow_sdist,
-    );
+    let pip = pip_install_cmd(b.base_env, chroot, &b.gen_path, &source, spec.allow_sdist);
     exec::run(&pip, 0, &mut |l| reporter.output(l)).map_err(|e| {
         let hint = if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
             "a downloaded file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
@@ -284,6 +332,8 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             } else {
                 "the index has no wheel of that version for this Python and platform"
             }
+        } else if e.mentions("CERTIFICATE_VERIFY_FAILED") {
+            "TLS verification failed: behind a TLS-inspecting proxy or with a private index, give its CA bundle with `[index] cert` or `--cert`"
         } else if e.mentions("Hashes are required") {
             "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
         } else {
@@ -296,7 +346,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             source: e,
         }
     })?;
-    drop(_bound);
+    drop(staged);
     let report_path = meta.join("pip-report.json");
     let hashes = read_report_hashes(&report_path);
     let _ = std::fs::remove_file(&report_path);
@@ -579,7 +629,7 @@ mod tests {
             &[],
             Some(Path::new("/t")),
             Path::new("/opt/v.generations/g1-aaaaaaaa"),
-            Some(Path::new("/w")),
+            &PipSource::Wheelhouse("/w".into()),
             false,
         );
         let line = c.display();
@@ -594,6 +644,25 @@ mod tests {
         assert!(c
             .env
             .contains(&("PIP_CONFIG_FILE".into(), "/dev/null".into())));
+    }
+
+    #[test]
+    fn pip_command_uses_the_profile_index_and_cert() {
+        let c = pip_install_cmd(
+            &[],
+            None,
+            Path::new("/opt/v.generations/g1-aaaaaaaa"),
+            &PipSource::Index {
+                url: Some("https://pypi.example.org/simple".into()),
+                extra_urls: vec!["https://extra.example.org/simple".into()],
+                cert: Some("/ca.pem".into()),
+            },
+            true,
+        );
+        let line = c.display();
+        assert!(line.contains("--index-url https://pypi.example.org/simple --extra-index-url https://extra.example.org/simple --cert /ca.pem"), "{line}");
+        assert!(!line.contains("--only-binary"), "{line}");
+        assert!(!line.contains("--no-index"), "{line}");
     }
 
     #[test]

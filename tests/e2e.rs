@@ -527,32 +527,52 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
         let two = lock_subset(&full, &["six", "jmespath"], &dir.path().join("two.txt"));
         let one = lock_subset(&full, &["six"], &dir.path().join("one.txt"));
         let apply = |lock: &Path| {
-            let p = write_profile(dir.path(), "small", "/opt/venvs/small", lock, "keep_generations = 2\n");
+            let p = write_profile(
+                dir.path(),
+                "small",
+                "/opt/venvs/small",
+                lock,
+                "keep_generations = 2\n",
+            );
             tree.apply(&p, &[]).ok()
         };
         apply(&full);
         let g1 = tree.link("/opt/venvs/small").unwrap();
         let run = apply(&two);
-        assert!(run.stderr.contains("the requirements changed"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("the requirements changed"),
+            "{}",
+            run.stderr
+        );
         let g2 = tree.link("/opt/venvs/small").unwrap();
         assert_ne!(g1, g2);
         let gone = tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"]);
-        assert_ne!(gone.code, 0, "markupsafe left the lock, so it left the venv");
+        assert_ne!(
+            gone.code, 0,
+            "markupsafe left the lock, so it left the venv"
+        );
         assert_eq!(generations(tree, "/opt/venvs/small.generations").len(), 2);
 
         // Back to the first lock: the complete generation is switched to, not rebuilt.
         let run = apply(&full);
         assert!(!run.stderr.contains("venv: create"), "{}", run.stderr);
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
-        tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"]).ok();
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"])
+            .ok();
         let m = tree.read_json("/var/lib/venvbake/small.json");
-        assert_eq!(Path::new(m["venv"]["generation"].as_str().unwrap()), g1.file_name().unwrap());
+        assert_eq!(
+            Path::new(m["venv"]["generation"].as_str().unwrap()),
+            g1.file_name().unwrap()
+        );
 
         // A third lock: g1 (active before) is kept for rollback, g2 is collected.
         apply(&one);
         let g3 = tree.link("/opt/venvs/small").unwrap();
         let names = generations(tree, "/opt/venvs/small.generations");
-        let expect: Vec<String> = [&g1, &g3].iter().map(|g| g.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let expect: Vec<String> = [&g1, &g3]
+            .iter()
+            .map(|g| g.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, expect);
     });
 }
