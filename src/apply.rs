@@ -87,6 +87,9 @@ pub struct Request<'a> {
 
 pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let started = Instant::now();
+    // Whatever the caller's umask, generations, manifest and fact are never
+    // group- or world-writable.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (profile, target) = (req.profile, req.target);
     let _lock = lock_profile(target, profile, reporter)?;
     let observed = plan::observe(profile, target)?;

@@ -576,3 +576,56 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
         assert_eq!(names, expect);
     });
 }
+
+#[test]
+fn held_dpkg_lock_is_waited_for_then_named() {
+    with_tree("bookworm", |tree| {
+        use std::io::BufRead;
+        // A real process holds dpkg's frontend lock the way apt does (fcntl).
+        let mut holder = std::process::Command::new("/usr/sbin/chroot")
+            .arg(&tree.root)
+            .args([
+                "/usr/bin/python3",
+                "-c",
+                "import fcntl, time\nf = open('/var/lib/dpkg/lock-frontend', 'w')\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(300)",
+            ])
+            .env_clear()
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &small_lock(),
+            "\n[apt]\nlock_timeout_s = 2\n",
+        );
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("the dpkg lock was still held after 2 s"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("python3 (pid {})", holder.id())),
+            "names the holder:\n{}",
+            run.stderr
+        );
+        assert!(!tree.path("/opt/venvs/small").exists());
+
+        // Released: the same apply goes through.
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        tree.apply(&profile, &[]).ok();
+    });
+}
