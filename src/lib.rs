@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod apt;
 pub mod cli;
+pub mod debver;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
