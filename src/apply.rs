@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::decide::Choice;
 use crate::error::{Error, Result};
 use crate::manifest::{
-    self, AptPackage, FactEntry, FileInfo, GenerationRecord, Manifest, ProfileInfo, Tool, VenvInfo,
+    self, AptPackage, Distribution, FactEntry, FileInfo, GenerationRecord, Manifest, ProfileInfo,
+    Tool, VenvInfo,
 };
 use crate::plan::{self, Plan, VenvAction};
 use crate::profile::Profile;
@@ -92,7 +94,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (profile, target) = (req.profile, req.target);
     let _lock = lock_profile(target, profile, reporter)?;
-    let observed = plan::observe(profile, target)?;
+    let ask_apt = profile.python.asks_apt();
+    let mut observed = plan::observe(profile, target, ask_apt)?;
     let mut plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     let interpreter = profile.venv.path.join("bin/python");
     if plan.noop {
@@ -132,6 +135,23 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     }
     let base_env = crate::exec::base_env(&req.host_env);
 
+    if ask_apt && !observed.apt_lists {
+        // The decisions need apt's view of the archive.
+        crate::apt::update(
+            target,
+            &base_env,
+            profile.apt.lock_timeout.as_secs(),
+            reporter,
+        )?;
+        observed = plan::observe(profile, target, ask_apt)?;
+        plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+    }
+    report_decisions(&plan, reporter);
+    let unresolved = plan.unresolved();
+    if !unresolved.is_empty() {
+        return Err(Error::Unresolved { items: unresolved });
+    }
+
     crate::apt::apply(
         target,
         &base_env,
@@ -141,9 +161,10 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     )?;
     if !plan.apt.install.is_empty() {
         // apt may have upgraded the interpreter itself: plan the venv again.
-        let observed = plan::observe(profile, target)?;
+        observed = plan::observe(profile, target, ask_apt)?;
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     }
+    let cert = req.cert.or(profile.index.cert.as_deref());
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
     let probe = crate::venv::probe(target, &base_env, &profile.venv.python)?;
@@ -160,6 +181,39 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     ));
 
     let gens_dir = &plan.venv.generations_dir;
+    let pending: Vec<_> = plan
+        .system_pip
+        .iter()
+        .filter(|s| !s.present)
+        .cloned()
+        .collect();
+    if !pending.is_empty() {
+        for s in &pending {
+            reporter.warn(&format!(
+                "installing {}=={} into the system interpreter with pip{}: {}",
+                s.name,
+                s.version,
+                if s.flag {
+                    " --break-system-packages"
+                } else {
+                    ""
+                },
+                s.reason
+            ));
+        }
+        crate::venv::install_system(
+            &crate::venv::SystemInstall {
+                target,
+                base_env: &base_env,
+                profile,
+                entries: &pending,
+                staging: gens_dir,
+                wheelhouse: req.wheelhouse,
+                cert,
+            },
+            reporter,
+        )?;
+    }
     let record = match &plan.venv.action {
         VenvAction::Build { generation, reason } => {
             reporter.info(&format!("building generation {generation}: {reason}"));
@@ -177,8 +231,11 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 gen_name: generation.clone(),
                 fingerprint: plan.venv.fingerprint.clone(),
                 wheelhouse: req.wheelhouse,
-                cert: req.cert.or(profile.index.cert.as_deref()),
+                cert,
                 built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
+                system_site_packages: plan.venv.system_site_packages,
+                pip_lines: &plan.venv.pip_lines,
+                decisions: &plan.decisions,
             };
             crate::venv::build(&build, reporter)?
         }
@@ -205,7 +262,15 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     remove_generations(target, &plan, &generation, reporter);
 
     let installed = target.dpkg_installed()?;
-    let manifest = build_manifest(profile, &plan, &record, &observed_os(target)?, &installed);
+    let system_dists = target.system_dists(&observed.interpreter);
+    let manifest = build_manifest(
+        profile,
+        &plan,
+        &record,
+        &observed_os(target)?,
+        &installed,
+        &system_dists,
+    );
     reporter.step(format!("write {}", profile.outputs.manifest.display()));
     manifest.write(&target.host_path(&profile.outputs.manifest))?;
     manifest::update_fact(
@@ -227,6 +292,27 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         changed: true,
         generation,
     })
+}
+
+/// One line per requirement that does not simply go to the venv, so Packer
+/// logs show why apt serves something or why the last resort is used.
+fn report_decisions(plan: &Plan, reporter: &Reporter) {
+    for d in &plan.decisions {
+        if d.decision == Choice::Venv
+            && d.scope == crate::decide::Scope::Venv
+            && d.os_candidate.is_none()
+        {
+            continue;
+        }
+        reporter.info(&format!(
+            "{} {}{}: {} ({})",
+            d.scope_label(),
+            d.name,
+            d.specifier,
+            d.decision.label(),
+            d.reason
+        ));
+    }
 }
 
 fn observed_os(target: &Target) -> Result<crate::target::OsRelease> {
@@ -256,7 +342,29 @@ pub fn build_manifest(
     record: &GenerationRecord,
     os: &crate::target::OsRelease,
     installed: &std::collections::BTreeMap<String, String>,
+    system_dists: &std::collections::BTreeMap<String, String>,
 ) -> Manifest {
+    let mut distributions = record.distributions.clone();
+    for d in plan
+        .decisions
+        .iter()
+        .filter(|d| d.decision == Choice::Apt && d.scope == crate::decide::Scope::Venv)
+    {
+        let Some(c) = &d.os_candidate else { continue };
+        distributions.push(Distribution {
+            name: d.name.clone(),
+            version: system_dists
+                .get(&d.name)
+                .cloned()
+                .or_else(|| c.pep440.clone())
+                .unwrap_or_default(),
+            source: "apt".into(),
+            sha256: None,
+            requirement: true,
+            package: Some(c.package.clone()),
+        });
+    }
+    distributions.sort_by_key(|d| d.name.to_lowercase());
     let file_name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -296,11 +404,22 @@ pub fn build_manifest(
             path: profile.venv.path.clone(),
             generation: record.generation.clone(),
             generation_path: plan.venv.generations_dir.join(&record.generation),
-            system_site_packages: profile.venv.system_site_packages,
+            system_site_packages: plan.venv.system_site_packages,
             fingerprint: record.fingerprint.clone(),
         },
         python: record.python.clone(),
-        distributions: record.distributions.clone(),
+        distributions,
+        decisions: plan.decisions.clone(),
+        system_pip: plan
+            .system_pip
+            .iter()
+            .map(|s| crate::manifest::SystemPipRecord {
+                name: s.name.clone(),
+                version: s.version.clone(),
+                break_system_packages: s.flag,
+                reason: s.reason.clone(),
+            })
+            .collect(),
         apt,
         built_at: record.built_at.clone(),
     }

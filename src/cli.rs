@@ -58,6 +58,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Which OS package serves each Python distribution on the target, and does its version fit?
+    ///
+    /// Looks each NAME[SPEC] up the way `[python] prefer = "os"` does: the profile's
+    /// `[python.map]`, built-in aliases, Debian's dh-python table, the `python3-<name>`
+    /// convention, each candidate confirmed by apt on the target.
+    /// Example: venvbake map pyOpenSSL 'lxml>=4.9' psycopg2-binary --root ./tree
+    Map {
+        /// Distribution names, optionally with a version specifier (`lxml>=4.9`).
+        #[arg(required = true, value_name = "NAME[SPEC]")]
+        names: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Read `[python.map]` overrides from this profile.
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
     /// Print Ansible inventory variables (`ansible_python_interpreter`, ...) from a manifest.
     Inventory {
         /// The profile name; optional when only one profile is applied on the target.

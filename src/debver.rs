@@ -55,8 +55,7 @@ pub fn to_pep440(debian: &str) -> Result<Version, Unconvertible> {
         }
     }
     // Native-package binNMUs and stable updates: `+b1`, `+deb12u1`, `+ubuntu0.1`.
-    loop {
-        let Some(at) = up.rfind('+') else { break };
+    while let Some(at) = up.rfind('+') {
         let tail = &up[at + 1..];
         let binnmu = tail
             .strip_prefix('b')

@@ -95,6 +95,8 @@ pub enum Error {
     NoManifest { path: PathBuf },
     #[error("the manifest `{}` is not valid: {message}", path.display())]
     BadManifest { path: PathBuf, message: String },
+    #[error("{} Python requirement(s) cannot be served:\n  {}", items.len(), items.join("\n  "))]
+    Unresolved { items: Vec<String> },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -114,7 +116,10 @@ impl Error {
 
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Profile(_) | Error::Requirements(_) | Error::Usage(_) => ExitCode::Input,
+            Error::Profile(_)
+            | Error::Requirements(_)
+            | Error::Usage(_)
+            | Error::Unresolved { .. } => ExitCode::Input,
             Error::Target(_) => ExitCode::Target,
             Error::Command { phase, .. } => match phase {
                 Phase::Apt => ExitCode::Apt,
@@ -146,6 +151,7 @@ impl Error {
             Error::Occupied { .. } => Some("move the directory away (venvbake never deletes one it did not create), then apply again".into()),
             Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),
             Error::BadManifest { .. } => Some("re-run `venvbake apply` to rewrite it".into()),
+            Error::Unresolved { .. } => Some("see `venvbake plan` for each decision; pin and hash what the venv must serve, add `[python.map]` entries, or, for `[python] system`, set `break_system_packages = true` as an audited last resort".into()),
             Error::Usage(_) => None,
             Error::Internal(_) => Some("this is a bug in venvbake; please report it with the log".into()),
         }

@@ -11,11 +11,14 @@ pub mod apply;
 pub mod apt;
 pub mod cli;
 pub mod debver;
+pub mod decide;
+pub mod dists;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod inventory;
 pub mod manifest;
+pub mod mapping;
 pub mod ns;
 pub mod plan;
 pub mod profile;
@@ -69,11 +72,38 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let profile = profile::load(&profile)?;
             let target = Target::new(target.root.as_deref())?;
-            let observed = plan::observe(&profile, &target)?;
+            let observed = plan::observe(&profile, &target, true)?;
             let plan = plan::make(&profile, &target, &observed, wheelhouse.as_deref())?;
             print_stdout(&match format {
                 PlanFormat::Text => plan.to_text(),
                 PlanFormat::Json => plan.to_json(),
+            });
+            let unresolved = plan.unresolved();
+            if unresolved.is_empty() {
+                Ok(())
+            } else {
+                Err(error::Error::Unresolved { items: unresolved })
+            }
+        }
+        Command::Map {
+            names,
+            target,
+            profile,
+            format,
+        } => {
+            let overrides = match profile {
+                Some(p) => profile::load(&p)?.python.map,
+                None => Default::default(),
+            };
+            let target = Target::new(target.root.as_deref())?;
+            let decisions = plan::map(&names, &target, &overrides)?;
+            print_stdout(&match format {
+                PlanFormat::Text => plan::decisions_table(&decisions),
+                PlanFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&decisions).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
             });
             Ok(())
         }

@@ -27,8 +27,23 @@ pub struct Manifest {
     pub venv: VenvInfo,
     pub python: PythonInfo,
     pub distributions: Vec<Distribution>,
+    /// Who serves each requirement and `[python] system` entry, and why.
+    #[serde(default)]
+    pub decisions: Vec<crate::decide::Decision>,
+    /// Distributions pip installed into the system interpreter (last resort).
+    #[serde(default)]
+    pub system_pip: Vec<SystemPipRecord>,
     pub apt: Vec<AptPackage>,
     pub built_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemPipRecord {
+    pub name: String,
+    pub version: String,
+    /// Whether `--break-system-packages` was needed (the interpreter is externally managed).
+    pub break_system_packages: bool,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +109,9 @@ pub struct Distribution {
     pub sha256: Option<String>,
     /// Whether the requirements file names it (false for pip, setuptools).
     pub requirement: bool,
+    /// The Debian package that provides it (`source: "apt"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

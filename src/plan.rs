@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::decide::{self, Choice, Decision, OsLookup, Scope};
 use crate::error::{Error, Result};
 use crate::manifest::{self, FactEntry, GenerationRecord, Manifest};
-use crate::profile::{hex_sha256, Profile};
+use crate::mapping::Fallback;
+use crate::profile::{hex_sha256, Profile, SystemSite};
 use crate::target::{Interpreter, OsRelease, Target};
 
 /// Bumped when the way generations are built changes, so old ones are rebuilt.
@@ -66,7 +68,7 @@ pub struct GenerationState {
 /// What the target looks like now (read-only).
 #[derive(Debug, Clone)]
 pub struct Observed {
-    pub os: OsRelease,
+    pub os_release: OsRelease,
     pub installed: BTreeMap<String, String>,
     pub apt_lists: bool,
     pub interpreter: Interpreter,
@@ -74,6 +76,13 @@ pub struct Observed {
     pub generations: Vec<GenerationState>,
     pub manifest: Option<Manifest>,
     pub fact_entry: Option<FactEntry>,
+    /// The system interpreter's stdlib carries the PEP 668 marker.
+    pub externally_managed: bool,
+    /// What apt said about the OS candidates of each distribution (normalised
+    /// name), when the decisions depend on it.
+    pub os: Option<BTreeMap<String, OsLookup>>,
+    /// Distributions the system interpreter sees (normalised name -> version).
+    pub system_dists: BTreeMap<String, String>,
 }
 
 /// `<venv path>.generations`: venvbake's own directory; nothing outside it is ever removed.
@@ -81,8 +90,9 @@ pub fn generations_dir(venv_path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.generations", venv_path.display()))
 }
 
-/// Read what the plan needs from the target. Runs no command.
-pub fn observe(profile: &Profile, target: &Target) -> Result<Observed> {
+/// Read what the plan needs from the target. The only command it may run is
+/// the read-only `apt-cache policy`, and only when `ask_apt` is set.
+pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Observed> {
     target.require_apt()?;
     let interpreter = target.interpreter(&profile.venv.python)?;
     let venv_host = target.host_path_nofollow(&profile.venv.path);
@@ -124,16 +134,82 @@ pub fn observe(profile: &Profile, target: &Target) -> Result<Observed> {
     let fact_entry = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact))
         .profiles
         .remove(&profile.name);
+    let apt_lists = target.has_apt_lists();
+    let os = if ask_apt {
+        Some(ask_apt_about(profile, target, apt_lists)?)
+    } else {
+        None
+    };
     Ok(Observed {
-        os: target.os_release()?,
+        os_release: target.os_release()?,
         installed: target.dpkg_installed()?,
-        apt_lists: target.has_apt_lists(),
+        apt_lists,
+        externally_managed: target.externally_managed(&interpreter),
+        system_dists: target.system_dists(&interpreter),
         interpreter,
         link,
         generations,
         manifest,
         fact_entry,
+        os,
     })
+}
+
+/// The mapping table: the target's own dh-python copy, else the embedded one.
+pub fn fallback_for(target: &Target) -> std::borrow::Cow<'static, Fallback> {
+    match target.read(Path::new(crate::mapping::TARGET_FALLBACK)) {
+        Ok(Some(text)) => std::borrow::Cow::Owned(Fallback::parse(&text, "target")),
+        _ => std::borrow::Cow::Borrowed(Fallback::embedded()),
+    }
+}
+
+/// Candidates for every requirement and system entry, confirmed by one `apt-cache policy`.
+fn ask_apt_about(
+    profile: &Profile,
+    target: &Target,
+    lists: bool,
+) -> Result<BTreeMap<String, OsLookup>> {
+    let names: Vec<String> = profile
+        .requirements
+        .items
+        .iter()
+        .map(|r| r.name.to_string())
+        .chain(profile.python.system.iter().map(|s| s.name.to_string()))
+        .collect();
+    lookup_names(&names, &profile.python.map, target, lists)
+}
+
+/// Look `names` up: mapping candidates, then apt on the target.
+pub fn lookup_names(
+    names: &[String],
+    map: &BTreeMap<String, String>,
+    target: &Target,
+    lists: bool,
+) -> Result<BTreeMap<String, OsLookup>> {
+    let fallback = fallback_for(target);
+    let per_name: Vec<(String, Vec<crate::mapping::Candidate>)> = names
+        .iter()
+        .map(|n| {
+            (
+                crate::mapping::normalize(n),
+                crate::mapping::candidates(n, map, &fallback),
+            )
+        })
+        .collect();
+    let mut packages: Vec<String> = per_name
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|c| c.package.clone()))
+        .collect();
+    packages.sort();
+    packages.dedup();
+    let policy = crate::apt::policy(target, &crate::exec::base_env(&[]), &packages)?;
+    Ok(per_name
+        .into_iter()
+        .map(|(name, cands)| {
+            let l = crate::decide::lookup(&cands, &policy, lists);
+            (name, l)
+        })
+        .collect())
 }
 
 /// `g12-1a2b3c4d` -> 12.
@@ -157,7 +233,10 @@ pub struct Plan {
     pub apt: AptPlan,
     pub venv: VenvPlan,
     pub outputs: OutputPlan,
-    pub requirements: Vec<PlanRequirement>,
+    /// Who serves each requirement and each `[python] system` entry, and why.
+    pub decisions: Vec<Decision>,
+    /// Distributions pip installs into the system interpreter (last resort).
+    pub system_pip: Vec<SystemPip>,
     pub wheelhouse: Option<PathBuf>,
     pub noop: bool,
 }
@@ -192,6 +271,13 @@ pub struct VenvPlan {
     pub path: PathBuf,
     pub generations_dir: PathBuf,
     pub fingerprint: String,
+    /// Resolved `system_site_packages` (`auto`: whether apt serves a requirement).
+    pub system_site_packages: bool,
+    /// How many requirements pip installs into the venv.
+    pub requirements: usize,
+    /// Those requirements' lines (requirement and hashes), as pip gets them.
+    #[serde(skip)]
+    pub pip_lines: Vec<String>,
     pub inputs: Inputs,
     pub action: VenvAction,
     /// Generation directories to remove afterwards (incomplete leftovers, beyond `keep_generations`).
@@ -227,13 +313,19 @@ pub struct OutputPlan {
     pub write: bool,
 }
 
+/// A distribution installed into the system interpreter with pip (the last resort).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlanRequirement {
+pub struct SystemPip {
     pub name: String,
     pub version: String,
-    pub marker: Option<String>,
-    pub hashes: usize,
-    pub line: usize,
+    /// The lock's line (requirement and hashes) pip installs.
+    #[serde(skip)]
+    pub pip_line: String,
+    /// `--break-system-packages` is used (the interpreter is externally managed).
+    pub flag: bool,
+    /// Already installed at that version.
+    pub present: bool,
+    pub reason: String,
 }
 
 /// The pure planning step.
@@ -248,15 +340,100 @@ pub fn make(
             path: profile.venv.path.clone(),
         });
     }
-    // apt: the venv module of the interpreter, then the profile's packages.
-    let mut wanted: Vec<(String, &str)> = Vec::new();
+    let py = &profile.python;
+    let file = &profile.requirements.file;
+    let lookup_of = |name: &str| {
+        obs.os
+            .as_ref()
+            .and_then(|m| m.get(&crate::mapping::normalize(name)))
+    };
+
+    // Who serves each requirement and each system entry.
+    let mut decisions: Vec<Decision> = profile
+        .requirements
+        .items
+        .iter()
+        .map(|r| {
+            decide::decide_requirement(
+                r,
+                py.prefer_for(r.name.as_ref()),
+                lookup_of(r.name.as_ref()),
+                py.require_hashes,
+                file,
+            )
+        })
+        .collect();
+    let system_site_packages = match profile.venv.system_site_packages {
+        SystemSite::Yes => true,
+        SystemSite::No => false,
+        SystemSite::Auto => decisions.iter().any(|d| d.decision == Choice::Apt),
+    };
+    if !system_site_packages {
+        for d in decisions.iter_mut().filter(|d| d.decision == Choice::Apt) {
+            d.decision = Choice::Unresolved;
+            d.reason = format!(
+                "{}, but the venv cannot see OS packages: set `[venv] system_site_packages = \"auto\"`",
+                d.reason
+            );
+        }
+    }
+    let empty = OsLookup::default();
+    for s in &py.system {
+        let locked = profile.requirements.items.iter().find(|r| r.name == s.name);
+        decisions.push(decide::decide_system(
+            s.name.as_ref(),
+            &s.specifier,
+            lookup_of(s.name.as_ref()).unwrap_or(&empty),
+            py.break_system_packages,
+            locked,
+            obs.externally_managed,
+        ));
+    }
+    let system_pip: Vec<SystemPip> = decisions
+        .iter()
+        .filter(|d| d.decision == Choice::BreakSystemPackages)
+        .filter_map(|d| {
+            let r = profile
+                .requirements
+                .items
+                .iter()
+                .find(|r| r.name.as_ref() == d.name)?;
+            let version = r.version.as_ref()?.to_string();
+            Some(SystemPip {
+                present: obs.system_dists.get(r.name.as_ref()) == Some(&version),
+                name: d.name.clone(),
+                pip_line: r.pip_line(),
+                version,
+                flag: obs.externally_managed,
+                reason: d.reason.clone(),
+            })
+        })
+        .collect();
+
+    // apt: the venv module, apt-served distributions, pip for the last resort, the profile's packages.
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    let mut want = |name: String, reason: String| {
+        if !wanted.iter().any(|(n, _)| *n == name) {
+            wanted.push((name, reason));
+        }
+    };
     if let Some(pkg) = obs.interpreter.venv_package() {
-        wanted.push((pkg, "venv-module"));
+        want(pkg, "venv-module".into());
+    }
+    for d in decisions.iter().filter(|d| d.decision == Choice::Apt) {
+        if let Some(c) = &d.os_candidate {
+            let scope = match d.scope {
+                Scope::Venv => "requirement",
+                Scope::System => "system",
+            };
+            want(c.package.clone(), format!("{scope} {}", d.name));
+        }
+    }
+    if system_pip.iter().any(|s| !s.present) {
+        want("python3-pip".into(), "break-system-packages".into());
     }
     for p in &profile.apt.packages {
-        if !wanted.iter().any(|(n, _)| n == p) {
-            wanted.push((p.clone(), "profile"));
-        }
+        want(p.clone(), "profile".into());
     }
     let (mut install, mut present) = (Vec::new(), Vec::new());
     for (name, reason) in wanted {
@@ -264,7 +441,7 @@ pub fn make(
         let item = AptItem {
             version: obs.installed.get(bare).cloned(),
             name,
-            reason: reason.to_string(),
+            reason,
         };
         if item.version.is_some() {
             present.push(item);
@@ -279,12 +456,21 @@ pub fn make(
         lock_timeout_s: profile.apt.lock_timeout.as_secs(),
     };
 
+    // The venv: only what it serves goes to pip.
+    let pip_lines: Vec<String> = profile
+        .requirements
+        .items
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| d.decision == Choice::Venv)
+        .map(|(r, _)| r.pip_line())
+        .collect();
     let inputs = Inputs {
         venv_path: profile.venv.path.clone(),
         python: profile.venv.python.clone(),
         python_identity: obs.interpreter.identity.clone(),
-        requirements_sha256: profile.requirements.sha256.clone(),
-        system_site_packages: profile.venv.system_site_packages,
+        requirements_sha256: hex_sha256(pip_lines.join("\n").as_bytes()),
+        system_site_packages,
         allow_sdist: profile.venv.allow_sdist,
     };
     let fingerprint = inputs.fingerprint();
@@ -315,7 +501,6 @@ pub fn make(
         },
     };
 
-    // Generations to remove once the action is done.
     // The generation active now is the rollback target, so it is kept first;
     // then the newest complete ones, up to `keep_generations` in all.
     let new_active = action.generation().to_string();
@@ -360,6 +545,9 @@ pub fn make(
         path: profile.venv.path.clone(),
         generations_dir: generations_dir(&profile.venv.path),
         fingerprint,
+        system_site_packages,
+        requirements: pip_lines.len(),
+        pip_lines,
         inputs,
         action,
         remove,
@@ -367,11 +555,12 @@ pub fn make(
     let noop = apt.install.is_empty()
         && matches!(venv.action, VenvAction::Keep { .. })
         && venv.remove.is_empty()
+        && system_pip.iter().all(|s| s.present)
         && !write;
     Ok(Plan {
         profile: profile.name.clone(),
         root: target.root.clone(),
-        os: obs.os.clone(),
+        os: obs.os_release.clone(),
         python: PlanPython {
             path: obs.interpreter.path.clone(),
             resolved: obs.interpreter.resolved.clone(),
@@ -384,21 +573,91 @@ pub fn make(
             ansible_fact: profile.outputs.ansible_fact.clone(),
             write,
         },
-        requirements: profile
-            .requirements
-            .items
-            .iter()
-            .map(|r| PlanRequirement {
-                name: r.name.to_string(),
-                version: r.version.to_string(),
-                marker: r.marker.contents().map(|m| m.to_string()),
-                hashes: r.hashes.len(),
-                line: r.line,
-            })
-            .collect(),
+        decisions,
+        system_pip,
         wheelhouse: wheelhouse.map(Path::to_path_buf),
         noop,
     })
+}
+
+/// `venvbake map`: for each `NAME[SPEC]`, the OS package apt would install and
+/// whether it satisfies the specifier (the decision `prefer = "os"` would make).
+pub fn map(
+    args: &[String],
+    target: &Target,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Vec<Decision>> {
+    target.require_apt()?;
+    let mut reqs = Vec::new();
+    for a in args {
+        let parsed = crate::requirements::parse(Path::new("<command line>"), a)?;
+        reqs.extend(parsed.items);
+    }
+    let names: Vec<String> = reqs.iter().map(|r| r.name.to_string()).collect();
+    let lookups = lookup_names(&names, overrides, target, target.has_apt_lists())?;
+    Ok(reqs
+        .iter()
+        .map(|r| {
+            let mut d = decide::decide_requirement(
+                r,
+                decide::Prefer::Os,
+                lookups.get(r.name.as_ref()),
+                false,
+                Path::new("<command line>"),
+            );
+            d.line = None;
+            d
+        })
+        .collect())
+}
+
+/// The decisions as an aligned table (name, specifier, OS candidate, decision, reason).
+pub fn decisions_table(decisions: &[Decision]) -> String {
+    let rows: Vec<[String; 6]> = decisions
+        .iter()
+        .map(|d| {
+            [
+                d.scope_label().to_string(),
+                d.name.clone(),
+                if d.specifier.is_empty() {
+                    "*".into()
+                } else {
+                    d.specifier.clone()
+                },
+                match &d.os_candidate {
+                    Some(c) => format!("{} {}", c.package, c.version),
+                    None => "none".into(),
+                },
+                d.decision.label().to_string(),
+                d.reason.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "scope",
+        "name",
+        "specifier",
+        "OS candidate",
+        "decision",
+        "reason",
+    ]
+    .map(String::from);
+    let mut widths = [0usize; 5];
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        out.push_str("  ");
+        for (w, cell) in widths.iter().zip(r.iter()) {
+            let _ = write!(out, "{cell:<w$}  ");
+        }
+        out.push_str(&r[5]);
+        out.push('\n');
+    }
+    out
 }
 
 fn build_reason(
@@ -437,6 +696,27 @@ impl Plan {
         let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
         s.push('\n');
         s
+    }
+
+    /// The decisions nobody can carry out, as lines for an error.
+    pub fn unresolved(&self) -> Vec<String> {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision == Choice::Unresolved)
+            .map(|d| {
+                let mut line = format!(
+                    "{} `{}{}`: {}",
+                    d.scope_label(),
+                    d.name,
+                    d.specifier,
+                    d.reason
+                );
+                if !d.looked_at.is_empty() {
+                    line.push_str(&format!("\n    looked at: {}", d.looked_at.join("; ")));
+                }
+                line
+            })
+            .collect()
     }
 
     pub fn to_text(&self) -> String {
@@ -506,7 +786,7 @@ impl Plan {
                 let _ = writeln!(
                     o,
                     "          from {} pinned requirements, hash-checked, {}",
-                    self.requirements.len(),
+                    self.venv.requirements,
                     match &self.wheelhouse {
                         Some(w) => format!("offline from {}", w.display()),
                         None => "from the package index".into(),
@@ -516,6 +796,28 @@ impl Plan {
         }
         if !self.venv.remove.is_empty() {
             let _ = writeln!(o, "          remove {}", self.venv.remove.join(", "));
+        }
+        if self.venv.system_site_packages {
+            let _ = writeln!(o, "          with system site packages");
+        }
+        o.push_str(&decisions_table(&self.decisions));
+        for p in &self.system_pip {
+            let _ = writeln!(
+                o,
+                "system    pip install {}=={}{}{}",
+                p.name,
+                p.version,
+                if p.flag {
+                    " --break-system-packages"
+                } else {
+                    ""
+                },
+                if p.present {
+                    " (already installed)"
+                } else {
+                    ""
+                }
+            );
         }
         let _ = writeln!(
             o,
@@ -554,7 +856,10 @@ mod tests {
 
     fn observed(installed: &[(&str, &str)]) -> Observed {
         Observed {
-            os: OsRelease::default(),
+            os_release: OsRelease::default(),
+            os: None,
+            externally_managed: true,
+            system_dists: BTreeMap::new(),
             installed: installed
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))

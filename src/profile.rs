@@ -13,6 +13,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use pep440_rs::VersionSpecifiers;
+use pep508_rs::{PackageName, VerbatimUrl, VersionOrUrl};
+
+use crate::decide::Prefer;
 use crate::requirements::{Requirements, RequirementsError};
 
 /// Profiles larger than this are refused before parsing.
@@ -81,6 +88,30 @@ struct RawProfile {
     outputs: RawOutputs,
     #[serde(default)]
     index: RawIndex,
+    #[serde(default)]
+    python: RawPython,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPython {
+    prefer: Option<Spanned<String>>,
+    #[serde(default)]
+    prefer_for: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    map: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    system: Vec<Spanned<String>>,
+    #[serde(default)]
+    break_system_packages: bool,
+    require_hashes: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSystemSite {
+    Bool(bool),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,8 +129,7 @@ struct RawVenv {
     path: Spanned<String>,
     python: Option<Spanned<String>>,
     requirements: Spanned<String>,
-    #[serde(default)]
-    system_site_packages: bool,
+    system_site_packages: Option<Spanned<RawSystemSite>>,
     keep_generations: Option<Spanned<i64>>,
     #[serde(default)]
     allow_sdist: bool,
@@ -137,7 +167,53 @@ pub struct Profile {
     pub apt: AptSpec,
     pub outputs: Outputs,
     pub index: IndexSpec,
+    pub python: PythonSpec,
     pub requirements: Requirements,
+}
+
+/// `[venv] system_site_packages`: on, off, or on exactly when apt serves a requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemSite {
+    No,
+    Yes,
+    Auto,
+}
+
+/// `[python]`: who serves each Python requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonSpec {
+    pub prefer: Prefer,
+    /// Normalised distribution name -> preference.
+    pub prefer_for: BTreeMap<String, Prefer>,
+    /// Distribution name -> Debian package ("" for none).
+    pub map: BTreeMap<String, String>,
+    pub system: Vec<SystemEntry>,
+    pub break_system_packages: bool,
+    pub require_hashes: bool,
+}
+
+impl PythonSpec {
+    pub fn prefer_for(&self, name: &str) -> Prefer {
+        self.prefer_for
+            .get(&crate::mapping::normalize(name))
+            .copied()
+            .unwrap_or(self.prefer)
+    }
+
+    /// Whether any decision depends on what apt offers.
+    pub fn asks_apt(&self) -> bool {
+        self.prefer == Prefer::Os
+            || self.prefer_for.values().any(|p| *p == Prefer::Os)
+            || !self.system.is_empty()
+    }
+}
+
+/// A distribution the *system* interpreter needs (`[python] system`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemEntry {
+    pub name: PackageName,
+    pub specifier: VersionSpecifiers,
 }
 
 /// Where pip looks when no wheelhouse is given.
@@ -159,7 +235,7 @@ pub struct VenvSpec {
     pub python: PathBuf,
     /// The requirements file on the machine running venvbake.
     pub requirements_file: PathBuf,
-    pub system_site_packages: bool,
+    pub system_site_packages: SystemSite,
     pub keep_generations: u32,
     pub allow_sdist: bool,
 }
@@ -417,6 +493,124 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
 
     let requirements = crate::requirements::load(&requirements_file)?;
 
+    let prefer_value = |s: &Spanned<String>, key: &str| {
+        match s.get_ref().as_str() {
+        "os" => Ok(Prefer::Os),
+        "venv" => Ok(Prefer::Venv),
+        other => Err(err(
+            s.span(),
+            key,
+            format!("{other:?} is neither \"os\" nor \"venv\""),
+            Some("\"os\": apt serves what the distribution packages in a satisfying version; \"venv\": the venv serves everything"),
+        )),
+    }
+    };
+    let prefer = match &raw.python.prefer {
+        None => Prefer::Venv,
+        Some(p) => prefer_value(p, "python.prefer")?,
+    };
+    let mut prefer_for = BTreeMap::new();
+    for (name, value) in &raw.python.prefer_for {
+        let key = crate::mapping::normalize(name);
+        if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
+            return Err(err(
+                value.span(),
+                &format!("python.prefer_for.{name}"),
+                format!(
+                    "`{name}` is not a requirement of `{}`",
+                    requirements.file.display()
+                ),
+                Some("name a distribution the requirements file lists"),
+            ));
+        }
+        prefer_for.insert(
+            key,
+            prefer_value(value, &format!("python.prefer_for.{name}"))?,
+        );
+    }
+    let mut map = BTreeMap::new();
+    for (name, pkg) in &raw.python.map {
+        let p = pkg.get_ref();
+        if !p.is_empty() && !valid_deb_name(p) {
+            return Err(err(
+                pkg.span(),
+                &format!("python.map.{name}"),
+                format!("{p:?} is not a Debian package name"),
+                Some("map to a package such as \"python3-psycopg2\", or to \"\" for none"),
+            ));
+        }
+        map.insert(name.clone(), p.clone());
+    }
+    let mut system: Vec<SystemEntry> = Vec::new();
+    for entry in &raw.python.system {
+        let text = entry.get_ref();
+        let parsed = pep508_rs::Requirement::<VerbatimUrl>::from_str(text).map_err(|e| {
+            err(
+                entry.span(),
+                "python.system",
+                format!("{text:?} is not a requirement: {}", e.message),
+                Some("write a distribution name, optionally with a version specifier: \"pyOpenSSL>=23\""),
+            )
+        })?;
+        let specifier = match parsed.version_or_url {
+            None => VersionSpecifiers::empty(),
+            Some(VersionOrUrl::VersionSpecifier(s)) if parsed.marker.is_true() => s,
+            _ => {
+                return Err(err(
+                    entry.span(),
+                    "python.system",
+                    format!("{text:?}: URLs and markers are not supported here"),
+                    Some("write a distribution name, optionally with a version specifier"),
+                ))
+            }
+        };
+        if system.iter().any(|s| s.name == parsed.name) {
+            return Err(err(
+                entry.span(),
+                "python.system",
+                format!("`{}` is listed twice", parsed.name),
+                None,
+            ));
+        }
+        system.push(SystemEntry {
+            name: parsed.name,
+            specifier,
+        });
+    }
+    let python_spec = PythonSpec {
+        prefer,
+        prefer_for,
+        map,
+        system,
+        break_system_packages: raw.python.break_system_packages,
+        require_hashes: raw.python.require_hashes.unwrap_or(true),
+    };
+    // What only the venv can serve must be pinned and hashed: say so now,
+    // before anything touches a target.
+    if python_spec.require_hashes {
+        for r in &requirements.items {
+            if python_spec.prefer_for(r.name.as_ref()) == Prefer::Venv {
+                r.check_locked(&requirements.file)?;
+            }
+        }
+    }
+    let system_site_packages = match &raw.venv.system_site_packages {
+        None => SystemSite::No,
+        Some(v) => match v.get_ref() {
+            RawSystemSite::Bool(true) => SystemSite::Yes,
+            RawSystemSite::Bool(false) => SystemSite::No,
+            RawSystemSite::Text(t) if t == "auto" => SystemSite::Auto,
+            RawSystemSite::Text(t) => {
+                return Err(err(
+                    v.span(),
+                    "venv.system_site_packages",
+                    format!("{t:?} is not true, false or \"auto\""),
+                    Some("\"auto\" turns them on exactly when apt serves a requirement"),
+                ))
+            }
+        },
+    };
+
     Ok(Profile {
         file: file.to_path_buf(),
         sha256: hex_sha256(text.as_bytes()),
@@ -426,7 +620,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             path: venv_path,
             python,
             requirements_file,
-            system_site_packages: raw.venv.system_site_packages,
+            system_site_packages,
             keep_generations,
             allow_sdist: raw.venv.allow_sdist,
         },
@@ -437,6 +631,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         },
         outputs,
         index,
+        python: python_spec,
         requirements,
     })
 }
@@ -590,7 +785,10 @@ packages = ["git", "git"]
         assert_eq!(p.name, "ansible");
         assert_eq!(p.venv.python, Path::new("/usr/bin/python3"));
         assert_eq!(p.venv.keep_generations, 2);
-        assert!(!p.venv.system_site_packages);
+        assert_eq!(p.venv.system_site_packages, SystemSite::No);
+        assert_eq!(p.python.prefer, Prefer::Venv);
+        assert!(p.python.require_hashes);
+        assert!(!p.python.asks_apt());
         assert_eq!(p.apt.packages, ["git"]);
         assert_eq!(p.apt.lock_timeout, Duration::from_secs(300));
         assert_eq!(
@@ -683,6 +881,35 @@ packages = ["git", "git"]
         );
         let (_, _, msg) = invalid(&format!("{GOOD}\n[index]\nextra_urls = [\"ftp://x\"]\n"));
         assert!(msg.contains("index.extra_urls"), "{msg}");
+    }
+
+    #[test]
+    fn python_policy_is_read_and_checked() {
+        let text = format!("{GOOD}\n[python]\nprefer = \"os\"\nsystem = [\"pyOpenSSL>=23\", \"lxml\"]\nbreak_system_packages = true\n[python.prefer_for]\nSix = \"venv\"\n[python.map]\n\"psycopg2-binary\" = \"python3-psycopg2\"\n");
+        let p = parse_in(&text.replace(
+            "requirements = \"req.txt\"",
+            "requirements = \"req.txt\"\nsystem_site_packages = \"auto\"",
+        ))
+        .unwrap();
+        assert_eq!(p.python.prefer, Prefer::Os);
+        assert_eq!(p.python.prefer_for("six"), Prefer::Venv);
+        assert_eq!(p.python.system.len(), 2);
+        assert_eq!(p.python.system[0].specifier.to_string(), ">=23");
+        assert_eq!(p.venv.system_site_packages, SystemSite::Auto);
+        assert!(p.python.asks_apt());
+        let (line, _, msg) = invalid(&format!("{GOOD}\n[python]\nprefer = \"apt\"\n"));
+        assert_eq!(line, 14, "{msg}");
+        let (_, _, msg) = invalid(&format!("{GOOD}\n[python.prefer_for]\nlxml = \"os\"\n"));
+        assert!(msg.contains("not a requirement"), "{msg}");
+        let (_, _, msg) = invalid(&format!(
+            "{GOOD}\n[python]\nsystem = [\"x @ https://e.org/x.whl\"]\n"
+        ));
+        assert!(msg.contains("python.system"), "{msg}");
+        let (_, _, msg) = invalid(&GOOD.replace(
+            "requirements = \"req.txt\"",
+            "requirements = \"req.txt\"\nsystem_site_packages = \"sometimes\"",
+        ));
+        assert!(msg.contains("venv.system_site_packages"), "{msg}");
     }
 
     #[test]

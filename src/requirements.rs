@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use pep440_rs::{Operator, Version};
+use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{MarkerEnvironment, MarkerTree, PackageName, VerbatimUrl, VersionOrUrl};
 
 use crate::profile::{hex_sha256, line_col};
@@ -54,20 +54,62 @@ impl RequirementsError {
     }
 }
 
-/// One pinned requirement.
+/// One requirement of the file.
 #[derive(Debug, Clone)]
 pub struct Requirement {
     /// 1-based line the requirement starts on.
     pub line: usize,
+    /// The requirement as written, without its options (`lxml>=4.9 ; python_version < "3.13"`).
+    pub text: String,
     /// Normalised (PEP 503) distribution name.
     pub name: PackageName,
-    pub version: Version,
+    pub specifier: VersionSpecifiers,
+    /// The version when pinned with `==`/`===` to exactly one version.
+    pub version: Option<Version>,
     pub marker: MarkerTree,
     /// sha256 hex digests allowed for this requirement.
     pub hashes: Vec<String>,
 }
 
 impl Requirement {
+    /// The line pip gets: the requirement and its hashes.
+    pub fn pip_line(&self) -> String {
+        let mut line = self.text.clone();
+        for h in &self.hashes {
+            line.push_str(" --hash=sha256:");
+            line.push_str(h);
+        }
+        line
+    }
+
+    /// A venv-bound requirement must be pinned and hashed.
+    pub fn check_locked(&self, path: &Path) -> Result<(), RequirementsError> {
+        let err = |message: String, hint: &str| RequirementsError::Line {
+            path: path.to_path_buf(),
+            line: self.line,
+            message,
+            hint: hint.to_string(),
+        };
+        let Some(version) = &self.version else {
+            let how = if self.specifier.is_empty() {
+                "not pinned".to_string()
+            } else {
+                format!("not pinned (`{}`)", self.specifier)
+            };
+            return Err(err(
+                format!("`{}` is {how}", self.name),
+                "pin every requirement the venv installs with `==`; generate the lock with `scripts/lock-profile`",
+            ));
+        };
+        if self.hashes.is_empty() {
+            return Err(err(
+                format!("`{}=={version}` has no `--hash=sha256:` option", self.name),
+                "every requirement the venv installs needs hashes; generate the lock with `--generate-hashes` (see `scripts/lock-profile`)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the requirement applies on an interpreter with `env`.
     pub fn applies(&self, env: &MarkerEnvironment) -> bool {
         self.marker.evaluate(env, &[])
@@ -163,6 +205,17 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+impl Requirements {
+    /// Check every requirement is pinned and hashed.
+    pub fn check_locked(&self) -> Result<(), RequirementsError> {
+        self.items
+            .iter()
+            .try_for_each(|r| r.check_locked(&self.file))
+    }
+}
+
+/// Parse a requirements file. Requirements may be ranges or unhashed here;
+/// [`Requirement::check_locked`] enforces pins and hashes where needed.
 pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError> {
     let err = |line: usize, message: String, hint: &str| RequirementsError::Line {
         path: path.to_path_buf(),
@@ -245,22 +298,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
                 "write `name==version` (PEP 508)",
             )
         })?;
-        let version = match &req.version_or_url {
-            Some(VersionOrUrl::VersionSpecifier(specs)) => {
-                let specs: Vec<_> = specs.iter().collect();
-                match specs.as_slice() {
-                    [s] if matches!(s.operator(), Operator::Equal | Operator::ExactEqual) => {
-                        s.version().clone()
-                    }
-                    _ => None.ok_or_else(|| {
-                        err(
-                            line,
-                            format!("`{}` is not pinned to one version", req.name),
-                            "pin every requirement with `==`; generate the lock with `scripts/lock-profile`",
-                        )
-                    })?,
-                }
-            }
+        let specifier = match &req.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(specs)) => specs.clone(),
             Some(VersionOrUrl::Url(_)) => {
                 return Err(err(
                     line,
@@ -268,32 +307,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
                     "put the wheel in a wheelhouse and pin it by name and version",
                 ))
             }
-            None => return Err(err(
-                line,
-                format!("`{}` is not pinned", req.name),
-                "pin every requirement with `==`; generate the lock with `scripts/lock-profile`",
-            )),
+            None => VersionSpecifiers::empty(),
         };
-        if hashes.is_empty() {
-            return Err(err(
-                line,
-                format!("`{}=={version}` has no `--hash=sha256:` option", req.name),
-                "every requirement needs hashes; generate the lock with `--generate-hashes` (see `scripts/lock-profile`)",
-            ));
-        }
+        let version = {
+            let specs: Vec<_> = specifier.iter().collect();
+            match specs.as_slice() {
+                [s] if matches!(s.operator(), Operator::Equal | Operator::ExactEqual) => {
+                    Some(s.version().clone())
+                }
+                _ => None,
+            }
+        };
         if let Some(prev) = items.iter().find(|r| {
             r.name == req.name
                 && (r.marker.is_true() || req.marker.is_true() || r.marker == req.marker)
         }) {
-            let msg = if prev.version == version {
+            let msg = if prev.specifier == specifier {
                 format!(
                     "`{}` is listed twice (first on line {})",
                     req.name, prev.line
                 )
             } else {
                 format!(
-                    "`{}` is pinned to {} here and to {} on line {}",
-                    req.name, version, prev.version, prev.line
+                    "`{}` is `{}` here and `{}` on line {}",
+                    req.name, specifier, prev.specifier, prev.line
                 )
             };
             return Err(err(
@@ -304,7 +341,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
         }
         items.push(Requirement {
             line,
+            text: req_text.to_string(),
             name: req.name,
+            specifier,
             version,
             marker: req.marker,
             hashes,
@@ -357,7 +396,7 @@ mod tests {
     }
 
     fn line_err(text: &str) -> (usize, String) {
-        match p(text) {
+        match p(text).and_then(|r| r.check_locked().map(|()| r)) {
             Err(RequirementsError::Line { line, message, .. }) => (line, message),
             other => panic!("expected a line error, got {other:?}"),
         }
@@ -376,7 +415,12 @@ mod tests {
         assert_eq!(r.items[1].line, 6);
         assert!(!r.items[1].marker.is_true());
         assert_eq!(r.items[2].name.as_ref(), "pyyaml");
-        assert_eq!(r.items[2].version.to_string(), "6.0.3");
+        assert_eq!(r.items[2].version.as_ref().unwrap().to_string(), "6.0.3");
+        assert_eq!(
+            r.items[1].pip_line(),
+            format!("cffi==2.1.1 ; platform_python_implementation != 'PyPy' --hash=sha256:{H1}")
+        );
+        r.check_locked().unwrap();
     }
 
     #[test]
@@ -386,6 +430,10 @@ mod tests {
         assert!(msg.contains("not pinned"), "{msg}");
         let (_, msg) = line_err("six\n");
         assert!(msg.contains("not pinned"), "{msg}");
+        // Ranges parse; only the lock check refuses them.
+        let r = p("lxml>=4.9\n").unwrap();
+        assert_eq!(r.items[0].specifier.to_string(), ">=4.9");
+        assert!(r.items[0].version.is_none());
     }
 
     #[test]

@@ -151,6 +151,30 @@ impl Target {
             .unwrap_or(false)
     }
 
+    /// Whether the interpreter's stdlib carries PEP 668's `EXTERNALLY-MANAGED`.
+    pub fn externally_managed(&self, interp: &Interpreter) -> bool {
+        interp.minor.as_ref().is_some_and(|m| {
+            self.host_path(Path::new(&format!("/usr/lib/python{m}/EXTERNALLY-MANAGED")))
+                .is_file()
+        })
+    }
+
+    /// Distributions the system interpreter sees (Debian's dist-packages
+    /// directories), as normalised name -> version.
+    pub fn system_dists(&self, interp: &Interpreter) -> BTreeMap<String, String> {
+        let mut dirs = vec!["/usr/lib/python3/dist-packages".to_string()];
+        if let Some(m) = &interp.minor {
+            dirs.push(format!("/usr/local/lib/python{m}/dist-packages"));
+        }
+        let mut out = BTreeMap::new();
+        for d in dirs {
+            for (name, info) in crate::dists::scan(&self.host_path(Path::new(&d))) {
+                out.insert(name.to_string(), info.version);
+            }
+        }
+        out
+    }
+
     /// Resolve the interpreter: its final target path, and the `X.Y` its name implies.
     pub fn interpreter(&self, python: &Path) -> Result<Interpreter, TargetError> {
         let resolved = resolve_in_root(&self.root, python);

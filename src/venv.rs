@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, PackageName};
 use serde::Deserialize;
 
+use crate::decide::{Choice, Decision};
 use crate::error::{Error, Phase, Result};
 use crate::exec::{self, Cmd};
 use crate::manifest::{Distribution, GenerationRecord, PythonInfo};
@@ -154,6 +155,12 @@ pub struct Build<'a> {
     /// Host path of a CA bundle for the index (overrides `[index] cert`).
     pub cert: Option<&'a Path>,
     pub built_at: String,
+    /// Resolved `system_site_packages`.
+    pub system_site_packages: bool,
+    /// The lines pip installs (requirements the venv serves, with hashes).
+    pub pip_lines: &'a [String],
+    /// Who serves each requirement, in the requirements file's order.
+    pub decisions: &'a [Decision],
 }
 
 /// Build, check and mark a generation. On failure the partial generation is removed.
@@ -217,6 +224,15 @@ pub fn pip_install_cmd(
     if !allow_sdist {
         cmd = cmd.args(["--only-binary", ":all:"]);
     }
+    with_source(cmd, source)
+        .arg("--report")
+        .arg(meta.join("pip-report.json").display().to_string())
+        .arg("-r")
+        .arg(meta.join("requirements.txt").display().to_string())
+}
+
+/// pip's options for where files come from.
+fn with_source(mut cmd: Cmd, source: &PipSource) -> Cmd {
     match source {
         PipSource::Wheelhouse(w) => {
             cmd = cmd
@@ -239,81 +255,138 @@ pub fn pip_install_cmd(
             }
         }
     }
-    cmd.arg("--report")
-        .arg(meta.join("pip-report.json").display().to_string())
-        .arg("-r")
-        .arg(meta.join("requirements.txt").display().to_string())
+    cmd
 }
 
 /// Make a host file or folder visible to commands in the target: as it is on
-/// the running system, through a read-only bind mount under the generation's
-/// `.venvbake/` in a tree (never copied into the image).
-fn stage(b: &Build, host_src: &Path, name: &str) -> Result<(Option<crate::ns::Bound>, PathBuf)> {
-    if !b.target.is_tree() {
+/// the running system, through a read-only bind mount at `at` (a target
+/// path) in a tree, never copied into the image. Returns the path to use.
+fn stage(
+    target: &Target,
+    host_src: &Path,
+    at: &Path,
+) -> Result<(Option<crate::ns::Bound>, PathBuf)> {
+    if !target.is_tree() {
         return Ok((None, host_src.to_path_buf()));
     }
-    let host_gen = b.target.host_path(&b.gen_path);
-    let bound = crate::ns::Bound::new(host_src, &host_gen.join(".venvbake").join(name))?;
-    Ok((Some(bound), b.gen_path.join(".venvbake").join(name)))
+    let bound = crate::ns::Bound::new(host_src, &target.host_path(at))?;
+    Ok((Some(bound), at.to_path_buf()))
 }
 
-fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
-    let chroot = b.target.chroot();
-    let spec = &b.profile.venv;
-    reporter.step(format!("venv: create {}", b.gen_path.display()));
-    if let Some(parent) = host_gen.parent() {
-        crate::fsutil::create_dirs(parent)?;
-    }
-    let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
-        .chroot(chroot)
-        .args(["-I", "-m", "venv"]);
-    if spec.system_site_packages {
-        venv_cmd = venv_cmd.arg("--system-site-packages");
-    }
-    let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
-        phase: Phase::Venv,
-        what: "creating the venv failed".into(),
-        hint: Some(
-            "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
-                .into(),
-        ),
-        source: e,
-    })?;
-
-    let meta = host_gen.join(".venvbake");
-    crate::fsutil::create_dirs(&meta)?;
-    crate::fsutil::atomic_write(
-        &meta.join("requirements.txt"),
-        b.profile.requirements.text.as_bytes(),
-        0o644,
-    )?;
-
-    let mut staged = Vec::new();
-    let source = match b.wheelhouse {
+/// Where pip finds files, with the host inputs staged under `dir` (a target path).
+fn pip_source(
+    target: &Target,
+    profile: &Profile,
+    wheelhouse: Option<&Path>,
+    cert: Option<&Path>,
+    dir: &Path,
+    staged: &mut Vec<crate::ns::Bound>,
+) -> Result<PipSource> {
+    Ok(match wheelhouse {
         Some(w) => {
-            let (bound, path) = stage(b, w, "wheelhouse")?;
+            let (bound, path) = stage(target, w, &dir.join("wheelhouse"))?;
             staged.extend(bound);
             PipSource::Wheelhouse(path)
         }
         None => {
-            let cert = match b.cert {
+            let cert = match cert {
                 Some(c) => {
-                    let (bound, path) = stage(b, c, "ca-bundle.pem")?;
+                    let (bound, path) = stage(target, c, &dir.join("ca-bundle.pem"))?;
                     staged.extend(bound);
                     Some(path)
                 }
                 None => None,
             };
             PipSource::Index {
-                url: b.profile.index.url.clone(),
-                extra_urls: b.profile.index.extra_urls.clone(),
+                url: profile.index.url.clone(),
+                extra_urls: profile.index.extra_urls.clone(),
                 cert,
             }
         }
-    };
+    })
+}
 
-    let n = b.profile.requirements.items.len();
+/// What installing into the system interpreter (the last resort) needs.
+pub struct SystemInstall<'a> {
+    pub target: &'a Target,
+    pub base_env: &'a [(String, String)],
+    pub profile: &'a Profile,
+    pub entries: &'a [crate::plan::SystemPip],
+    /// venvbake's own directory (a target path) for the temporary files.
+    pub staging: &'a Path,
+    pub wheelhouse: Option<&'a Path>,
+    pub cert: Option<&'a Path>,
+}
+
+/// pip installs the locked lines of `entries` into the system interpreter,
+/// with `--break-system-packages` where it is externally managed.
+pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> {
+    let dir = s.staging.join(".system-pip");
+    let host_dir = s.target.host_path(&dir);
+    crate::fsutil::create_dirs(&host_dir)?;
+    let result = (|| {
+        let mut lines: String = s
+            .entries
+            .iter()
+            .map(|e| e.pip_line.clone() + "\n")
+            .collect();
+        lines.push('\n');
+        crate::fsutil::atomic_write(&host_dir.join("requirements.txt"), lines.as_bytes(), 0o644)?;
+        let mut staged = Vec::new();
+        let source = pip_source(s.target, s.profile, s.wheelhouse, s.cert, &dir, &mut staged)?;
+        let mut cmd = pip_env(Cmd::new(
+            s.profile.venv.python.display().to_string(),
+            s.base_env,
+        ))
+        .chroot(s.target.chroot())
+        .args([
+            "-I",
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--no-cache-dir",
+            "--root-user-action=ignore",
+        ])
+        .args(["--progress-bar", "off", "--require-hashes", "--no-deps"]);
+        if s.entries.iter().any(|e| e.flag) {
+            cmd = cmd.arg("--break-system-packages");
+        }
+        if !s.profile.venv.allow_sdist {
+            cmd = cmd.args(["--only-binary", ":all:"]);
+        }
+        cmd = with_source(cmd, &source)
+            .arg("-r")
+            .arg(dir.join("requirements.txt").display().to_string());
+        reporter.step("system: pip install (last resort)");
+        exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+            phase: Phase::Install,
+            what: "installing into the system interpreter failed".into(),
+            hint: Some(
+                "is python3-pip installed in the target, and is the lock's file available?".into(),
+            ),
+            source: e,
+        })?;
+        drop(staged);
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&host_dir);
+    result
+}
+
+/// pip installs the venv's share of the lock into the generation.
+fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Result<()> {
+    let mut staged = Vec::new();
+    let source = pip_source(
+        b.target,
+        b.profile,
+        b.wheelhouse,
+        b.cert,
+        &b.gen_path.join(".venvbake"),
+        &mut staged,
+    )?;
+
+    let n = b.pip_lines.len();
     reporter.step(format!(
         "venv: install {n} pinned requirements {}",
         match &source {
@@ -322,7 +395,13 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             PipSource::Index { url: None, .. } => "from PyPI".to_string(),
         }
     ));
-    let pip = pip_install_cmd(b.base_env, chroot, &b.gen_path, &source, spec.allow_sdist);
+    let pip = pip_install_cmd(
+        b.base_env,
+        chroot,
+        &b.gen_path,
+        &source,
+        b.profile.venv.allow_sdist,
+    );
     exec::run(&pip, 0, &mut |l| reporter.output(l)).map_err(|e| {
         let hint = if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
             "a downloaded file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
@@ -347,25 +426,78 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         }
     })?;
     drop(staged);
+    Ok(())
+}
+
+fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
+    let chroot = b.target.chroot();
+    let spec = &b.profile.venv;
+    reporter.step(format!("venv: create {}", b.gen_path.display()));
+    if let Some(parent) = host_gen.parent() {
+        crate::fsutil::create_dirs(parent)?;
+    }
+    let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
+        .chroot(chroot)
+        .args(["-I", "-m", "venv"]);
+    if b.system_site_packages {
+        venv_cmd = venv_cmd.arg("--system-site-packages");
+    }
+    let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
+    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+        phase: Phase::Venv,
+        what: "creating the venv failed".into(),
+        hint: Some(
+            "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
+                .into(),
+        ),
+        source: e,
+    })?;
+
+    let meta = host_gen.join(".venvbake");
+    crate::fsutil::create_dirs(&meta)?;
+    let mut lines = b.pip_lines.join("\n");
+    lines.push('\n');
+    crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)?;
+
+    if !b.pip_lines.is_empty() {
+        install_lock(b, chroot, reporter)?;
+    }
     let report_path = meta.join("pip-report.json");
     let hashes = read_report_hashes(&report_path);
     let _ = std::fs::remove_file(&report_path);
 
     reporter.step("venv: check imports and pip check");
     let site = site_packages(host_gen)?;
-    let dists = scan_dist_infos(&site);
+    let dists = crate::dists::scan(&site);
     let env = b.probe.marker_env();
+    let system = if b.decisions.iter().any(|d| d.decision == Choice::Apt) {
+        crate::dists::scan(
+            &b.target
+                .host_path(Path::new("/usr/lib/python3/dist-packages")),
+        )
+    } else {
+        Default::default()
+    };
     let mut modules = Vec::new();
     let mut failures = Vec::new();
-    for req in &b.profile.requirements.items {
-        if let Some(env) = &env {
-            if !req.applies(env) {
-                continue;
+    for (req, d) in b.profile.requirements.items.iter().zip(b.decisions) {
+        let found = match d.decision {
+            Choice::Venv => {
+                if env.as_ref().is_some_and(|env| !req.applies(env)) {
+                    continue;
+                }
+                dists.get(&req.name)
             }
-        }
-        match dists.get(&req.name) {
-            Some(d) => modules.extend(d.top_level.iter().cloned()),
-            None => failures.push(format!("{}=={} is not installed", req.name, req.version)),
+            Choice::Apt => system.get(&req.name),
+            _ => continue,
+        };
+        match found {
+            Some(dist) => modules.extend(dist.top_level.iter().cloned()),
+            None => failures.push(format!(
+                "`{}` is not installed ({} should serve it)",
+                req.text,
+                d.decision.label()
+            )),
         }
     }
     modules.sort();
@@ -409,7 +541,9 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         .requirements
         .items
         .iter()
-        .map(|r| &r.name)
+        .zip(b.decisions)
+        .filter(|(_, d)| d.decision == Choice::Venv)
+        .map(|(r, _)| &r.name)
         .collect();
     let distributions = dists
         .values()
@@ -419,6 +553,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             source: "venv".into(),
             sha256: hashes.get(&d.normalized).cloned(),
             requirement: required.iter().any(|r| **r == d.normalized),
+            package: None,
         })
         .collect();
     let record = GenerationRecord {
@@ -455,111 +590,6 @@ fn site_packages(host_gen: &Path) -> Result<PathBuf> {
         "no site-packages under `{}`",
         lib.display()
     )))
-}
-
-/// One installed distribution, read from its `.dist-info`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DistInfo {
-    pub name: String,
-    pub normalized: PackageName,
-    pub version: String,
-    pub top_level: Vec<String>,
-}
-
-/// Every distribution in a site-packages directory, by normalised name.
-pub fn scan_dist_infos(site: &Path) -> BTreeMap<PackageName, DistInfo> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(site) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        if !e.file_name().to_string_lossy().ends_with(".dist-info") {
-            continue;
-        }
-        let Ok(meta) = std::fs::read_to_string(dir.join("METADATA")) else {
-            continue;
-        };
-        let (mut name, mut version) = (None, None);
-        for line in meta.lines() {
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Name:") {
-                name.get_or_insert_with(|| v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Version:") {
-                version.get_or_insert_with(|| v.trim().to_string());
-            }
-        }
-        let (Some(name), Some(version)) = (name, version) else {
-            continue;
-        };
-        let Ok(normalized) = PackageName::new(name.clone()) else {
-            continue;
-        };
-        let top_level = match std::fs::read_to_string(dir.join("top_level.txt")) {
-            Ok(t) => t
-                .lines()
-                .map(|l| l.trim().replace('/', "."))
-                .filter(|l| is_module_name(l))
-                .collect(),
-            Err(_) => std::fs::read_to_string(dir.join("RECORD"))
-                .map(|r| top_level_from_record(&r))
-                .unwrap_or_default(),
-        };
-        out.insert(
-            normalized.clone(),
-            DistInfo {
-                name,
-                normalized,
-                version,
-                top_level,
-            },
-        );
-    }
-    out
-}
-
-fn is_module_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|part| {
-            let mut c = part.chars();
-            matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_')
-                && c.all(|ch| ch.is_alphanumeric() || ch == '_')
-        })
-}
-
-/// Top-level importable names from a RECORD file.
-pub fn top_level_from_record(record: &str) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for line in record.lines() {
-        let path = line.split(',').next().unwrap_or("").trim_matches('"');
-        let first = path.split('/').next().unwrap_or("");
-        if first.is_empty()
-            || first == ".."
-            || first == "__pycache__"
-            || first.ends_with(".dist-info")
-            || first.ends_with(".data")
-            || first.ends_with(".pth")
-        {
-            continue;
-        }
-        let is_dir = path.contains('/');
-        let module = if is_dir {
-            first.to_string()
-        } else if let Some(stem) = first.strip_suffix(".py") {
-            stem.to_string()
-        } else if first.ends_with(".so") {
-            first.split('.').next().unwrap_or("").to_string()
-        } else {
-            continue;
-        };
-        if is_module_name(&module) && !names.contains(&module) {
-            names.push(module);
-        }
-    }
-    names.sort();
-    names
 }
 
 /// pip's `--report`: normalised name -> sha256 of the file it installed.
@@ -615,15 +645,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_top_levels() {
-        let record = "lxml/__init__.py,sha256=x,1\nlxml/etree.cpython-311-x86_64-linux-gnu.so,sha256=y,2\n_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=z,3\nsix.py,sha256=a,1\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/ansible,sha256=b,1\nfoo.pth,sha256=c,1\nfoo-bar/x.py,,\n";
-        assert_eq!(
-            top_level_from_record(record),
-            ["_cffi_backend", "lxml", "six"]
-        );
-    }
-
-    #[test]
     fn pip_command_is_offline_and_hash_checked() {
         let c = pip_install_cmd(
             &[],
@@ -663,24 +684,6 @@ mod tests {
         assert!(line.contains("--index-url https://pypi.example.org/simple --extra-index-url https://extra.example.org/simple --cert /ca.pem"), "{line}");
         assert!(!line.contains("--only-binary"), "{line}");
         assert!(!line.contains("--no-index"), "{line}");
-    }
-
-    #[test]
-    fn dist_infos_are_scanned() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("PyYAML-6.0.3.dist-info");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(
-            d.join("METADATA"),
-            "Metadata-Version: 2.1\nName: PyYAML\nVersion: 6.0.3\n\nName: not-this\n",
-        )
-        .unwrap();
-        std::fs::write(d.join("top_level.txt"), "_yaml\nyaml\n").unwrap();
-        let m = scan_dist_infos(dir.path());
-        let info = &m[&PackageName::new("pyyaml".to_string()).unwrap()];
-        assert_eq!(info.name, "PyYAML");
-        assert_eq!(info.version, "6.0.3");
-        assert_eq!(info.top_level, ["_yaml", "yaml"]);
     }
 
     #[test]

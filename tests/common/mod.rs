@@ -122,6 +122,7 @@ pub fn locks() -> Vec<PathBuf> {
     vec![
         Path::new(REPO).join("profiles/ansible.requirements.txt"),
         Path::new(REPO).join("tests/data/small.requirements.txt"),
+        Path::new(REPO).join("tests/data/pinned-extra.requirements.txt"),
     ]
 }
 

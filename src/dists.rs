@@ -1,0 +1,189 @@
+//! Reading installed distributions from a site-packages directory, without
+//! running Python: names and versions from `METADATA` (`.dist-info`) or
+//! `PKG-INFO` (`.egg-info`, which older Debian packages still ship), and the
+//! top-level importable names from `top_level.txt` or `RECORD`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pep508_rs::PackageName;
+
+/// One installed distribution, read from its `.dist-info` (or `.egg-info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistInfo {
+    pub name: String,
+    pub normalized: PackageName,
+    pub version: String,
+    pub top_level: Vec<String>,
+}
+
+/// Every distribution in a site-packages directory, by normalised name.
+pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(site) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let meta = if file_name.ends_with(".dist-info") {
+            std::fs::read_to_string(dir.join("METADATA"))
+        } else if file_name.ends_with(".egg-info") && dir.is_dir() {
+            std::fs::read_to_string(dir.join("PKG-INFO"))
+        } else if file_name.ends_with(".egg-info") {
+            // A single-file egg-info is the PKG-INFO itself.
+            std::fs::read_to_string(&dir)
+        } else {
+            continue;
+        };
+        let Ok(meta) = meta else {
+            continue;
+        };
+        let (mut name, mut version) = (None, None);
+        for line in meta.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Name:") {
+                name.get_or_insert_with(|| v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version.get_or_insert_with(|| v.trim().to_string());
+            }
+        }
+        let (Some(name), Some(version)) = (name, version) else {
+            continue;
+        };
+        let Ok(normalized) = PackageName::new(name.clone()) else {
+            continue;
+        };
+        let top_level = match std::fs::read_to_string(dir.join("top_level.txt")) {
+            Ok(t) => t
+                .lines()
+                .map(|l| l.trim().replace('/', "."))
+                .filter(|l| is_module_name(l))
+                .collect(),
+            Err(_) => std::fs::read_to_string(dir.join("RECORD"))
+                .map(|r| top_level_from_record(&r))
+                .unwrap_or_default(),
+        };
+        // A .dist-info wins over a stale .egg-info of the same distribution.
+        if out.contains_key(&normalized) && !file_name.ends_with(".dist-info") {
+            continue;
+        }
+        out.insert(
+            normalized.clone(),
+            DistInfo {
+                name,
+                normalized,
+                version,
+                top_level,
+            },
+        );
+    }
+    out
+}
+
+fn is_module_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut c = part.chars();
+            matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_')
+                && c.all(|ch| ch.is_alphanumeric() || ch == '_')
+        })
+}
+
+/// Top-level importable names from a RECORD file.
+pub fn top_level_from_record(record: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in record.lines() {
+        let path = line.split(',').next().unwrap_or("").trim_matches('"');
+        let first = path.split('/').next().unwrap_or("");
+        if first.is_empty()
+            || first == ".."
+            || first == "__pycache__"
+            || first.ends_with(".dist-info")
+            || first.ends_with(".data")
+            || first.ends_with(".pth")
+        {
+            continue;
+        }
+        let is_dir = path.contains('/');
+        let module = if is_dir {
+            first.to_string()
+        } else if let Some(stem) = first.strip_suffix(".py") {
+            stem.to_string()
+        } else if first.ends_with(".so") {
+            first.split('.').next().unwrap_or("").to_string()
+        } else {
+            continue;
+        };
+        if is_module_name(&module) && !names.contains(&module) {
+            names.push(module);
+        }
+    }
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_top_levels() {
+        let record = "lxml/__init__.py,sha256=x,1\nlxml/etree.cpython-311-x86_64-linux-gnu.so,sha256=y,2\n_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=z,3\nsix.py,sha256=a,1\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/ansible,sha256=b,1\nfoo.pth,sha256=c,1\nfoo-bar/x.py,,\n";
+        assert_eq!(
+            top_level_from_record(record),
+            ["_cffi_backend", "lxml", "six"]
+        );
+    }
+
+    #[test]
+    fn egg_infos_of_debian_packages_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("lxml-4.9.2.egg-info");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("PKG-INFO"),
+            "Metadata-Version: 1.2\nName: lxml\nVersion: 4.9.2\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("top_level.txt"), "lxml\n").unwrap();
+        std::fs::write(
+            dir.path().join("six-1.16.0.egg-info"),
+            "Metadata-Version: 1.1\nName: six\nVersion: 1.16.0\n",
+        )
+        .unwrap();
+        let m = scan(dir.path());
+        assert_eq!(
+            m[&PackageName::new("lxml".to_string()).unwrap()].version,
+            "4.9.2"
+        );
+        assert_eq!(
+            m[&PackageName::new("lxml".to_string()).unwrap()].top_level,
+            ["lxml"]
+        );
+        assert_eq!(
+            m[&PackageName::new("six".to_string()).unwrap()].version,
+            "1.16.0"
+        );
+    }
+
+    #[test]
+    fn dist_infos_are_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("PyYAML-6.0.3.dist-info");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("METADATA"),
+            "Metadata-Version: 2.1\nName: PyYAML\nVersion: 6.0.3\n\nName: not-this\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("top_level.txt"), "_yaml\nyaml\n").unwrap();
+        let m = scan(dir.path());
+        let info = &m[&PackageName::new("pyyaml".to_string()).unwrap()];
+        assert_eq!(info.name, "PyYAML");
+        assert_eq!(info.version, "6.0.3");
+        assert_eq!(info.top_level, ["_yaml", "yaml"]);
+    }
+}

@@ -1,0 +1,280 @@
+//! End-to-end tests of the OS-package-first policy (`[python] prefer = "os"`,
+//! `[python] system`, `break_system_packages`) in real bookworm and trixie
+//! trees: apt decides, with its real candidate versions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Ranges that Debian satisfies, plus pins Debian does not carry (hashed).
+fn os_first_lock(dir: &Path) -> PathBuf {
+    let pinned =
+        std::fs::read_to_string(Path::new(REPO).join("tests/data/pinned-extra.requirements.txt"))
+            .unwrap();
+    let p = dir.join("os-first.txt");
+    std::fs::write(&p, format!("lxml>=4.9\nsix\n{pinned}")).unwrap();
+    p
+}
+
+fn decision<'a>(m: &'a serde_json::Value, scope: &str, name: &str) -> &'a serde_json::Value {
+    m["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["scope"] == scope && d["name"] == name)
+        .unwrap_or_else(|| panic!("no decision for {scope} {name}: {m}"))
+}
+
+fn prefer_os_serves_from_apt_and_venv(tree: &Tree) {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = os_first_lock(dir.path());
+    let profile = write_profile(
+        dir.path(),
+        "osfirst",
+        "/opt/venvs/osfirst",
+        &lock,
+        "system_site_packages = \"auto\"\n\n[python]\nprefer = \"os\"\n",
+    );
+    let root = tree.root.to_str().unwrap();
+
+    // The plan says who serves what, before anything is installed.
+    let plan = venvbake(
+        &[
+            "plan",
+            profile.to_str().unwrap(),
+            "--root",
+            root,
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(decision(&plan, "venv", "lxml")["decision"], "apt");
+    assert_eq!(
+        decision(&plan, "venv", "lxml")["os_candidate"]["package"],
+        "python3-lxml"
+    );
+    assert_eq!(decision(&plan, "venv", "six")["decision"], "apt");
+    let jm = decision(&plan, "venv", "jmespath");
+    assert_eq!(jm["decision"], "venv", "{jm}");
+    assert!(
+        jm["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not satisfy `==1.1.0`"),
+        "{jm}"
+    );
+    let cs = decision(&plan, "venv", "cowsay");
+    assert_eq!(cs["decision"], "venv");
+    assert!(
+        cs["reason"]
+            .as_str()
+            .unwrap()
+            .contains("python3-cowsay (convention): unknown to apt"),
+        "{cs}"
+    );
+    assert_eq!(plan["venv"]["system_site_packages"], true);
+    let installs: Vec<&str> = plan["apt"]["install"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        installs.contains(&"python3-lxml") && installs.contains(&"python3-six"),
+        "{installs:?}"
+    );
+
+    let run = tree.apply(&profile, &[]).ok();
+    assert!(
+        run.stderr.contains("requirement lxml>=4.9: apt"),
+        "{}",
+        run.stderr
+    );
+
+    // apt installed the OS packages; the venv imports both kinds.
+    for pkg in ["python3-lxml", "python3-six"] {
+        tree.run(&["dpkg-query", "-W", pkg]).ok();
+    }
+    let py = "/opt/venvs/osfirst/bin/python";
+    let out = tree
+        .run(&[py, "-c", "import lxml, six, jmespath, markupsafe, cowsay; print(lxml.__file__); print(jmespath.__file__)"])
+        .ok();
+    let mut files = out.stdout.lines();
+    assert!(
+        files
+            .next()
+            .unwrap()
+            .starts_with("/usr/lib/python3/dist-packages/lxml"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        files.next().unwrap().starts_with("/opt/venvs/osfirst/lib/"),
+        "{}",
+        out.stdout
+    );
+    // pip check covers the apt-served and venv-installed distributions together.
+    tree.run(&[py, "-m", "pip", "check"]).ok();
+
+    // The manifest records each decision and where each distribution comes from.
+    let m = tree.read_json("/var/lib/venvbake/osfirst.json");
+    assert_eq!(decision(&m, "venv", "lxml")["decision"], "apt");
+    assert_eq!(decision(&m, "venv", "jmespath")["decision"], "venv");
+    let dists = m["distributions"].as_array().unwrap();
+    let lxml = dists.iter().find(|d| d["name"] == "lxml").unwrap();
+    assert_eq!(lxml["source"], "apt");
+    assert_eq!(lxml["package"], "python3-lxml");
+    let jmespath = dists.iter().find(|d| d["name"] == "jmespath").unwrap();
+    assert_eq!(
+        (jmespath["source"].as_str(), jmespath["version"].as_str()),
+        (Some("venv"), Some("1.1.0"))
+    );
+    assert_eq!(m["venv"]["system_site_packages"], true);
+
+    let again = tree.apply(&profile, &[]).ok();
+    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+}
+
+#[test]
+fn bookworm_prefer_os_splits_requirements_between_apt_and_venv() {
+    with_tree("bookworm", prefer_os_serves_from_apt_and_venv);
+}
+
+#[test]
+fn trixie_prefer_os_splits_requirements_between_apt_and_venv() {
+    with_tree("trixie", prefer_os_serves_from_apt_and_venv);
+}
+
+#[test]
+fn system_entry_without_os_package_stops_unless_break_system_packages() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = Path::new(REPO).join("tests/data/pinned-extra.requirements.txt");
+        let profile = write_profile(
+            dir.path(),
+            "sys",
+            "/opt/venvs/sys",
+            &lock,
+            "\n[python]\nsystem = [\"pyOpenSSL\", \"cowsay\"]\n",
+        );
+        let run = tree.apply(&profile, &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("1 Python requirement(s) cannot be served"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("system `cowsay`"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("looked at: python3-cowsay (convention): unknown to apt"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("break_system_packages = true"),
+            "{}",
+            run.stderr
+        );
+        assert!(!tree.path("/opt/venvs/sys").exists(), "nothing was built");
+        let gone = tree.run(&["dpkg-query", "-W", "python3-openssl"]);
+        assert_ne!(gone.code, 0, "nothing was installed");
+
+        // The audited last resort: pyOpenSSL from apt, cowsay with pip into the system.
+        let profile = write_profile(
+            dir.path(),
+            "sys",
+            "/opt/venvs/sys",
+            &lock,
+            "\n[python]\nsystem = [\"pyOpenSSL\", \"cowsay\"]\nbreak_system_packages = true\n",
+        );
+        let run = tree.apply(&profile, &[]).ok();
+        assert!(run.stderr.contains("warning: installing cowsay==6.1 into the system interpreter with pip --break-system-packages"), "{}", run.stderr);
+        tree.run(&["/usr/bin/python3", "-c", "import OpenSSL, cowsay"])
+            .ok();
+        tree.run(&["dpkg-query", "-W", "python3-openssl"]).ok();
+        let m = tree.read_json("/var/lib/venvbake/sys.json");
+        assert_eq!(decision(&m, "system", "pyopenssl")["decision"], "apt");
+        assert_eq!(
+            decision(&m, "system", "cowsay")["decision"],
+            "break-system-packages"
+        );
+        let pip = &m["system_pip"][0];
+        assert_eq!(
+            (pip["name"].as_str(), pip["version"].as_str()),
+            (Some("cowsay"), Some("6.1"))
+        );
+        assert_eq!(pip["break_system_packages"], true);
+        assert!(
+            pip["reason"]
+                .as_str()
+                .unwrap()
+                .contains("audited last resort"),
+            "{pip}"
+        );
+        let again = tree.apply(&profile, &[]).ok();
+        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    });
+}
+
+#[test]
+fn map_answers_for_names_on_the_target() {
+    with_tree("trixie", |tree| {
+        let run = venvbake(
+            &[
+                "map",
+                "pyOpenSSL",
+                "lxml>=99",
+                "psycopg2-binary",
+                "python_gitlab",
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .ok();
+        let d: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let by = |n: &str| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == n)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            by("pyopenssl")["os_candidate"]["package"],
+            "python3-openssl"
+        );
+        assert_eq!(by("pyopenssl")["decision"], "apt");
+        assert_eq!(by("lxml")["decision"], "venv");
+        assert_eq!(
+            by("psycopg2-binary")["os_candidate"]["package"],
+            "python3-psycopg2"
+        );
+        assert_eq!(
+            by("python-gitlab")["os_candidate"]["package"],
+            "python3-gitlab"
+        );
+        // apt's own word agrees with the candidate version.
+        let policy = tree.run(&["apt-cache", "policy", "python3-openssl"]).ok();
+        let cand = by("pyopenssl")["os_candidate"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            policy.stdout.contains(&format!("Candidate: {cand}")),
+            "{}",
+            policy.stdout
+        );
+    });
+}
