@@ -1040,6 +1040,51 @@ mod tests {
     }
 
     #[test]
+    fn prefer_os_moves_satisfied_requirements_to_apt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("req.txt"),
+            "lxml>=4.9\nsix==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n",
+        )
+        .unwrap();
+        let text = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\nsystem_site_packages = \"auto\"\n[python]\nprefer = \"os\"\n";
+        let p = crate::profile::parse(&dir.path().join("p.toml"), text, dir.path()).unwrap();
+        let mut obs = observed(&[]);
+        let policy: BTreeMap<String, crate::apt::PolicyEntry> =
+            [("python3-lxml", "4.9.2-1+b1"), ("python3-six", "1.16.0-4")]
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        crate::apt::PolicyEntry {
+                            installed: None,
+                            candidate: Some(v.to_string()),
+                        },
+                    )
+                })
+                .collect();
+        let fb = Fallback::parse("lxml python3-lxml\nsix python3-six\n", "target");
+        let lookups = ["lxml", "six"]
+            .iter()
+            .map(|n| {
+                let c = crate::mapping::candidates(n, &BTreeMap::new(), &fb);
+                (n.to_string(), decide::lookup(&c, &policy, true))
+            })
+            .collect();
+        obs.os = Some(lookups);
+        let plan = make(&p, &root(), &obs, None).unwrap();
+        let choices: Vec<Choice> = plan.decisions.iter().map(|d| d.decision).collect();
+        // six is pinned to 1.16.0 and Debian has 1.16.0: apt serves it too.
+        assert_eq!(choices, [Choice::Apt, Choice::Apt]);
+        assert!(plan.venv.system_site_packages, "auto turns them on");
+        assert!(plan.venv.pip_lines.is_empty());
+        let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["python3.11-venv", "python3-lxml", "python3-six"]);
+        assert_eq!(plan.apt.install[1].reason, "requirement lxml");
+        assert!(plan.unresolved().is_empty());
+    }
+
+    #[test]
     fn generation_names() {
         assert_eq!(generation_number("g12-1a2b3c4d"), Some(12));
         assert_eq!(generation_number("g1-xyz"), None);

@@ -374,6 +374,31 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
     result
 }
 
+/// The hint for a failed `pip install`, from what pip printed.
+pub fn pip_hint(e: &crate::exec::CommandError, offline: bool) -> &'static str {
+    if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
+        "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
+    } else if e.mentions("CERTIFICATE_VERIFY_FAILED") {
+        "TLS verification failed: behind a TLS-inspecting proxy or with a private index, give its CA bundle with `[index] cert` or `--cert`"
+    } else if e.mentions("Could not fetch URL")
+        || e.mentions("NewConnectionError")
+        || e.mentions("Temporary failure in name resolution")
+        || e.mentions("Connection reset")
+    {
+        "the package index could not be reached: check the network and proxy variables, or build offline with `--wheelhouse`"
+    } else if e.mentions("No matching distribution") || e.mentions("Could not find a version") {
+        if offline {
+            "the wheelhouse lacks a file for this Python; fill it with `pip download` for the target's Python version and platform"
+        } else {
+            "the index has no wheel of that version for this Python and platform"
+        }
+    } else if e.mentions("Hashes are required") {
+        "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
+    } else {
+        "pip's own reason is in the output above; the previous generation is still active"
+    }
+}
+
 /// pip installs the venv's share of the lock into the generation.
 fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Result<()> {
     let mut staged = Vec::new();
@@ -403,21 +428,7 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
         b.profile.venv.allow_sdist,
     );
     exec::run(&pip, 0, &mut |l| reporter.output(l)).map_err(|e| {
-        let hint = if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
-            "a downloaded file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
-        } else if e.mentions("No matching distribution") || e.mentions("Could not find a version") {
-            if b.wheelhouse.is_some() {
-                "the wheelhouse lacks a file for this Python; fill it with `pip download` for the target's Python version and platform"
-            } else {
-                "the index has no wheel of that version for this Python and platform"
-            }
-        } else if e.mentions("CERTIFICATE_VERIFY_FAILED") {
-            "TLS verification failed: behind a TLS-inspecting proxy or with a private index, give its CA bundle with `[index] cert` or `--cert`"
-        } else if e.mentions("Hashes are required") {
-            "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
-        } else {
-            "pip's own reason is in the output above; the previous generation is still active"
-        };
+        let hint = pip_hint(&e, b.wheelhouse.is_some());
         Error::Command {
             phase: Phase::Install,
             what: "installing the requirements failed".into(),
@@ -684,6 +695,26 @@ mod tests {
         assert!(line.contains("--index-url https://pypi.example.org/simple --extra-index-url https://extra.example.org/simple --cert /ca.pem"), "{line}");
         assert!(!line.contains("--only-binary"), "{line}");
         assert!(!line.contains("--no-index"), "{line}");
+    }
+
+    #[test]
+    fn pip_hints_name_the_real_cause() {
+        let err = |lines: &[&str]| crate::exec::CommandError {
+            command: "pip".into(),
+            status: Some(1),
+            spawn: None,
+            tail: lines.iter().map(|l| l.to_string()).collect(),
+        };
+        let tls = err(&[
+            "WARNING: Retrying ... CERTIFICATE_VERIFY_FAILED ...",
+            "ERROR: No matching distribution found for x==1",
+        ]);
+        assert!(pip_hint(&tls, false).contains("CA bundle"));
+        let missing = err(&["ERROR: No matching distribution found for x==1"]);
+        assert!(pip_hint(&missing, true).contains("wheelhouse"));
+        let tampered =
+            err(&["ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."]);
+        assert!(pip_hint(&tampered, true).contains("altered"));
     }
 
     #[test]
