@@ -330,6 +330,52 @@ impl Tree {
         Run::from(out)
     }
 
+    /// Mount /proc in the tree (in this test's private namespace; gone with it).
+    pub fn mount_proc(&self) {
+        let proc_dir = self.path("/proc");
+        let mounted = std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == proc_dir.to_str());
+        if !mounted {
+            nix::mount::mount(
+                Some("proc"),
+                &proc_dir,
+                Some("proc"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .expect("mount proc in the tree");
+        }
+    }
+
+    /// Install Debian packages in the tree with its own apt (no daemon starts).
+    pub fn apt_install(&self, packages: &[&str]) {
+        self.mount_proc();
+        let policy = self.path("/usr/sbin/policy-rc.d");
+        std::fs::write(&policy, "#!/bin/sh\nexit 101\n").unwrap();
+        std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut argv = vec![
+            "/usr/bin/env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ];
+        argv.extend_from_slice(packages);
+        let mut run = self.run(&argv);
+        if run.code != 0 {
+            // Stale lists in the cached tree: update once and retry.
+            self.run(&["apt-get", "update", "-q"]).ok();
+            run = self.run(&argv);
+        }
+        std::fs::remove_file(&policy).unwrap();
+        run.ok();
+    }
+
     pub fn apply(&self, profile: &Path, extra: &[(&str, &str)]) -> Run {
         let wh = wheelhouse();
         venvbake(

