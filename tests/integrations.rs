@@ -193,3 +193,115 @@ fn packer_template_provisions_a_tree_over_ssh() {
         drop(sshd);
     });
 }
+
+const PLAYBOOK: &str = r#"
+- name: Use the baked venv through the interpreter venvbake printed
+  hosts: image
+  gather_facts: false
+  tasks:
+    - name: The venv interpreter answers
+      ansible.builtin.ping:
+
+    - name: Facts include ansible_local.venvbake
+      ansible.builtin.setup:
+        filter: ansible_local
+
+    - name: The fact names the same interpreter
+      ansible.builtin.assert:
+        that:
+          - ansible_local.venvbake.profiles.ansible.interpreter == ansible_python_interpreter
+
+    - name: community.general.xml needs lxml, which only the venv has
+      community.general.xml:
+        path: /etc/app/config.xml
+        xpath: /config/debug
+        value: "false"
+
+    - name: python-gitlab imports from the venv
+      ansible.builtin.command:
+        argv: ["{{ ansible_python_interpreter }}", "-c", "import gitlab; print('gitlab', gitlab.__version__)"]
+      register: gitlab
+      changed_when: false
+
+    - name: The same xml task with the system Python fails for want of lxml
+      community.general.xml:
+        path: /etc/app/config.xml
+        xpath: /config/debug
+        value: "true"
+      vars:
+        ansible_python_interpreter: /usr/bin/python3
+      register: system_xml
+      ignore_errors: true
+
+    - name: Only the venv made it work
+      ansible.builtin.assert:
+        that:
+          - system_xml is failed
+          - "'lxml' in system_xml.msg"
+          - "'gitlab' in gitlab.stdout"
+"#;
+
+#[test]
+fn ansible_uses_the_venv_through_the_chroot_connection() {
+    let playbook_bin = host_tool("ansible-playbook");
+    with_tree("bookworm", move |tree| {
+        tree.apply(&Path::new(REPO).join("profiles/ansible.toml"), &[])
+            .ok();
+        tree.mount_proc();
+        std::fs::create_dir_all(tree.path("/etc/app")).unwrap();
+        std::fs::write(
+            tree.path("/etc/app/config.xml"),
+            "<config><debug>true</debug></config>\n",
+        )
+        .unwrap();
+
+        // The inventory: venvbake's variables plus one host, the tree, through chroot.
+        let vars = venvbake(
+            &[
+                "inventory",
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .ok();
+        let mut inv: serde_json::Value = serde_json::from_str(&vars.stdout).unwrap();
+        inv["all"]["hosts"] = serde_json::json!({
+            "image": {
+                "ansible_host": tree.root.to_str().unwrap(),
+                "ansible_connection": "community.general.chroot"
+            }
+        });
+        let scratch = tempfile::tempdir().unwrap();
+        let inv_path = scratch.path().join("inventory.json");
+        std::fs::write(&inv_path, inv.to_string()).unwrap();
+        let play = scratch.path().join("play.yml");
+        std::fs::write(&play, PLAYBOOK).unwrap();
+        let out = Command::new(&playbook_bin)
+            .arg("-i")
+            .arg(&inv_path)
+            .arg(&play)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", scratch.path())
+            .env("LC_ALL", "C.UTF-8")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCAL_TEMP", scratch.path().join("tmp"))
+            .env("ANSIBLE_REMOTE_TMP", "/tmp")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ansible-playbook failed:\n{log}");
+        assert!(log.contains("failed=0"), "{log}");
+        assert!(
+            log.contains("...ignoring"),
+            "the system-Python xml task failed as it must:\n{log}"
+        );
+        let xml = std::fs::read_to_string(tree.path("/etc/app/config.xml")).unwrap();
+        assert!(xml.contains("<debug>false</debug>"), "{xml}");
+    });
+}
