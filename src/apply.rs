@@ -83,6 +83,7 @@ pub struct Request<'a> {
     pub wheelhouse: Option<&'a Path>,
     /// A CA bundle for the index (overrides `[index] cert`).
     pub cert: Option<&'a Path>,
+    pub cloud_init_wait: crate::cloudinit::Wait,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
     pub host_env: Vec<(String, String)>,
 }
@@ -134,6 +135,13 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         crate::apt::clean_stale_policy(target);
     }
     let base_env = crate::exec::base_env(&req.host_env);
+    crate::cloudinit::wait_if_needed(
+        req.cloud_init_wait,
+        target.is_tree(),
+        profile.apt.lock_timeout.as_secs(),
+        &base_env,
+        reporter,
+    )?;
 
     if ask_apt && !observed.apt_lists {
         // The decisions need apt's view of the archive.

@@ -47,6 +47,10 @@ pub enum Command {
         /// How progress is shown on stderr.
         #[arg(long, value_enum, default_value_t = Progress::Auto)]
         progress: Progress,
+        /// On a freshly booted system, wait (up to `[apt] lock_timeout_s`) for cloud-init's
+        /// first boot to finish, unless venvbake runs under cloud-init itself.
+        #[arg(long, value_enum, default_value_t = crate::cloudinit::Wait::Auto)]
+        cloud_init_wait: crate::cloudinit::Wait,
     },
     /// Print what `apply` would do; changes nothing.
     Plan {
@@ -75,6 +79,14 @@ pub enum Command {
         profile: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+    },
+    /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
+    ///
+    /// The image must carry /usr/local/bin/venvbake; with /var/cache/venvbake/wheels
+    /// present the build is offline.
+    CloudConfig {
+        /// The profile (TOML); its lock must sit next to it.
+        profile: PathBuf,
     },
     /// Print Ansible inventory variables (`ansible_python_interpreter`, ...) from a manifest.
     Inventory {

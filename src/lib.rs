@@ -10,6 +10,8 @@
 pub mod apply;
 pub mod apt;
 pub mod cli;
+pub mod cloudconfig;
+pub mod cloudinit;
 pub mod debver;
 pub mod decide;
 pub mod dists;
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
             wheelhouse,
             cert,
             progress,
+            cloud_init_wait,
         } => {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 target: &target,
                 wheelhouse: wheelhouse.as_deref(),
                 cert: cert.as_deref(),
+                cloud_init_wait,
                 host_env: std::env::vars().collect(),
             };
             let outcome = apply::apply(&request, &mut reporter);
@@ -105,6 +109,13 @@ pub fn run(cli: Cli) -> Result<()> {
                     s
                 }
             });
+            Ok(())
+        }
+        Command::CloudConfig { profile: path } => {
+            let profile = profile::load(&path)?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| error::Error::io("read", &path, e))?;
+            print_stdout(&cloudconfig::render(&profile, &text)?);
             Ok(())
         }
         Command::Inventory {

@@ -305,3 +305,107 @@ fn ansible_uses_the_venv_through_the_chroot_connection() {
         assert!(xml.contains("<debug>false</debug>"), "{xml}");
     });
 }
+
+#[test]
+fn shipped_cloud_config_is_current() {
+    let out = venvbake(
+        &["cloud-config", &format!("{REPO}/profiles/ansible.toml")],
+        &[],
+    )
+    .ok();
+    let shipped =
+        std::fs::read_to_string(Path::new(REPO).join("cloud-init/user-data.yaml")).unwrap();
+    assert_eq!(
+        out.stdout, shipped,
+        "regenerate: venvbake cloud-config profiles/ansible.toml > cloud-init/user-data.yaml"
+    );
+}
+
+/// cloud-init itself, installed in a tree, runs the shipped user-data's
+/// `runcmd` from a NoCloud seed. Its stages run chrooted in new UTS, network,
+/// PID and mount namespaces, so the host is untouched and there is no network:
+/// the build is offline from the wheelhouse the image carries.
+#[test]
+fn cloud_init_runcmd_bakes_the_venv_at_first_boot() {
+    with_tree("bookworm", |tree| {
+        tree.apt_install(&["cloud-init", "python3.11-venv"]);
+        std::fs::copy(BIN, tree.path("/usr/local/bin/venvbake")).unwrap();
+        let wheels = tree.path("/var/cache/venvbake/wheels");
+        std::fs::create_dir_all(&wheels).unwrap();
+        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
+            std::fs::copy(e.path(), wheels.join(e.file_name())).unwrap();
+        }
+        let seed = tree.path("/var/lib/cloud/seed/nocloud");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::copy(
+            Path::new(REPO).join("cloud-init/user-data.yaml"),
+            seed.join("user-data"),
+        )
+        .unwrap();
+        std::fs::write(
+            seed.join("meta-data"),
+            "instance-id: venvbake-e2e\nlocal-hostname: golden\n",
+        )
+        .unwrap();
+        // Modules that need a real VM (locale generation, SSH host keys, disk
+        // resizing) are left out; what the shipped user-data uses stays in.
+        std::fs::write(
+            tree.path("/etc/cloud/cloud.cfg.d/99-venvbake-e2e.cfg"),
+            "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\ncloud_init_modules: [write_files]\ncloud_config_modules: [runcmd]\ncloud_final_modules: [scripts_user, final_message]\n",
+        )
+        .unwrap();
+
+        // cloud-init's own schema check accepts the shipped user-data.
+        let schema = tree.run(&[
+            "cloud-init",
+            "schema",
+            "--config-file",
+            "/var/lib/cloud/seed/nocloud/user-data",
+        ]);
+        assert_eq!(
+            schema.code, 0,
+            "cloud-init schema:\n{}\n{}",
+            schema.stdout, schema.stderr
+        );
+
+        let proc_dir = tree.path("/proc");
+        let _ = nix::mount::umount2(&proc_dir, nix::mount::MntFlags::MNT_DETACH);
+        let stages = "cloud-init init --local && cloud-init init && cloud-init modules --mode=config && cloud-init modules --mode=final";
+        let out = Command::new("/usr/bin/unshare")
+            .args(["--uts", "--net", "--pid", "--mount", "--fork"])
+            .arg(format!("--mount-proc={}", proc_dir.display()))
+            .arg("/usr/sbin/chroot")
+            .arg(&tree.root)
+            .args(["/bin/sh", "-c", stages])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(tree.path("/var/log/cloud-init-output.log"))
+            .unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "cloud-init stages failed:\n{}\n{}\n--- cloud-init-output.log ---\n{log}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            log.contains("not waiting for cloud-init: venvbake runs under cloud-init"),
+            "{log}"
+        );
+        assert!(log.contains("profile `ansible` applied"), "{log}");
+        tree.run(&[
+            "/opt/venvs/ansible/bin/python",
+            "-c",
+            "import ansible, gitlab, lxml, jmespath, netaddr",
+        ])
+        .ok();
+        let m = tree.read_json("/var/lib/venvbake/ansible.json");
+        assert_eq!(m["interpreter"], "/opt/venvs/ansible/bin/python");
+        // (instance/ is an absolute symlink: ask inside the tree.)
+        tree.run(&["test", "-e", "/var/lib/cloud/instance/boot-finished"])
+            .ok();
+    });
+}
