@@ -11,7 +11,9 @@
 # Plugin requirements for Packer >= 1.7 are in plugins.pkr.hcl next to this
 # file (`packer init packer/` then `packer build packer/`). Packer 1.6.6 (Debian)
 # has these builders built in and does not parse `required_plugins`: give it
-# this file alone (`packer validate packer/golden.pkr.hcl`).
+# this file alone, after building venvbake (the file provisioner checks its
+# source exists):
+#   packer validate -var venvbake_binary=target/release/venvbake packer/golden.pkr.hcl
 
 variable "venvbake_binary" {
   type        = string

@@ -107,9 +107,12 @@ fn start_sshd(tree: &Tree, scratch: &Path) -> Sshd {
 #[test]
 fn packer_template_provisions_a_tree_over_ssh() {
     let packer = host_tool("packer");
-    // The shipped template validates with Packer 1.6.6 as it is.
+    // The shipped template validates with Packer 1.6.6 as it is (the file
+    // provisioner checks that the binary it uploads exists).
     let validate = Command::new(&packer)
-        .args(["validate", "packer/golden.pkr.hcl"])
+        .arg("validate")
+        .arg(format!("-var=venvbake_binary={BIN}"))
+        .arg("packer/golden.pkr.hcl")
         .current_dir(REPO)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
