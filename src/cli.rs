@@ -80,6 +80,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Check a host or image against its manifest: symlink, generation, every file's RECORD hash, python, apt.
+    ///
+    /// Exit 0 when clean, 9 when anything drifted (each item listed).
+    Verify {
+        /// A profile file, or the name of a profile applied on the target.
+        profile: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Check against this manifest (a path in the target).
+        #[arg(long, value_name = "PATH", conflicts_with = "profile")]
+        manifest: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///
     /// The image must carry /usr/local/bin/venvbake; with /var/cache/venvbake/wheels

@@ -35,6 +35,8 @@ pub enum ExitCode {
     Check = 7,
     /// Reading or writing a file of the target failed.
     Io = 8,
+    /// `verify` found the target differs from its manifest.
+    Drift = 9,
 }
 
 impl ExitCode {
@@ -97,6 +99,8 @@ pub enum Error {
     BadManifest { path: PathBuf, message: String },
     #[error("{} Python requirement(s) cannot be served:\n  {}", items.len(), items.join("\n  "))]
     Unresolved { items: Vec<String> },
+    #[error("{count} item(s) differ from the manifest of `{profile}`")]
+    Drift { profile: String, count: usize },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -132,6 +136,7 @@ impl Error {
             Error::Io { .. } | Error::Occupied { .. } => ExitCode::Io,
             Error::NoManifest { .. } | Error::BadManifest { .. } => ExitCode::Input,
             Error::Internal(_) => ExitCode::Internal,
+            Error::Drift { .. } => ExitCode::Drift,
         }
     }
 
@@ -152,6 +157,7 @@ impl Error {
             Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),
             Error::BadManifest { .. } => Some("re-run `venvbake apply` to rewrite it".into()),
             Error::Unresolved { .. } => Some("see `venvbake plan` for each decision; pin and hash what the venv must serve, add `[python.map]` entries, or, for `[python] system`, set `break_system_packages = true` as an audited last resort".into()),
+            Error::Drift { .. } => Some("`venvbake apply` rebuilds a changed venv; investigate modified or extra files first".into()),
             Error::Usage(_) => None,
             Error::Internal(_) => Some("this is a bug in venvbake; please report it with the log".into()),
         }
@@ -199,6 +205,7 @@ mod tests {
             (ExitCode::Install, 6),
             (ExitCode::Check, 7),
             (ExitCode::Io, 8),
+            (ExitCode::Drift, 9),
         ];
         for (code, n) in table {
             assert_eq!(code.code(), n, "{code:?}");

@@ -12,6 +12,7 @@ pub mod apt;
 pub mod cli;
 pub mod cloudconfig;
 pub mod cloudinit;
+pub mod codec;
 pub mod debver;
 pub mod decide;
 pub mod dists;
@@ -28,6 +29,7 @@ pub mod report;
 pub mod requirements;
 pub mod target;
 pub mod venv;
+pub mod verify;
 
 use std::io::Write;
 
@@ -111,6 +113,32 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
+        Command::Verify {
+            profile,
+            target,
+            manifest,
+            format,
+        } => {
+            let target = Target::new(target.root.as_deref())?;
+            let (_, m) = locate_manifest(&target, profile.as_deref(), manifest.as_deref())?;
+            let report = verify::verify(&target, &m)?;
+            print_stdout(&match format {
+                PlanFormat::Text => report.to_text(),
+                PlanFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+            });
+            if report.clean {
+                Ok(())
+            } else {
+                Err(error::Error::Drift {
+                    profile: report.profile,
+                    count: report.drift.len(),
+                })
+            }
+        }
         Command::CloudConfig { profile: path } => {
             let profile = profile::load(&path)?;
             let text =
@@ -130,6 +158,22 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A manifest from a profile file, a profile name, or an explicit path.
+fn locate_manifest(
+    target: &Target,
+    profile_or_name: Option<&str>,
+    explicit: Option<&std::path::Path>,
+) -> Result<(std::path::PathBuf, manifest::Manifest)> {
+    if let Some(p) = profile_or_name
+        .map(std::path::Path::new)
+        .filter(|p| p.is_file())
+    {
+        let profile = profile::load(p)?;
+        return inventory::find_manifest(target, None, Some(&profile.outputs.manifest));
+    }
+    inventory::find_manifest(target, profile_or_name, explicit)
 }
 
 fn print_stdout(text: &str) {

@@ -10,7 +10,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use std::collections::BTreeMap;
@@ -663,14 +662,7 @@ pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
-pub fn hex_sha256(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use crate::codec::hex_sha256;
 
 /// `[a-z0-9][a-z0-9_-]*`, at most 64 characters.
 pub fn valid_name(name: &str) -> bool {

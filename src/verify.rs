@@ -1,0 +1,460 @@
+//! `venvbake verify`: does the host or image still match its manifest?
+//!
+//! Checks, in order of cost: the fixed path points at the recorded
+//! generation and that generation is complete; the apt packages are
+//! installed at the recorded versions; every file of every distribution in
+//! the venv matches its wheel `RECORD` (sha256 and size; missing, modified
+//! and extra files), hashed in parallel; and the venv's interpreter runs and
+//! is the recorded Python version and ABI (a distribution upgrade that moved
+//! the system Python breaks the venv). Reads only; runs one python.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::exec::{self, Cmd};
+use crate::manifest::Manifest;
+use crate::plan::generations_dir;
+use crate::target::Target;
+
+/// One way the target differs from its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// `link`, `generation`, `python`, `apt`, `missing`, `modified`, `extra`.
+    pub kind: String,
+    pub item: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub profile: String,
+    pub generation: String,
+    pub clean: bool,
+    pub files_checked: usize,
+    pub bytes_hashed: u64,
+    pub drift: Vec<Drift>,
+}
+
+impl Report {
+    pub fn to_text(&self) -> String {
+        let mut s = if self.clean {
+            format!(
+                "verify: `{}` is clean: generation {}, {} files ({} bytes) match their RECORD, python and apt packages as recorded\n",
+                self.profile, self.generation, self.files_checked, self.bytes_hashed
+            )
+        } else {
+            format!(
+                "verify: `{}` has drifted from its manifest ({} item(s)):\n",
+                self.profile,
+                self.drift.len()
+            )
+        };
+        for d in &self.drift {
+            s.push_str(&format!("  {:<9} {}: {}\n", d.kind, d.item, d.detail));
+        }
+        s
+    }
+}
+
+fn drift(kind: &str, item: impl Into<String>, detail: impl Into<String>) -> Drift {
+    Drift {
+        kind: kind.into(),
+        item: item.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Prints the venv interpreter's version and ABI.
+const PYTHON_ID: &str =
+    "import platform, sysconfig; print(platform.python_version()); print(sysconfig.get_config_var('SOABI') or '')";
+
+pub fn verify(target: &Target, m: &Manifest) -> Result<Report> {
+    let mut out = Vec::new();
+    let gens = generations_dir(&m.venv.path);
+    let gen_target = gens.join(&m.venv.generation);
+    let gen_host = target.host_path(&gen_target);
+
+    // The fixed path and the generation.
+    let link_host = target.host_path_nofollow(&m.venv.path);
+    let want = Path::new(gens.file_name().unwrap_or_default()).join(&m.venv.generation);
+    match std::fs::read_link(&link_host) {
+        Ok(dest) if dest == want => {}
+        Ok(dest) => out.push(drift(
+            "link",
+            m.venv.path.display().to_string(),
+            format!(
+                "points at `{}`, the manifest says `{}`",
+                dest.display(),
+                want.display()
+            ),
+        )),
+        Err(_) => out.push(drift(
+            "link",
+            m.venv.path.display().to_string(),
+            "is not a symlink to a generation",
+        )),
+    }
+    match crate::manifest::read_generation(&gen_host) {
+        Some(r) if r.fingerprint == m.venv.fingerprint => {}
+        Some(_) => out.push(drift(
+            "generation",
+            &m.venv.generation,
+            "its record's fingerprint differs from the manifest's",
+        )),
+        None => out.push(drift(
+            "generation",
+            &m.venv.generation,
+            "missing or incomplete (no .venvbake/generation.json)",
+        )),
+    }
+
+    // apt packages at their recorded versions.
+    let installed = target.dpkg_installed()?;
+    for p in &m.apt {
+        let bare = p.name.split(':').next().unwrap_or(&p.name);
+        match installed.get(bare) {
+            Some(v) if *v == p.version => {}
+            Some(v) => out.push(drift(
+                "apt",
+                &p.name,
+                format!("installed {v}, recorded {}", p.version),
+            )),
+            None => out.push(drift(
+                "apt",
+                &p.name,
+                format!("not installed, recorded {}", p.version),
+            )),
+        }
+    }
+
+    // Every distribution's files against its RECORD.
+    let (files_checked, bytes_hashed) = if gen_host.is_dir() {
+        check_records(&gen_host, &mut out)
+    } else {
+        (0, 0)
+    };
+
+    // The interpreter runs and is the recorded one.
+    if gen_host.is_dir() {
+        let python = m.venv.path.join("bin/python").display().to_string();
+        let cmd = Cmd::new(python.clone(), &exec::base_env(&[]))
+            .chroot(target.chroot())
+            .args(["-I", "-c", PYTHON_ID]);
+        match exec::run(&cmd, 10, &mut |_| {}) {
+            Ok(o) => {
+                let version = o.lines.first().cloned().unwrap_or_default();
+                let abi = o.lines.get(1).cloned().unwrap_or_default();
+                if version != m.python.version || abi != m.python.abi {
+                    out.push(drift(
+                        "python",
+                        python,
+                        format!(
+                            "runs Python {version} ({abi}), the venv was built for {} ({}): the system Python changed; `venvbake apply` rebuilds",
+                            m.python.version, m.python.abi
+                        ),
+                    ));
+                }
+            }
+            Err(e) => out.push(drift("python", python, format!("does not run: {e}; the system Python may have changed, `venvbake apply` rebuilds"))),
+        }
+    }
+
+    Ok(Report {
+        profile: m.profile.name.clone(),
+        generation: m.venv.generation.clone(),
+        clean: out.is_empty(),
+        files_checked,
+        bytes_hashed,
+        drift: out,
+    })
+}
+
+/// One RECORD line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordEntry {
+    pub path: String,
+    /// URL-safe base64 sha256, when RECORD gives one.
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// Parse a RECORD file (CSV: path, `sha256=<urlsafe b64>`, size).
+pub fn parse_record(text: &str) -> Vec<RecordEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let fields = csv_fields(l);
+            let get = |i: usize| fields.get(i).map(String::as_str).unwrap_or("");
+            RecordEntry {
+                path: get(0).to_string(),
+                sha256: get(1).strip_prefix("sha256=").map(str::to_string),
+                size: get(2).parse().ok(),
+            }
+        })
+        .collect()
+}
+
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                if let Some(f) = fields.last_mut() {
+                    f.push('"');
+                }
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => {
+                if let Some(f) = fields.last_mut() {
+                    f.push(c);
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// Check every dist-info's RECORD under the generation; returns (files, bytes).
+fn check_records(gen_host: &Path, out: &mut Vec<Drift>) -> (usize, u64) {
+    let Some(site) = site_packages(gen_host) else {
+        out.push(drift(
+            "generation",
+            gen_host.display().to_string(),
+            "has no site-packages",
+        ));
+        return (0, 0);
+    };
+    let mut claimed: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut jobs: Vec<(PathBuf, String, RecordEntry)> = Vec::new();
+    let mut dist_infos: Vec<PathBuf> = std::fs::read_dir(&site)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "dist-info"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dist_infos.sort();
+    for di in dist_infos {
+        let dist = di
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(text) = std::fs::read_to_string(di.join("RECORD")) else {
+            out.push(drift(
+                "missing",
+                format!("{dist}/RECORD"),
+                "the distribution has no RECORD",
+            ));
+            continue;
+        };
+        for entry in parse_record(&text) {
+            let path = normalize(&site.join(&entry.path));
+            claimed.insert(path.clone());
+            jobs.push((path, dist.clone(), entry));
+        }
+    }
+    // Hash in parallel, one share of the files per core.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    let results: Vec<(Vec<Drift>, usize, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || check_files(part)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let (mut files, mut bytes) = (0, 0);
+    for (d, f, b) in results {
+        out.extend(d);
+        files += f;
+        bytes += b;
+    }
+    // Files in site-packages that no RECORD claims (byte-code caches aside).
+    let mut extra = Vec::new();
+    walk(&site, &mut |p| {
+        let in_cache = p.parent().is_some_and(|d| d.ends_with("__pycache__"));
+        if !claimed.contains(p) && !in_cache {
+            extra.push(p.to_path_buf());
+        }
+    });
+    for p in extra {
+        let rel = p.strip_prefix(&site).unwrap_or(&p).display().to_string();
+        out.push(drift(
+            "extra",
+            rel,
+            "no distribution's RECORD lists this file",
+        ));
+    }
+    (files, bytes)
+}
+
+fn check_files(jobs: &[(PathBuf, String, RecordEntry)]) -> (Vec<Drift>, usize, u64) {
+    let mut out = Vec::new();
+    let (mut files, mut bytes) = (0, 0u64);
+    let mut buf = vec![0u8; 256 * 1024];
+    for (path, dist, entry) in jobs {
+        let item = format!("{dist}: {}", entry.path);
+        let Ok(mut f) = std::fs::File::open(path) else {
+            out.push(drift("missing", item, "listed in RECORD, not on disk"));
+            continue;
+        };
+        files += 1;
+        let Some(want) = &entry.sha256 else { continue };
+        let mut h = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    h.update(&buf[..n]);
+                    size += n as u64;
+                }
+                Err(e) => {
+                    out.push(drift("modified", item.clone(), format!("unreadable: {e}")));
+                    break;
+                }
+            }
+        }
+        bytes += size;
+        let got = crate::codec::base64(&h.finalize(), true);
+        if &got != want || entry.size.is_some_and(|s| s != size) {
+            out.push(drift(
+                "modified",
+                item,
+                "sha256 or size differs from RECORD",
+            ));
+        }
+    }
+    (out, files, bytes)
+}
+
+fn site_packages(gen_host: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(gen_host.join("lib"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+}
+
+/// Lexical normalisation (RECORD paths may climb out with `..`).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&p, f),
+            Ok(_) => f(&p),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Group drift kinds for a summary (used by tests and the text output).
+pub fn kinds(report: &Report) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for d in &report.drift {
+        *m.entry(d.kind.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_lines_parse_with_quotes() {
+        let r = parse_record("six.py,sha256=abc,123\n\"a,b.py\",sha256=d_-,4\nsix-1.0.dist-info/RECORD,,\n../../../bin/x,sha256=e,5\n");
+        assert_eq!(
+            r[0],
+            RecordEntry {
+                path: "six.py".into(),
+                sha256: Some("abc".into()),
+                size: Some(123)
+            }
+        );
+        assert_eq!(r[1].path, "a,b.py");
+        assert_eq!(r[2].sha256, None);
+        assert_eq!(r[3].path, "../../../bin/x");
+    }
+
+    #[test]
+    fn files_are_checked_against_their_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("lib/python3.11/site-packages");
+        let di = site.join("demo-1.0.dist-info");
+        std::fs::create_dir_all(&di).unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        std::fs::write(site.join("demo.py"), b"print(1)\n").unwrap();
+        std::fs::write(site.join("gone.py"), b"x").unwrap();
+        std::fs::write(dir.path().join("bin/demo"), b"#!/x\n").unwrap();
+        let rec = |data: &[u8]| {
+            format!(
+                "sha256={},{}",
+                crate::codec::base64(&Sha256::digest(data), true),
+                data.len()
+            )
+        };
+        std::fs::write(
+            di.join("RECORD"),
+            format!(
+                "demo.py,{}\ngone.py,{}\n../../../bin/demo,{}\ndemo-1.0.dist-info/RECORD,,\n",
+                rec(b"print(1)\n"),
+                rec(b"x"),
+                rec(b"#!/x\n")
+            ),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let (files, _) = check_records(dir.path(), &mut out);
+        assert_eq!((files, out.len()), (4, 0), "{out:?}");
+
+        std::fs::write(site.join("demo.py"), b"print(2)\n").unwrap();
+        std::fs::remove_file(site.join("gone.py")).unwrap();
+        std::fs::write(site.join("planted.py"), b"evil").unwrap();
+        let mut out = Vec::new();
+        check_records(dir.path(), &mut out);
+        let kinds: Vec<(&str, &str)> = out
+            .iter()
+            .map(|d| (d.kind.as_str(), d.item.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&("modified", "demo-1.0.dist-info: demo.py")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&("missing", "demo-1.0.dist-info: gone.py")),
+            "{kinds:?}"
+        );
+        assert!(kinds.contains(&("extra", "planted.py")), "{kinds:?}");
+    }
+}
