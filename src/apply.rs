@@ -352,8 +352,51 @@ pub fn build_manifest(
     installed: &std::collections::BTreeMap<String, String>,
     system_dists: &std::collections::BTreeMap<String, String>,
 ) -> Manifest {
+    let apt = plan
+        .apt
+        .install
+        .iter()
+        .chain(plan.apt.present.iter())
+        .map(|i| (i.name.clone(), i.reason.clone()))
+        .collect::<Vec<_>>();
+    let system_pip = plan
+        .system_pip
+        .iter()
+        .map(|s| crate::manifest::SystemPipRecord {
+            name: s.name.clone(),
+            version: s.version.clone(),
+            break_system_packages: s.flag,
+            reason: s.reason.clone(),
+        })
+        .collect();
+    manifest_for(
+        profile,
+        record,
+        &plan.venv.generations_dir,
+        &apt,
+        system_pip,
+        os,
+        installed,
+        system_dists,
+    )
+}
+
+/// The manifest describing `record` as the active generation of `profile`.
+/// `apt` lists the packages the profile relies on (name, reason); their
+/// versions come from dpkg now.
+#[allow(clippy::too_many_arguments)]
+pub fn manifest_for(
+    profile: &Profile,
+    record: &GenerationRecord,
+    generations_dir: &Path,
+    apt: &[(String, String)],
+    system_pip: Vec<crate::manifest::SystemPipRecord>,
+    os: &crate::target::OsRelease,
+    installed: &std::collections::BTreeMap<String, String>,
+    system_dists: &std::collections::BTreeMap<String, String>,
+) -> Manifest {
     let mut distributions = record.distributions.clone();
-    for d in plan
+    for d in record
         .decisions
         .iter()
         .filter(|d| d.decision == Choice::Apt && d.scope == crate::decide::Scope::Venv)
@@ -378,17 +421,14 @@ pub fn build_manifest(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let apt = plan
-        .apt
-        .install
+    let apt = apt
         .iter()
-        .chain(plan.apt.present.iter())
-        .map(|i| {
-            let bare = i.name.split(':').next().unwrap_or(&i.name);
+        .map(|(name, reason)| {
+            let bare = name.split(':').next().unwrap_or(name);
             AptPackage {
-                name: i.name.clone(),
+                name: name.clone(),
                 version: installed.get(bare).cloned().unwrap_or_default(),
-                reason: i.reason.clone(),
+                reason: reason.clone(),
             }
         })
         .collect();
@@ -411,23 +451,14 @@ pub fn build_manifest(
         venv: VenvInfo {
             path: profile.venv.path.clone(),
             generation: record.generation.clone(),
-            generation_path: plan.venv.generations_dir.join(&record.generation),
-            system_site_packages: plan.venv.system_site_packages,
+            generation_path: generations_dir.join(&record.generation),
+            system_site_packages: record.system_site_packages,
             fingerprint: record.fingerprint.clone(),
         },
         python: record.python.clone(),
         distributions,
-        decisions: plan.decisions.clone(),
-        system_pip: plan
-            .system_pip
-            .iter()
-            .map(|s| crate::manifest::SystemPipRecord {
-                name: s.name.clone(),
-                version: s.version.clone(),
-                break_system_packages: s.flag,
-                reason: s.reason.clone(),
-            })
-            .collect(),
+        decisions: record.decisions.clone(),
+        system_pip,
         apt,
         built_at: record.built_at.clone(),
     }

@@ -236,7 +236,7 @@ fn apt_error(e: CommandError, timeout_s: u64, what: &str) -> Error {
         return Error::DpkgLocked {
             timeout_s,
             command: e.command.clone(),
-            holder: lock_holder(&e.tail),
+            holder: lock_holder(&e.recent),
         };
     }
     let hint = if e.mentions("Unable to locate package")

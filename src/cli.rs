@@ -94,6 +94,27 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Switch the fixed path back to the previous complete generation; rewrite manifest and fact.
+    ///
+    /// Prints the generation switched to. The next `apply` switches to the
+    /// profile's current generation again.
+    Rollback {
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Remove old generations, keeping N complete ones (the active one included).
+    ///
+    /// Prints the removed generations. Never touches the active generation or
+    /// anything outside `<venv path>.generations`.
+    Gc {
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// How many complete generations to keep (default: `[venv] keep_generations`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+        keep: Option<u32>,
+    },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///
     /// The image must carry /usr/local/bin/venvbake; with /var/cache/venvbake/wheels

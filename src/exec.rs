@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 /// How many of a failing command's last lines an error shows.
 pub const TAIL_LINES: usize = 25;
 
+/// How many last lines are kept to find the cause of a failure (hints).
+pub const RECENT_LINES: usize = 400;
+
 /// PATH inside the target: the Debian default for root.
 pub const TARGET_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -165,8 +168,10 @@ pub struct CommandError {
     pub command: String,
     pub status: Option<i32>,
     pub spawn: Option<std::io::Error>,
-    /// The last lines the command printed.
+    /// The last lines the command printed (shown in the error).
     pub tail: Vec<String>,
+    /// A longer tail, searched by [`CommandError::mentions`] for the cause.
+    pub recent: Vec<String>,
 }
 
 impl CommandError {
@@ -175,7 +180,25 @@ impl CommandError {
         if self.tail.is_empty() {
             return String::new();
         }
-        let mut out = format!("\n--- last {} lines of output ---", self.tail.len());
+        let mut out = String::new();
+        // Error lines that scrolled out of the tail (pip lists every hash after its ERROR line).
+        let earlier = self.recent.len().saturating_sub(self.tail.len());
+        let errors: Vec<&String> = self.recent[..earlier]
+            .iter()
+            .filter(|l| l.starts_with("ERROR:") || l.starts_with("E: "))
+            .take(5)
+            .collect();
+        if !errors.is_empty() {
+            out.push_str("\n--- errors reported earlier ---");
+            for l in errors {
+                out.push('\n');
+                out.push_str(l);
+            }
+        }
+        out.push_str(&format!(
+            "\n--- last {} lines of output ---",
+            self.tail.len()
+        ));
         for l in &self.tail {
             out.push('\n');
             out.push_str(l);
@@ -184,9 +207,12 @@ impl CommandError {
         out
     }
 
-    /// Whether any tail line contains `needle`.
+    /// Whether any of the last lines contains `needle`.
     pub fn mentions(&self, needle: &str) -> bool {
-        self.tail.iter().any(|l| l.contains(needle))
+        self.recent
+            .iter()
+            .chain(&self.tail)
+            .any(|l| l.contains(needle))
     }
 }
 
@@ -206,17 +232,22 @@ impl Output {
 /// `keep` lines of output in the returned [`Output`] (0: only the tail for errors).
 pub fn run(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Output, CommandError> {
     let command = cmd.display();
-    let fail = |status, spawn, tail: &VecDeque<String>| CommandError {
+    let fail = |status, spawn, recent: &VecDeque<String>| CommandError {
         command: command.clone(),
         status,
         spawn,
-        tail: tail.iter().cloned().collect(),
+        tail: recent
+            .iter()
+            .skip(recent.len().saturating_sub(TAIL_LINES))
+            .cloned()
+            .collect(),
+        recent: recent.iter().cloned().collect(),
     };
     let reader = match cmd.expression().reader() {
         Ok(r) => r,
         Err(e) => return Err(fail(None, Some(e), &VecDeque::new())),
     };
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(RECENT_LINES);
     let mut kept: Vec<String> = Vec::new();
     let mut buf = BufReader::new(&reader);
     let mut raw = Vec::new();
@@ -233,7 +264,7 @@ pub fn run(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Outp
                 if kept.len() < keep {
                     kept.push(line.clone());
                 }
-                if tail.len() == TAIL_LINES {
+                if tail.len() == RECENT_LINES {
                     tail.pop_front();
                 }
                 tail.push_back(line);
@@ -326,6 +357,20 @@ mod tests {
         assert_eq!(err.status, Some(3));
         assert_eq!(err.tail, ["one", "two", ""]);
         assert!(err.to_string().contains("exited with status 3"));
+    }
+
+    #[test]
+    fn long_output_keeps_the_error_line_for_the_message() {
+        let cmd = Cmd::new("/bin/sh", &base_env(&[]))
+            .args(["-c", "echo 'ERROR: the cause'; i=0; while [ $i -lt 60 ]; do echo hash$i; i=$((i+1)); done; exit 1"]);
+        let err = run(&cmd, 0, &mut |_| {}).unwrap_err();
+        assert_eq!(err.tail.len(), TAIL_LINES);
+        assert!(err.mentions("ERROR: the cause"));
+        let shown = err.render_tail();
+        assert!(
+            shown.contains("--- errors reported earlier ---\nERROR: the cause"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod inventory;
+pub mod lifecycle;
 pub mod manifest;
 pub mod mapping;
 pub mod ns;
@@ -138,6 +139,27 @@ pub fn run(cli: Cli) -> Result<()> {
                     count: report.drift.len(),
                 })
             }
+        }
+        Command::Rollback { profile, target } => {
+            let mut reporter = Reporter::new(report::Progress::Plain);
+            let profile = profile::load(&profile)?;
+            let target = Target::new(target.root.as_deref())?;
+            let generation = lifecycle::rollback(&profile, &target, &mut reporter)?;
+            print_stdout(&format!("{generation}\n"));
+            Ok(())
+        }
+        Command::Gc {
+            profile,
+            target,
+            keep,
+        } => {
+            let mut reporter = Reporter::new(report::Progress::Plain);
+            let profile = profile::load(&profile)?;
+            let target = Target::new(target.root.as_deref())?;
+            for name in lifecycle::gc(&profile, &target, keep, &mut reporter)? {
+                print_stdout(&format!("{name}\n"));
+            }
+            Ok(())
         }
         Command::CloudConfig { profile: path } => {
             let profile = profile::load(&path)?;

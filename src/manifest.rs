@@ -132,6 +132,12 @@ pub struct GenerationRecord {
     pub externally_managed: bool,
     pub distributions: Vec<Distribution>,
     pub built_at: String,
+    /// Resolved `system_site_packages` of this generation.
+    #[serde(default)]
+    pub system_site_packages: bool,
+    /// Who served each requirement when this generation was built.
+    #[serde(default)]
+    pub decisions: Vec<crate::decide::Decision>,
 }
 
 impl Manifest {

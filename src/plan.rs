@@ -313,6 +313,39 @@ pub struct OutputPlan {
     pub write: bool,
 }
 
+/// Generations to remove so that `keep` complete ones remain, `new_active`
+/// included. The generation active now (`current`) is the rollback target and
+/// is kept first, then the newest complete ones; incomplete leftovers of
+/// killed runs always go. `new_active` itself is never listed.
+pub fn to_remove(
+    generations: &[GenerationState],
+    new_active: &str,
+    current: Option<&str>,
+    keep: u32,
+) -> Vec<String> {
+    let mut candidates: Vec<&GenerationState> = generations
+        .iter()
+        .filter(|g| g.name != new_active)
+        .collect();
+    candidates.sort_by_key(|g| {
+        (
+            Some(g.name.as_str()) != current,
+            std::cmp::Reverse(g.number),
+        )
+    });
+    let mut keep_left = keep.saturating_sub(1);
+    let mut remove = Vec::new();
+    for g in candidates {
+        if g.record.is_some() && keep_left > 0 {
+            keep_left -= 1;
+        } else {
+            remove.push(g.name.clone());
+        }
+    }
+    remove.sort();
+    remove
+}
+
 /// A distribution installed into the system interpreter with pip (the last resort).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SystemPip {
@@ -501,34 +534,17 @@ pub fn make(
         },
     };
 
-    // The generation active now is the rollback target, so it is kept first;
-    // then the newest complete ones, up to `keep_generations` in all.
     let new_active = action.generation().to_string();
     let current = match &obs.link {
         Link::Generation(name) => Some(name.as_str()),
         _ => None,
     };
-    let mut candidates: Vec<&GenerationState> = obs
-        .generations
-        .iter()
-        .filter(|g| g.name != new_active)
-        .collect();
-    candidates.sort_by_key(|g| {
-        (
-            Some(g.name.as_str()) != current,
-            std::cmp::Reverse(g.number),
-        )
-    });
-    let mut keep_left = profile.venv.keep_generations.saturating_sub(1);
-    let mut remove = Vec::new();
-    for g in candidates {
-        if g.record.is_some() && keep_left > 0 {
-            keep_left -= 1;
-        } else {
-            remove.push(g.name.clone());
-        }
-    }
-    remove.sort();
+    let remove = to_remove(
+        &obs.generations,
+        &new_active,
+        current,
+        profile.venv.keep_generations,
+    );
 
     let write = match (&obs.manifest, &obs.fact_entry) {
         (Some(m), Some(f)) => {
@@ -894,6 +910,8 @@ mod tests {
                 externally_managed: true,
                 distributions: vec![],
                 built_at: "x".into(),
+                system_site_packages: false,
+                decisions: vec![],
             }),
         }
     }

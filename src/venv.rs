@@ -579,6 +579,8 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         externally_managed: b.probe.externally_managed,
         distributions,
         built_at: b.built_at.clone(),
+        system_site_packages: b.system_site_packages,
+        decisions: b.decisions.to_vec(),
     };
     let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
     text.push('\n');
@@ -703,7 +705,8 @@ mod tests {
             command: "pip".into(),
             status: Some(1),
             spawn: None,
-            tail: lines.iter().map(|l| l.to_string()).collect(),
+            tail: vec![],
+            recent: lines.iter().map(|l| l.to_string()).collect(),
         };
         let tls = err(&[
             "WARNING: Retrying ... CERTIFICATE_VERIFY_FAILED ...",

@@ -1,0 +1,155 @@
+//! `venvbake rollback` and `venvbake gc`: moving between and removing
+//! generations.
+//!
+//! Both take the profile's lock, touch nothing outside venvbake's own
+//! generations directory (and the manifest and fact, rewritten atomically by
+//! rollback), and never remove the active generation.
+
+use std::path::Path;
+
+use crate::apply::{lock_profile, manifest_for};
+use crate::error::{Error, Result};
+use crate::manifest::{self, FactEntry};
+use crate::plan::{self, Link};
+use crate::profile::Profile;
+use crate::report::Reporter;
+use crate::target::Target;
+
+/// Switch to the previous complete generation; returns its name.
+pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> Result<String> {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let _lock = lock_profile(target, profile, reporter)?;
+    let obs = plan::observe(profile, target, false)?;
+    let Link::Generation(active) = &obs.link else {
+        return Err(Error::Usage(format!(
+            "`{}` has no active generation to roll back from",
+            profile.venv.path.display()
+        )));
+    };
+    let active_no = plan::generation_number(active).unwrap_or(u32::MAX);
+    let previous = obs
+        .generations
+        .iter()
+        .rev()
+        .find(|g| g.number < active_no && g.record.is_some())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no complete generation older than {active} is left in `{}`",
+                plan::generations_dir(&profile.venv.path).display()
+            ))
+        })?;
+    let record = previous
+        .record
+        .clone()
+        .ok_or_else(|| Error::Internal("record vanished".into()))?;
+    let gens_dir = plan::generations_dir(&profile.venv.path);
+
+    // The old generation must still run on today's interpreter.
+    let python = gens_dir.join(&previous.name).join("bin/python");
+    let cmd = crate::exec::Cmd::new(python.display().to_string(), &crate::exec::base_env(&[]))
+        .chroot(target.chroot())
+        .args([
+            "-I",
+            "-c",
+            "import platform; print(platform.python_version())",
+        ]);
+    let runs = crate::exec::run(&cmd, 5, &mut |_| {});
+    match runs {
+        Ok(o) if o.lines.first() == Some(&record.python.version) => {}
+        Ok(o) => return Err(Error::Usage(format!(
+            "generation {} was built for Python {} but the system now has {}; it would not work",
+            previous.name,
+            record.python.version,
+            o.lines.first().cloned().unwrap_or_default()
+        ))),
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "generation {} no longer runs ({e}); it would not work",
+                previous.name
+            )))
+        }
+    }
+
+    reporter.step(format!(
+        "rollback {} -> {}",
+        profile.venv.path.display(),
+        previous.name
+    ));
+    crate::fsutil::switch_symlink(
+        &target.host_path_nofollow(&profile.venv.path),
+        &Path::new(gens_dir.file_name().unwrap_or_default()).join(&previous.name),
+    )?;
+    let apt: Vec<(String, String)> = obs
+        .manifest
+        .as_ref()
+        .map(|m| {
+            m.apt
+                .iter()
+                .map(|a| (a.name.clone(), a.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let system_pip = obs
+        .manifest
+        .as_ref()
+        .map(|m| m.system_pip.clone())
+        .unwrap_or_default();
+    let m = manifest_for(
+        profile,
+        &record,
+        &gens_dir,
+        &apt,
+        system_pip,
+        &obs.os_release,
+        &target.dpkg_installed()?,
+        &target.system_dists(&obs.interpreter),
+    );
+    m.write(&target.host_path(&profile.outputs.manifest))?;
+    manifest::update_fact(
+        &target.host_path(&profile.outputs.ansible_fact),
+        &profile.name,
+        FactEntry::from_manifest(&m, &profile.outputs.manifest),
+    )?;
+    reporter.finish();
+    reporter.info(&format!(
+        "rolled back `{}` from {active} to {}; the next `venvbake apply` switches to the profile's current generation again",
+        profile.name, previous.name
+    ));
+    Ok(previous.name.clone())
+}
+
+/// Remove generations so that `keep` complete ones remain (the active one
+/// included), and every incomplete leftover. Returns the removed names.
+pub fn gc(
+    profile: &Profile,
+    target: &Target,
+    keep: Option<u32>,
+    reporter: &mut Reporter,
+) -> Result<Vec<String>> {
+    let _lock = lock_profile(target, profile, reporter)?;
+    let obs = plan::observe(profile, target, false)?;
+    let keep = keep.unwrap_or(profile.venv.keep_generations).max(1);
+    let active = match &obs.link {
+        Link::Generation(g) => Some(g.as_str()),
+        _ => None,
+    };
+    let names = plan::to_remove(&obs.generations, active.unwrap_or(""), active, keep);
+    let gens_host = target.host_path(&plan::generations_dir(&profile.venv.path));
+    let mut removed = Vec::new();
+    for name in names {
+        if Some(name.as_str()) == active || plan::generation_number(&name).is_none() {
+            continue;
+        }
+        match std::fs::remove_dir_all(gens_host.join(&name)) {
+            Ok(()) => {
+                reporter.info(&format!("removed generation {name}"));
+                removed.push(name);
+            }
+            Err(e) => return Err(Error::io("remove generation", gens_host.join(&name), e)),
+        }
+    }
+    if removed.is_empty() {
+        reporter.info("nothing to remove");
+    }
+    Ok(removed)
+}

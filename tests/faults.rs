@@ -1,0 +1,404 @@
+//! Never a half-built image: verify, rollback and gc, and faults produced
+//! for real in real trees (a tampered wheel, two applies at once, SIGKILL in
+//! the middle of a build). After each, the fixed path resolves to a complete,
+//! working generation and the manifest describes it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn small_lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/small.requirements.txt")
+}
+
+/// The requirement blocks of `lock` named in `keep` (a smaller valid lock).
+fn lock_subset(lock: &Path, keep: &[&str], dest: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let mut out = String::new();
+    let mut take = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            take = keep.iter().any(|k| line.starts_with(&format!("{k}==")));
+        }
+        if take {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dest, out).unwrap();
+    dest.to_path_buf()
+}
+
+fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
+    let run = venvbake(
+        &[
+            "verify",
+            "--root",
+            tree.root.to_str().unwrap(),
+            name,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    (
+        run.code,
+        serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn drift_items(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["drift"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["kind"].as_str().unwrap().to_string(),
+                        d["item"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn generation_dirs(tree: &Tree, dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tree.path(dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('g'))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn verify_rollback_and_gc() {
+    with_tree("trixie", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        tree.apply(&full, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        assert_eq!(verify(tree, "small").0, 0);
+        let fewer = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&fewer, &[]).ok();
+        let g2 = tree.link("/opt/venvs/small").unwrap();
+        let (code, report) = verify(tree, "small");
+        assert_eq!(code, 0, "{report}");
+        assert!(report["files_checked"].as_u64().unwrap() > 100, "{report}");
+
+        // Rollback: back to g1, manifest and fact follow, and it verifies clean.
+        let rb = venvbake(
+            &[
+                "rollback",
+                fewer.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert_eq!(rb.stdout.trim(), g1.file_name().unwrap().to_str().unwrap());
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"])
+            .ok();
+        let m = tree.read_json("/var/lib/venvbake/small.json");
+        assert_eq!(
+            Path::new(m["venv"]["generation"].as_str().unwrap()),
+            g1.file_name().unwrap()
+        );
+        let fact = tree.read_json("/etc/ansible/facts.d/venvbake.fact");
+        assert_eq!(
+            fact["profiles"]["small"]["generation"],
+            m["venv"]["generation"]
+        );
+        assert_eq!(verify(tree, "small").0, 0);
+        // Nothing older than g1: a clear refusal, nothing changed.
+        let again = venvbake(
+            &[
+                "rollback",
+                fewer.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(again.code, 2, "{}", again.stderr);
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
+
+        // apply converges on the profile again (by switching, not rebuilding); gc keeps 1.
+        let run = tree.apply(&fewer, &[]).ok();
+        assert!(!run.stderr.contains("venv: create"), "{}", run.stderr);
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g2.clone()));
+        let gc = venvbake(
+            &[
+                "gc",
+                fewer.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--keep",
+                "1",
+            ],
+            &[],
+        )
+        .ok();
+        assert_eq!(gc.stdout.trim(), g1.file_name().unwrap().to_str().unwrap());
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations"),
+            [g2.file_name().unwrap().to_str().unwrap()]
+        );
+        assert_eq!(verify(tree, "small").0, 0);
+
+        // Tampering is found and named: modified, missing and extra files.
+        let site = tree.path("/opt/venvs/small/lib/python3.13/site-packages");
+        let mut six = std::fs::read(site.join("six.py")).unwrap();
+        six[100] ^= 1;
+        std::fs::write(site.join("six.py"), six).unwrap();
+        std::fs::remove_file(site.join("jmespath/functions.py")).unwrap();
+        std::fs::write(site.join("sitecustomize.py"), "print('owned')\n").unwrap();
+        let (code, report) = verify(tree, "small");
+        assert_eq!(code, 9, "{report}");
+        let items = drift_items(&report);
+        assert!(
+            items
+                .iter()
+                .any(|(k, i)| k == "modified" && i.ends_with(": six.py")),
+            "{items:?}"
+        );
+        assert!(
+            items
+                .iter()
+                .any(|(k, i)| k == "missing" && i.ends_with("jmespath/functions.py")),
+            "{items:?}"
+        );
+        assert!(
+            items.contains(&("extra".into(), "sitecustomize.py".into())),
+            "{items:?}"
+        );
+    });
+}
+
+#[test]
+fn tampered_wheel_is_refused_by_hash_and_the_old_generation_stays() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&first, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+
+        // A copy of the wheelhouse with one byte of one wheel changed.
+        let wh = dir.path().join("wheels");
+        std::fs::create_dir_all(&wh).unwrap();
+        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
+            std::fs::copy(e.path(), wh.join(e.file_name())).unwrap();
+        }
+        let markupsafe = std::fs::read_dir(&wh)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("markupsafe-3.0.4-cp311")
+            })
+            .unwrap();
+        let mut bytes = std::fs::read(&markupsafe).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&markupsafe, bytes).unwrap();
+
+        let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        let run = venvbake(
+            &[
+                "apply",
+                full.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--wheelhouse",
+                wh.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("DO NOT MATCH THE HASHES"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("hint: a file does not match the lock's hash"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
+
+/// Start an apply in its own process group; return it once a stderr line contains `marker`.
+fn start_apply_until(
+    tree: &Tree,
+    profile: &Path,
+    marker: &str,
+) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "apply",
+            profile.to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ])
+        .arg("--wheelhouse")
+        .arg(wheelhouse())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "apply ended before `{marker}`:\n{}",
+            seen.join("")
+        );
+        seen.push(line.clone());
+        if line.contains(marker) {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    (child, seen)
+}
+
+#[test]
+fn two_applies_of_one_profile_never_interleave() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        let (mut first, _) = start_apply_until(tree, &profile, "venv: create");
+        // The second starts while the first builds: it waits, then finds nothing to do.
+        let second = tree.apply(&profile, &[]).ok();
+        assert!(first.wait().unwrap().success());
+        assert!(
+            second
+                .stderr
+                .contains("waiting for another apply of `small`"),
+            "{}",
+            second.stderr
+        );
+        assert!(
+            second.stderr.contains("nothing changed"),
+            "{}",
+            second.stderr
+        );
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations").len(),
+            1
+        );
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
+
+/// SIGKILL to venvbake and everything it started, at the step named by `marker`.
+fn kill_at(marker: &str) {
+    let marker = marker.to_string();
+    with_tree("bookworm", move |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&first, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let manifest_before = std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap();
+
+        let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        let (mut child, _) = start_apply_until(tree, &full, &marker);
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+
+        // The old generation serves, the manifest still describes it, no mount is left.
+        assert_eq!(
+            tree.link("/opt/venvs/small"),
+            Some(g1.clone()),
+            "killed at {marker}"
+        );
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap(),
+            manifest_before
+        );
+        assert_eq!(verify(tree, "small").0, 0);
+        assert_eq!(tree.host_mounts_under_tree(), Vec::<String>::new());
+
+        // The next apply completes and removes what the killed run left.
+        tree.apply(&full, &[]).ok();
+        tree.run(&[
+            "/opt/venvs/small/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        let gens = generation_dirs(tree, "/opt/venvs/small.generations");
+        assert_eq!(
+            gens.len(),
+            2,
+            "g1 kept for rollback, the partial one gone: {gens:?}"
+        );
+        assert!(gens.contains(&g1.file_name().unwrap().to_string_lossy().into_owned()));
+        assert_eq!(verify(tree, "small").0, 0);
+        assert!(!tree.path("/usr/sbin/policy-rc.d").exists());
+    });
+}
+
+#[test]
+fn sigkill_while_creating_the_venv() {
+    kill_at("venv: create");
+}
+
+#[test]
+fn sigkill_while_installing() {
+    kill_at("venv: install");
+}
+
+#[test]
+fn sigkill_while_checking() {
+    kill_at("venv: check imports");
+}
