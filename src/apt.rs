@@ -116,7 +116,7 @@ pub fn policy(
         phase: Phase::Apt,
         what: "asking apt about OS packages failed".into(),
         hint: Some("the target's apt cache may be broken; try `apt-get update` in it".into()),
-        source: e,
+        source: Box::new(e),
     })?;
     Ok(parse_policy(&out.text()))
 }
@@ -252,7 +252,7 @@ fn apt_error(e: CommandError, timeout_s: u64, what: &str) -> Error {
         phase: Phase::Apt,
         what: what.to_string(),
         hint: Some(hint.into()),
-        source: e,
+        source: Box::new(e),
     }
 }
 

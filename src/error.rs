@@ -69,7 +69,7 @@ pub enum Error {
         what: String,
         hint: Option<String>,
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     #[error("the dpkg lock was still held after {timeout_s} s: {command}")]
     DpkgLocked {

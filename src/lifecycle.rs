@@ -56,12 +56,14 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
     let runs = crate::exec::run(&cmd, 5, &mut |_| {});
     match runs {
         Ok(o) if o.lines.first() == Some(&record.python.version) => {}
-        Ok(o) => return Err(Error::Usage(format!(
+        Ok(o) => {
+            return Err(Error::Usage(format!(
             "generation {} was built for Python {} but the system now has {}; it would not work",
             previous.name,
             record.python.version,
             o.lines.first().cloned().unwrap_or_default()
-        ))),
+        )))
+        }
         Err(e) => {
             return Err(Error::Usage(format!(
                 "generation {} no longer runs ({e}); it would not work",

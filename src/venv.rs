@@ -117,7 +117,7 @@ pub fn probe(target: &Target, base: &[(String, String)], python: &Path) -> Resul
         phase: Phase::Probe,
         what: format!("the interpreter `{}` does not run", python.display()),
         hint: Some("check `[venv] python`; it must be a working CPython 3 in the target".into()),
-        source: e,
+        source: Box::new(e),
     })?;
     let text = out.text();
     let json = text
@@ -365,7 +365,7 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
             hint: Some(
                 "is python3-pip installed in the target, and is the lock's file available?".into(),
             ),
-            source: e,
+            source: Box::new(e),
         })?;
         drop(staged);
         Ok(())
@@ -433,7 +433,7 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
             phase: Phase::Install,
             what: "installing the requirements failed".into(),
             hint: Some(hint.into()),
-            source: e,
+            source: Box::new(e),
         }
     })?;
     drop(staged);
@@ -461,7 +461,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
                 .into(),
         ),
-        source: e,
+        source: Box::new(e),
     })?;
 
     let meta = host_gen.join(".venvbake");
@@ -544,7 +544,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             "the lock is incomplete or inconsistent; regenerate it with `scripts/lock-profile`"
                 .into(),
         ),
-        source: e,
+        source: Box::new(e),
     })?;
 
     let required: Vec<&PackageName> = b
