@@ -255,20 +255,6 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     };
     let generation = record.generation.clone();
 
-    if !matches!(plan.venv.action, VenvAction::Keep { .. }) {
-        reporter.step(format!(
-            "switch {} -> {generation}",
-            profile.venv.path.display()
-        ));
-        let gens_name = gens_dir.file_name().unwrap_or_default();
-        crate::fsutil::switch_symlink(
-            &target.host_path_nofollow(&profile.venv.path),
-            &Path::new(gens_name).join(&generation),
-        )?;
-    }
-
-    remove_generations(target, &plan, &generation, reporter);
-
     let installed = target.dpkg_installed()?;
     let system_dists = target.system_dists(&observed.interpreter);
     let manifest = build_manifest(
@@ -279,13 +265,18 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         &installed,
         &system_dists,
     );
-    reporter.step(format!("write {}", profile.outputs.manifest.display()));
-    manifest.write(&target.host_path(&profile.outputs.manifest))?;
-    manifest::update_fact(
-        &target.host_path(&profile.outputs.ansible_fact),
-        &profile.name,
-        FactEntry::from_manifest(&manifest, &profile.outputs.manifest),
+    reporter.step(format!(
+        "switch {} -> {generation}",
+        profile.venv.path.display()
+    ));
+    commit(
+        target,
+        profile,
+        gens_dir,
+        &manifest,
+        !matches!(plan.venv.action, VenvAction::Keep { .. }),
     )?;
+    remove_generations(target, &plan, &generation, reporter);
     reporter.finish();
     reporter.info(&format!(
         "profile `{}` applied: {} -> {generation} (python {}, {} distributions) in {:.1}s",
@@ -300,6 +291,46 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         changed: true,
         generation,
     })
+}
+
+/// Make `m`'s generation the active one, with the manifest and fact that
+/// describe it. The manifest is written into the generation first and the
+/// manifest path is a symlink through the venv's fixed path, so the single
+/// rename of the fixed path's symlink switches venv and manifest together:
+/// a kill at any moment leaves a manifest that describes the venv in use.
+pub fn commit(
+    target: &Target,
+    profile: &Profile,
+    gens_dir: &Path,
+    m: &Manifest,
+    switch: bool,
+) -> Result<()> {
+    let gen_host = target.host_path(&gens_dir.join(&m.venv.generation));
+    m.write(&manifest::in_generation(&gen_host))?;
+    let link_host = target.host_path_nofollow(&profile.outputs.manifest);
+    let want = manifest::link_target(&profile.outputs.manifest, &profile.venv.path);
+    if std::fs::read_link(&link_host).ok().as_deref() != Some(want.as_path()) {
+        if link_host.is_dir() {
+            return Err(Error::Occupied {
+                path: profile.outputs.manifest.clone(),
+            });
+        }
+        crate::fsutil::create_dirs(link_host.parent().unwrap_or(Path::new("/")))?;
+        crate::fsutil::switch_symlink(&link_host, &want)?;
+    }
+    let entry = FactEntry::new(&profile.venv.path, &profile.outputs.manifest);
+    let fact_host = target.host_path(&profile.outputs.ansible_fact);
+    if manifest::read_fact(&fact_host).profiles.get(&profile.name) != Some(&entry) {
+        manifest::update_fact(&fact_host, &profile.name, entry)?;
+    }
+    if switch {
+        let gens_name = gens_dir.file_name().unwrap_or_default();
+        crate::fsutil::switch_symlink(
+            &target.host_path_nofollow(&profile.venv.path),
+            &Path::new(gens_name).join(&m.venv.generation),
+        )?;
+    }
+    Ok(())
 }
 
 /// One line per requirement that does not simply go to the venv, so Packer

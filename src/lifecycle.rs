@@ -5,11 +5,8 @@
 //! generations directory (and the manifest and fact, rewritten atomically by
 //! rollback), and never remove the active generation.
 
-use std::path::Path;
-
 use crate::apply::{lock_profile, manifest_for};
 use crate::error::{Error, Result};
-use crate::manifest::{self, FactEntry};
 use crate::plan::{self, Link};
 use crate::profile::Profile;
 use crate::report::Reporter;
@@ -77,10 +74,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         profile.venv.path.display(),
         previous.name
     ));
-    crate::fsutil::switch_symlink(
-        &target.host_path_nofollow(&profile.venv.path),
-        &Path::new(gens_dir.file_name().unwrap_or_default()).join(&previous.name),
-    )?;
+
     let apt: Vec<(String, String)> = obs
         .manifest
         .as_ref()
@@ -106,12 +100,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         &target.dpkg_installed()?,
         &target.system_dists(&obs.interpreter),
     );
-    m.write(&target.host_path(&profile.outputs.manifest))?;
-    manifest::update_fact(
-        &target.host_path(&profile.outputs.ansible_fact),
-        &profile.name,
-        FactEntry::from_manifest(&m, &profile.outputs.manifest),
-    )?;
+    crate::apply::commit(target, profile, &gens_dir, &m, true)?;
     reporter.finish();
     reporter.info(&format!(
         "rolled back `{}` from {active} to {}; the next `venvbake apply` switches to the profile's current generation again",

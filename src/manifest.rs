@@ -182,25 +182,46 @@ pub struct Fact {
     pub profiles: BTreeMap<String, FactEntry>,
 }
 
+/// What the fact says of one profile: only what stays true across
+/// generations, so the fact never disagrees with the active generation
+/// (the manifest, reached through the fixed path, has the rest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactEntry {
     pub interpreter: PathBuf,
     pub venv: PathBuf,
-    pub generation: String,
-    pub python_version: String,
     pub manifest: PathBuf,
 }
 
 impl FactEntry {
-    pub fn from_manifest(m: &Manifest, manifest_path: &Path) -> Self {
+    pub fn new(venv: &Path, manifest_path: &Path) -> Self {
         FactEntry {
-            interpreter: m.interpreter.clone(),
-            venv: m.venv.path.clone(),
-            generation: m.venv.generation.clone(),
-            python_version: m.python.version.clone(),
+            interpreter: venv.join("bin/python"),
+            venv: venv.to_path_buf(),
             manifest: manifest_path.to_path_buf(),
         }
     }
+}
+
+/// Where a generation keeps its own manifest.
+pub fn in_generation(generation_dir: &Path) -> PathBuf {
+    generation_dir.join(".venvbake/manifest.json")
+}
+
+/// The relative symlink target that makes `manifest_path` read the active
+/// generation's manifest through the venv's fixed path: switching the fixed
+/// path switches the manifest in the same rename.
+pub fn link_target(manifest_path: &Path, venv_path: &Path) -> PathBuf {
+    let depth = manifest_path
+        .parent()
+        .map(|p| p.components().count().saturating_sub(1))
+        .unwrap_or(0);
+    let mut t = PathBuf::new();
+    for _ in 0..depth {
+        t.push("..");
+    }
+    t.push(venv_path.strip_prefix("/").unwrap_or(venv_path));
+    t.push(".venvbake/manifest.json");
+    t
 }
 
 /// Read the fact file; an absent or unparsable file reads as empty.
@@ -233,10 +254,23 @@ mod tests {
         FactEntry {
             interpreter: PathBuf::from(i),
             venv: "/opt/v".into(),
-            generation: "g1".into(),
-            python_version: "3.11.2".into(),
             manifest: "/var/lib/venvbake/a.json".into(),
         }
+    }
+
+    #[test]
+    fn manifest_links_through_the_fixed_path() {
+        assert_eq!(
+            link_target(
+                Path::new("/var/lib/venvbake/ansible.json"),
+                Path::new("/opt/venvs/ansible")
+            ),
+            Path::new("../../../opt/venvs/ansible/.venvbake/manifest.json")
+        );
+        assert_eq!(
+            link_target(Path::new("/m.json"), Path::new("/srv/v")),
+            Path::new("srv/v/.venvbake/manifest.json")
+        );
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Observed {
     pub os: Option<BTreeMap<String, OsLookup>>,
     /// Distributions the system interpreter sees (normalised name -> version).
     pub system_dists: BTreeMap<String, String>,
+    /// The manifest path is the symlink through the fixed path it should be.
+    pub manifest_linked: bool,
 }
 
 /// `<venv path>.generations`: venvbake's own directory; nothing outside it is ever removed.
@@ -131,6 +133,8 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
     }
     generations.sort_by_key(|g| g.number);
     let manifest = manifest::read(&target.host_path(&profile.outputs.manifest)).unwrap_or(None);
+    let manifest_linked = std::fs::read_link(target.host_path_nofollow(&profile.outputs.manifest))
+        .is_ok_and(|t| t == manifest::link_target(&profile.outputs.manifest, &profile.venv.path));
     let fact_entry = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact))
         .profiles
         .remove(&profile.name);
@@ -151,6 +155,7 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
         generations,
         manifest,
         fact_entry,
+        manifest_linked,
         os,
     })
 }
@@ -552,8 +557,12 @@ pub fn make(
                 || m.venv.generation != new_active
                 || m.profile.sha256 != profile.sha256
                 || m.tool != crate::manifest::Tool::current()
-                || f.generation != new_active
-                || f.manifest != profile.outputs.manifest
+                || *f
+                    != crate::manifest::FactEntry::new(
+                        &profile.venv.path,
+                        &profile.outputs.manifest,
+                    )
+                || !obs.manifest_linked
         }
         _ => true,
     };
@@ -876,6 +885,7 @@ mod tests {
             os: None,
             externally_managed: true,
             system_dists: BTreeMap::new(),
+            manifest_linked: false,
             installed: installed
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -120,9 +120,27 @@ fn verify_rollback_and_gc() {
             Path::new(m["venv"]["generation"].as_str().unwrap()),
             g1.file_name().unwrap()
         );
+        // The fact holds only what every generation shares; the inventory follows the manifest.
         let fact = tree.read_json("/etc/ansible/facts.d/venvbake.fact");
         assert_eq!(
-            fact["profiles"]["small"]["generation"],
+            fact["profiles"]["small"]["interpreter"],
+            "/opt/venvs/small/bin/python"
+        );
+        let inv = venvbake(
+            &[
+                "inventory",
+                "small",
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .ok();
+        let inv: serde_json::Value = serde_json::from_str(&inv.stdout).unwrap();
+        assert_eq!(
+            inv["all"]["vars"]["venvbake_generation"],
             m["venv"]["generation"]
         );
         assert_eq!(verify(tree, "small").0, 0);
@@ -329,8 +347,10 @@ fn two_applies_of_one_profile_never_interleave() {
     });
 }
 
-/// SIGKILL to venvbake and everything it started, at the step named by `marker`.
-fn kill_at(marker: &str) {
+/// SIGKILL to venvbake and everything it started, at the step named by
+/// `marker`. Before the switch the old generation must serve; from the switch
+/// on either may, but the manifest always describes the one that serves.
+fn kill_at(marker: &str, before_switch: bool) {
     let marker = marker.to_string();
     with_tree("bookworm", move |tree| {
         let dir = tempfile::tempdir().unwrap();
@@ -353,18 +373,22 @@ fn kill_at(marker: &str) {
         .unwrap();
         child.wait().unwrap();
 
-        // The old generation serves, the manifest still describes it, no mount is left.
+        // A complete generation serves, the manifest describes it, no mount is left.
+        let active = tree.link("/opt/venvs/small").unwrap();
+        if before_switch {
+            assert_eq!(active, g1, "killed at {marker}");
+            assert_eq!(
+                std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap(),
+                manifest_before
+            );
+        }
+        let m = tree.read_json("/var/lib/venvbake/small.json");
         assert_eq!(
-            tree.link("/opt/venvs/small"),
-            Some(g1.clone()),
-            "killed at {marker}"
+            Path::new(m["venv"]["generation"].as_str().unwrap()),
+            active.file_name().unwrap()
         );
         tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
             .ok();
-        assert_eq!(
-            std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap(),
-            manifest_before
-        );
         assert_eq!(verify(tree, "small").0, 0);
         assert_eq!(tree.host_mounts_under_tree(), Vec::<String>::new());
 
@@ -390,15 +414,20 @@ fn kill_at(marker: &str) {
 
 #[test]
 fn sigkill_while_creating_the_venv() {
-    kill_at("venv: create");
+    kill_at("venv: create", true);
 }
 
 #[test]
 fn sigkill_while_installing() {
-    kill_at("venv: install");
+    kill_at("venv: install", true);
 }
 
 #[test]
 fn sigkill_while_checking() {
-    kill_at("venv: check imports");
+    kill_at("venv: check imports", true);
+}
+
+#[test]
+fn sigkill_while_switching_and_writing_the_manifest() {
+    kill_at("venvbake: switch ", false);
 }
