@@ -220,6 +220,23 @@ pub fn apply(
             )
             .map_err(|e| apt_error(e, timeout, "apt-get install failed"))
         }
+        Err(e) if e.mentions("dpkg was interrupted") => {
+            // A run killed during dpkg (ours or anyone's): finish its work first.
+            reporter.info(
+                "apt: dpkg was interrupted earlier; running dpkg --configure -a and retrying",
+            );
+            let configure = Cmd::new("dpkg", base)
+                .chroot(target.chroot())
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["--configure", "-a", "--force-confdef", "--force-confold"]);
+            run(configure, reporter)
+                .map_err(|e| apt_error(e, timeout, "dpkg --configure -a failed"))?;
+            run(
+                install_cmd(base, target.chroot(), &names, timeout, recommends),
+                reporter,
+            )
+            .map_err(|e| apt_error(e, timeout, "apt-get install failed"))
+        }
         Err(e) => Err(apt_error(e, timeout, "apt-get install failed")),
     }
 }

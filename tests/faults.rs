@@ -347,6 +347,50 @@ fn two_applies_of_one_profile_never_interleave() {
     });
 }
 
+#[test]
+fn sigkill_during_apt_then_the_next_apply_recovers() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&first, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        // Now with OS packages to install: killed while apt/dpkg work.
+        let with_apt = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &two,
+            "\n[apt]\npackages = [\"python3-six\", \"python3-yaml\", \"libyaml-0-2\"]\n",
+        );
+        let (mut child, _) = start_apply_until(tree, &with_apt, "venvbake: apt: install");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "small").0, 0);
+        assert_eq!(tree.host_mounts_under_tree(), Vec::<String>::new());
+        // Whatever state dpkg was left in, the next apply completes it.
+        tree.apply(&with_apt, &[]).ok();
+        for pkg in ["python3-six", "python3-yaml"] {
+            let st = tree.run(&["dpkg-query", "-W", "-f", "${Status}", pkg]).ok();
+            assert_eq!(st.stdout, "install ok installed", "{pkg}");
+        }
+        assert!(!tree.path("/usr/sbin/policy-rc.d").exists());
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
+
 /// SIGKILL to venvbake and everything it started, at the step named by
 /// `marker`. Before the switch the old generation must serve; from the switch
 /// on either may, but the manifest always describes the one that serves.
