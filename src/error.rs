@@ -152,6 +152,9 @@ impl Error {
             }),
             Error::Busy { .. } => Some("two applies of one profile never interleave; run them one after the other".into()),
             Error::CheckFailed { .. } => Some("the previous generation is still active; fix the lock (missing or incompatible pins) and apply again".into()),
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => Some(
+                "the disk is full; free space (old generations: `venvbake gc`) and apply again; the previous generation is still active".into(),
+            ),
             Error::Io { .. } => Some("nothing was switched: the previous generation is still active".into()),
             Error::Occupied { .. } => Some("move the directory away (venvbake never deletes one it did not create), then apply again".into()),
             Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),

@@ -374,9 +374,13 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
     result
 }
 
+const DISK_FULL: &str = "the disk holding the venv is full; free space (old generations: `venvbake gc`) and apply again; the partial generation was removed";
+
 /// The hint for a failed `pip install`, from what pip printed.
 pub fn pip_hint(e: &crate::exec::CommandError, offline: bool) -> &'static str {
-    if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
+    if e.mentions("No space left on device") {
+        DISK_FULL
+    } else if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
         "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`"
     } else if e.mentions("CERTIFICATE_VERIFY_FAILED") {
         "TLS verification failed: behind a TLS-inspecting proxy or with a private index, give its CA bundle with `[index] cert` or `--cert`"
@@ -447,22 +451,34 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     if let Some(parent) = host_gen.parent() {
         crate::fsutil::create_dirs(parent)?;
     }
+    // The venv without pip, then pip by ensurepip as a command of its own:
+    // `venv` hides ensurepip's output, and with it the reason it failed.
     let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
         .chroot(chroot)
-        .args(["-I", "-m", "venv"]);
+        .args(["-I", "-m", "venv", "--without-pip"]);
     if b.system_site_packages {
         venv_cmd = venv_cmd.arg("--system-site-packages");
     }
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
-        phase: Phase::Venv,
-        what: "creating the venv failed".into(),
-        hint: Some(
-            "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
-                .into(),
-        ),
-        source: Box::new(e),
-    })?;
+    let ensurepip = Cmd::new(
+        b.gen_path.join("bin/python").display().to_string(),
+        b.base_env,
+    )
+    .chroot(chroot)
+    .args(["-I", "-m", "ensurepip", "--upgrade", "--default-pip"]);
+    for cmd in [venv_cmd, ensurepip] {
+        exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+            phase: Phase::Venv,
+            what: "creating the venv failed".into(),
+            hint: Some(if e.mentions("No space left on device") {
+                DISK_FULL.into()
+            } else {
+                "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
+                    .into()
+            }),
+            source: Box::new(e),
+        })?;
+    }
 
     let meta = host_gen.join(".venvbake");
     crate::fsutil::create_dirs(&meta)?;

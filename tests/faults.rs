@@ -475,3 +475,87 @@ fn sigkill_while_checking() {
 fn sigkill_while_switching_and_writing_the_manifest() {
     kill_at("venvbake: switch ", false);
 }
+
+#[test]
+fn full_disk_fails_cleanly_and_loses_nothing() {
+    with_tree("trixie", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        // A small file system at the venv's parent: room for one generation, not two.
+        let parent = tree.path("/opt/venvs");
+        std::fs::create_dir_all(&parent).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &parent,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=96m"),
+        )
+        .unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&first, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let used = |p: &Path| {
+            let st = nix::sys::statvfs::statvfs(p).unwrap();
+            (st.blocks() - st.blocks_free()) * st.fragment_size()
+        };
+        let used_after_g1 = used(&parent);
+        // Shrink it to half a generation more than there is.
+        let size = format!("size={}k", (used_after_g1 + used_after_g1 / 2) / 1024);
+        nix::mount::mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT,
+            Some(size.as_str()),
+        )
+        .unwrap();
+
+        let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+        let run = tree.apply(&full, &[]);
+        assert!(
+            run.code == 6 || run.code == 8,
+            "exit {}:\n{}",
+            run.code,
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("No space left on device"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("hint: the disk"), "{}", run.stderr);
+        // Nothing lost: g1 serves and verifies; the partial generation's space is back.
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "small").0, 0);
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations").len(),
+            1
+        );
+        assert!(
+            used(&parent) <= used_after_g1 + 64 * 1024,
+            "{} > {}",
+            used(&parent),
+            used_after_g1
+        );
+
+        // With room again, the same apply goes through.
+        nix::mount::mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT,
+            Some("size=96m"),
+        )
+        .unwrap();
+        tree.apply(&full, &[]).ok();
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"])
+            .ok();
+    });
+}
