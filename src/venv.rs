@@ -386,6 +386,8 @@ pub fn pip_hint(e: &crate::exec::CommandError, offline: bool) -> &'static str {
         "TLS verification failed: behind a TLS-inspecting proxy or with a private index, give its CA bundle with `[index] cert` or `--cert`"
     } else if e.mentions("Could not fetch URL")
         || e.mentions("NewConnectionError")
+        || e.mentions("Connection broken")
+        || e.mentions("IncompleteRead")
         || e.mentions("Temporary failure in name resolution")
         || e.mentions("Connection reset")
     {

@@ -559,3 +559,139 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
             .ok();
     });
 }
+
+/// A PEP 503 index on loopback serving the test wheelhouse, which cuts the
+/// connection halfway through one file (`cut`): a real misbehaving server.
+fn serve_index(cut: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let wh = wheelhouse();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let mut req = [0u8; 4096];
+            let n = conn.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+            if let Some(name) = path
+                .strip_prefix("/simple/")
+                .map(|p| p.trim_end_matches('/').to_string())
+            {
+                let mut body = String::from("<html><body>\n");
+                for e in std::fs::read_dir(&wh).unwrap().flatten() {
+                    let f = e.file_name().to_string_lossy().into_owned();
+                    let dist = f
+                        .split('-')
+                        .next()
+                        .unwrap_or("")
+                        .to_lowercase()
+                        .replace('_', "-");
+                    if dist == name {
+                        let sha = venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
+                        body.push_str(&format!("<a href=\"/files/{f}#sha256={sha}\">{f}</a>\n"));
+                    }
+                }
+                body.push_str("</body></html>\n");
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            } else if let Some(file) = path.strip_prefix("/files/") {
+                let data = std::fs::read(wh.join(file)).unwrap_or_default();
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+                if file.starts_with(cut) {
+                    // Half the promised bytes, then the connection goes away.
+                    let _ = conn.write_all(&data[..data.len() / 2]);
+                } else {
+                    let _ = conn.write_all(&data);
+                }
+            } else {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&first, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let root = tree.root.to_str().unwrap().to_string();
+        let apply_from = |url: &str| {
+            let p = write_profile(
+                dir.path(),
+                "small",
+                "/opt/venvs/small",
+                &small_lock(),
+                &format!("\n[index]\nurl = \"{url}\"\n"),
+            );
+            venvbake(
+                &[
+                    "apply",
+                    p.to_str().unwrap(),
+                    "--root",
+                    &root,
+                    "--progress",
+                    "plain",
+                ],
+                &[],
+            )
+        };
+
+        // Nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let run = apply_from(&format!("http://127.0.0.1:{closed}/simple"));
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("hint: the package index could not be reached"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
+
+        // The index answers, then drops the connection in the middle of a wheel.
+        let (port, stop) = serve_index("markupsafe");
+        let run = apply_from(&format!("http://127.0.0.1:{port}/simple"));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(run.stderr.contains("markupsafe"), "{}", run.stderr);
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "small").0, 0);
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations").len(),
+            1
+        );
+    });
+}
