@@ -40,6 +40,8 @@ pub fn lock_profile(
     profile: &Profile,
     reporter: &Reporter,
 ) -> Result<ProfileLock> {
+    target.require_apt()?;
+    plan::check_venv_resolves(profile, target)?;
     let dir = target.host_path(&plan::generations_dir(&profile.venv.path));
     crate::fsutil::create_dirs(&dir)?;
     let path = dir.join(".lock");

@@ -97,6 +97,7 @@ pub fn generations_dir(venv_path: &Path) -> PathBuf {
 pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Observed> {
     target.require_apt()?;
     let interpreter = target.interpreter(&profile.venv.python)?;
+    check_venv_resolves(profile, target)?;
     let venv_host = target.host_path_nofollow(&profile.venv.path);
     let gens_target = generations_dir(&profile.venv.path);
     let link = match std::fs::symlink_metadata(&venv_host) {
@@ -215,6 +216,25 @@ pub fn lookup_names(
             (name, l)
         })
         .collect())
+}
+
+/// A symlink in the target must not carry the venv (or its generations)
+/// somewhere the profile could not have named.
+pub fn check_venv_resolves(profile: &Profile, target: &Target) -> Result<()> {
+    if let (Some(parent), Some(name)) = (profile.venv.path.parent(), profile.venv.path.file_name())
+    {
+        let resolved = crate::target::resolve_in_root(&target.root, parent).join(name);
+        if resolved != profile.venv.path {
+            crate::profile::check_venv_location(&resolved).map_err(|m| {
+                Error::Usage(format!(
+                    "`{}` leads to `{}` through a symlink in the target: {m}",
+                    profile.venv.path.display(),
+                    resolved.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `g12-1a2b3c4d` -> 12.

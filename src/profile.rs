@@ -13,10 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use pep440_rs::VersionSpecifiers;
-use pep508_rs::{PackageName, VerbatimUrl, VersionOrUrl};
+use pep508_rs::{PackageName, VersionOrUrl};
 
 use crate::decide::Prefer;
 use crate::requirements::{Requirements, RequirementsError};
@@ -543,11 +542,11 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     let mut system: Vec<SystemEntry> = Vec::new();
     for entry in &raw.python.system {
         let text = entry.get_ref();
-        let parsed = pep508_rs::Requirement::<VerbatimUrl>::from_str(text).map_err(|e| {
+        let parsed = crate::requirements::parse_pep508(text).map_err(|e| {
             err(
                 entry.span(),
                 "python.system",
-                format!("{text:?} is not a requirement: {}", e.message),
+                format!("{text:?} is not a requirement: {e}"),
                 Some("write a distribution name, optionally with a version specifier: \"pyOpenSSL>=23\""),
             )
         })?;
@@ -721,7 +720,7 @@ const FORBIDDEN_EXACT: [&str; 9] = [
     "/", "/opt", "/srv", "/var", "/var/lib", "/home", "/root", "/mnt", "/media",
 ];
 
-fn check_venv_location(p: &Path) -> Result<(), String> {
+pub fn check_venv_location(p: &Path) -> Result<(), String> {
     if FORBIDDEN_EXACT.iter().any(|f| p == Path::new(f)) {
         return Err(format!(
             "`{}` is a system directory; the venv needs a path of its own",
@@ -914,6 +913,31 @@ packages = ["git", "git"]
     fn missing_requirements_file_is_named() {
         let err = parse_in(&GOOD.replace("req.txt", "nope.txt")).unwrap_err();
         assert!(err.to_string().contains("nope.txt"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let dir = tempfile::tempdir().unwrap();
+            write_req(dir.path());
+            let _ = parse(&dir.path().join("p.toml"), &text, dir.path());
+        }
+
+        #[test]
+        fn mutated_profiles_never_panic(cut in 0usize..200, insert in "[\\[\\]=\"a-z0-9 .\n#{}]{0,12}") {
+            let dir = tempfile::tempdir().unwrap();
+            write_req(dir.path());
+            let mut text = GOOD.to_string();
+            let at = cut.min(text.len());
+            if text.is_char_boundary(at) {
+                text.insert_str(at, &insert);
+            }
+            match parse(&dir.path().join("p.toml"), &text, dir.path()) {
+                Ok(_) => {}
+                Err(ProfileError::Invalid { line, .. }) => proptest::prop_assert!(line >= 1),
+                Err(_) => {}
+            }
+        }
     }
 
     #[test]

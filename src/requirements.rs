@@ -156,6 +156,26 @@ pub fn load(path: &Path) -> Result<Requirements, RequirementsError> {
     parse(path, &text)
 }
 
+/// Parse one PEP 508 requirement. The distribution name is checked here
+/// first: `pep508_rs` 0.9 panics on some invalid names (`s.`), and user input
+/// must never crash venvbake.
+pub fn parse_pep508(text: &str) -> Result<pep508_rs::Requirement<VerbatimUrl>, String> {
+    let trimmed = text.trim_start();
+    let name: String = trimmed
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    if !name.is_empty() {
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        if !edge(name.chars().next()) || !edge(name.chars().last()) {
+            return Err(format!(
+                "`{name}` is not a valid distribution name (it must start and end with a letter or digit)"
+            ));
+        }
+    }
+    pep508_rs::Requirement::<VerbatimUrl>::from_str(text).map_err(|e| e.message.to_string())
+}
+
 /// One logical line: continuation lines joined, comment removed.
 struct Logical {
     line: usize,
@@ -291,10 +311,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
                 }
             }
         }
-        let req = pep508_rs::Requirement::<VerbatimUrl>::from_str(req_text).map_err(|e| {
+        let req = parse_pep508(req_text).map_err(|e| {
             err(
                 line,
-                format!("`{req_text}` is not a valid requirement: {}", e.message),
+                format!("`{req_text}` is not a valid requirement: {e}"),
                 "write `name==version` (PEP 508)",
             )
         })?;
@@ -495,9 +515,43 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            let _ = p(&text).map(|r| r.check_locked());
+        }
+
+        #[test]
+        fn requirement_like_lines_never_panic(
+            name in "[A-Za-z0-9._-]{0,12}",
+            op in proptest::sample::select(vec!["==", ">=", "~=", "===", "!=", "", "=", "<"]),
+            version in "[0-9a-z.*+!-]{0,10}",
+            tail in "( ; [a-z_]{1,8} [<>=!]{1,2} '[0-9.]{0,4}')?( --hash=sha256:[0-9a-f]{0,64})*( \\\\)?",
+        ) {
+            let _ = p(&format!("{name}{op}{version}{tail}\n")).map(|r| r.check_locked());
+        }
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("huge.txt");
+        std::fs::write(&f, "#".repeat(9 * 1024 * 1024)).unwrap();
+        assert!(matches!(load(&f), Err(RequirementsError::Whole { .. })));
+        std::fs::write(&f, b"six==1.0 --hash=sha256:\xff\n").unwrap();
+        assert!(matches!(
+            load(&f),
+            Err(RequirementsError::Line { line: 1, .. })
+        ));
+    }
+
     #[test]
     fn garbage_never_panics() {
         for text in [
+            "s.==1",
+            "s.",
+            "-a==1",
+            "a_==1 --hash=sha256:x",
             "\\",
             "==",
             "a==",

@@ -695,3 +695,105 @@ fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
         );
     });
 }
+
+#[test]
+fn hostile_names_modes_and_symlink_escapes() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        // Shell metacharacters in the venv path: data, never code.
+        let odd = "/opt/venvs/odd name;$(touch /tmp/pwned)`touch /tmp/pwned2`";
+        let profile = write_profile(dir.path(), "odd", odd, &two, "");
+        // A caller with umask 000: venvbake's files are still not group/world-writable.
+        let run = Command::new("/bin/sh")
+            .args(["-c", "umask 000; exec \"$@\"", "sh", BIN, "apply"])
+            .arg(&profile)
+            .args([
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--progress",
+                "plain",
+                "--wheelhouse",
+            ])
+            .arg(wheelhouse())
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        for p in ["/tmp/pwned", "/tmp/pwned2"] {
+            assert!(
+                !tree.path(p).exists() && !Path::new(p).exists(),
+                "{p} was created"
+            );
+        }
+        tree.run(&[&format!("{odd}/bin/python"), "-c", "import six, jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "odd").0, 0);
+        let mut writable = Vec::new();
+        let gens = tree.path(&format!("{odd}.generations"));
+        walk_modes(&gens, &mut writable);
+        for f in [
+            "/var/lib/venvbake/odd.json",
+            "/etc/ansible/facts.d/venvbake.fact",
+        ] {
+            let mode = std::fs::metadata(tree.path(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o644, "{f}");
+        }
+        assert!(writable.is_empty(), "group/world-writable: {writable:?}");
+
+        // A symlink in the image that would carry the venv under /usr is refused.
+        std::os::unix::fs::symlink("/usr/lib", tree.path("/opt/escape")).unwrap();
+        let sneaky = write_profile(dir.path(), "sneaky", "/opt/escape/venv", &two, "");
+        let run = tree.apply(&sneaky, &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("leads to `/usr/lib/venv` through a symlink"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !tree.path("/usr/lib/venv").exists()
+                && !tree.path("/usr/lib/venv.generations").exists()
+        );
+
+        // A real directory at the fixed path is never touched.
+        std::fs::create_dir_all(tree.path("/opt/venvs/handmade/bin")).unwrap();
+        std::fs::write(tree.path("/opt/venvs/handmade/bin/keep-me"), "x").unwrap();
+        let occupied = write_profile(dir.path(), "handmade", "/opt/venvs/handmade", &two, "");
+        let run = tree.apply(&occupied, &[]);
+        assert_eq!(run.code, 8, "{}", run.stderr);
+        assert!(run.stderr.contains("is a real directory"), "{}", run.stderr);
+        assert!(tree.path("/opt/venvs/handmade/bin/keep-me").exists());
+    });
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+fn walk_modes(dir: &Path, writable: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            writable.push(e.path());
+        }
+        if meta.is_dir() {
+            walk_modes(&e.path(), writable);
+        }
+    }
+}
