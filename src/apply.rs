@@ -487,6 +487,7 @@ pub fn manifest_for(
             generation_path: generations_dir.join(&record.generation),
             system_site_packages: record.system_site_packages,
             fingerprint: record.fingerprint.clone(),
+            tree_sha256: record.tree_sha256.clone(),
         },
         python: record.python.clone(),
         distributions,

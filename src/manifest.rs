@@ -88,6 +88,10 @@ pub struct VenvInfo {
     pub system_site_packages: bool,
     /// Hash of everything the generation was built from.
     pub fingerprint: String,
+    /// Content hash of the generation's file tree (see `verify::tree_sha256`):
+    /// two images with the same value carry the same venv.
+    #[serde(default)]
+    pub tree_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +142,9 @@ pub struct GenerationRecord {
     /// Who served each requirement when this generation was built.
     #[serde(default)]
     pub decisions: Vec<crate::decide::Decision>,
+    /// Content hash of the generation's file tree.
+    #[serde(default)]
+    pub tree_sha256: Option<String>,
 }
 
 impl Manifest {

@@ -942,6 +942,7 @@ mod tests {
                 built_at: "x".into(),
                 system_site_packages: false,
                 decisions: vec![],
+                tree_sha256: None,
             }),
         }
     }

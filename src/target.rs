@@ -207,7 +207,10 @@ impl Target {
             path: python.to_path_buf(),
             resolved,
             minor,
-            identity: format!("{}:{}:{}", meta.len(), meta.mtime(), meta.ino()),
+            // Size and mtime (dpkg keeps the package's): they change when an
+            // upgrade replaces the interpreter, and are the same in two
+            // images built from the same packages (reproducible builds).
+            identity: format!("{}:{}", meta.len(), meta.mtime()),
         })
     }
 }
@@ -221,7 +224,7 @@ pub struct Interpreter {
     pub resolved: PathBuf,
     /// `3.11` when the resolved file is named `python3.11`.
     pub minor: Option<String>,
-    /// Size, mtime and inode: changes when a package upgrade replaces it.
+    /// Size and mtime: changes when a package upgrade replaces it.
     pub identity: String,
 }
 

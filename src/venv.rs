@@ -599,6 +599,9 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         built_at: b.built_at.clone(),
         system_site_packages: b.system_site_packages,
         decisions: b.decisions.to_vec(),
+        tree_sha256: Some(
+            crate::verify::tree_sha256(host_gen).map_err(|e| Error::io("hash", host_gen, e))?,
+        ),
     };
     let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
     text.push('\n');

@@ -139,6 +139,23 @@ pub fn verify(target: &Target, m: &Manifest) -> Result<Report> {
         (0, 0)
     };
 
+    // The generation's content as a whole, when the manifest records it.
+    if let (Some(want), true) = (&m.venv.tree_sha256, gen_host.is_dir()) {
+        match tree_sha256(&gen_host) {
+            Ok(got) if got == *want => {}
+            Ok(got) => out.push(drift(
+                "tree",
+                &m.venv.generation,
+                format!("content hash {got} differs from the recorded {want}"),
+            )),
+            Err(e) => out.push(drift(
+                "tree",
+                &m.venv.generation,
+                format!("could not be hashed: {e}"),
+            )),
+        }
+    }
+
     // The interpreter runs and is the recorded one.
     if gen_host.is_dir() {
         let python = m.venv.path.join("bin/python").display().to_string();
@@ -376,6 +393,64 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
             Err(_) => {}
         }
     }
+}
+
+/// Files of a generation that describe it rather than belong to it.
+const OWN_FILES: [&str; 2] = [".venvbake/generation.json", ".venvbake/manifest.json"];
+
+/// A content hash of a generation's file tree: every path (sorted), its kind
+/// and permission bits, and the sha256 of each file or the target of each
+/// symlink. Timestamps and owners are left out, so two builds from the same
+/// inputs with `SOURCE_DATE_EPOCH` hash the same.
+pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<PathBuf> = Vec::new();
+    collect(gen_host, &mut entries)?;
+    entries.sort();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    for p in entries {
+        let rel = p.strip_prefix(gen_host).unwrap_or(&p);
+        if OWN_FILES.iter().any(|o| rel == Path::new(o)) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&p)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        if meta.file_type().is_symlink() {
+            h.update(format!("\0l\0{:o}\0", mode).as_bytes());
+            h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
+        } else if meta.is_dir() {
+            h.update(format!("\0d\0{:o}\0", mode).as_bytes());
+        } else {
+            h.update(format!("\0f\0{:o}\0", mode).as_bytes());
+            let mut f = std::fs::File::open(&p)?;
+            let mut fh = Sha256::new();
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                fh.update(&buf[..n]);
+            }
+            h.update(fh.finalize());
+        }
+        h.update(b"\n");
+    }
+    Ok(crate::codec::hex(&h.finalize()))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let t = e.file_type()?;
+        out.push(p.clone());
+        if t.is_dir() {
+            collect(&p, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Group drift kinds for a summary (used by tests and the text output).
