@@ -115,6 +115,18 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
         keep: Option<u32>,
     },
+    /// Print an SBOM of the image's Python environment (venv and apt side) from the manifest.
+    Sbom {
+        /// A profile file, or the name of a profile applied on the target.
+        name: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Use this manifest (a path in the target).
+        #[arg(long, value_name = "PATH", conflicts_with = "name")]
+        manifest: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        format: crate::sbom::Format,
+    },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///
     /// The image must carry /usr/local/bin/venvbake; with /var/cache/venvbake/wheels

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod requirements;
+pub mod sbom;
 pub mod target;
 pub mod venv;
 pub mod verify;
@@ -159,6 +160,17 @@ pub fn run(cli: Cli) -> Result<()> {
             for name in lifecycle::gc(&profile, &target, keep, &mut reporter)? {
                 print_stdout(&format!("{name}\n"));
             }
+            Ok(())
+        }
+        Command::Sbom {
+            name,
+            target,
+            manifest,
+            format,
+        } => {
+            let target = Target::new(target.root.as_deref())?;
+            let (_, m) = locate_manifest(&target, name.as_deref(), manifest.as_deref())?;
+            print_stdout(&sbom::render(&target, &m, format));
             Ok(())
         }
         Command::CloudConfig { profile: path } => {
