@@ -174,6 +174,7 @@ build {
       "if ls /tmp/venvbake/wheels/*.whl >/dev/null 2>&1; then wh='--wheelhouse /tmp/venvbake/wheels'; else wh=''; fi",
       "/tmp/venvbake/venvbake apply --progress plain $wh /tmp/venvbake/profile/${var.profile_name}.toml",
       "/tmp/venvbake/venvbake inventory ${var.profile_name} --format yaml > /tmp/venvbake/inventory.yml",
+      "/tmp/venvbake/venvbake sbom ${var.profile_name} --format cyclonedx > /tmp/venvbake/sbom.cdx.json",
     ]
   }
 
@@ -187,6 +188,12 @@ build {
     direction   = "download"
     source      = "/tmp/venvbake/inventory.yml"
     destination = "${var.output_dir}/inventory.yml"
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/tmp/venvbake/sbom.cdx.json"
+    destination = "${var.output_dir}/sbom.cdx.json"
   }
 
   # Nothing of the build stays in the image but what venvbake made.
@@ -203,6 +210,7 @@ build {
       venvbake_interpreter = var.interpreter
       venvbake_manifest    = "${var.output_dir}/venvbake-manifest.json"
       venvbake_inventory   = "${var.output_dir}/inventory.yml"
+      venvbake_sbom        = "${var.output_dir}/sbom.cdx.json"
     }
   }
 }

@@ -191,6 +191,14 @@ fn packer_template_provisions_a_tree_over_ssh() {
             "/opt/venvs/ansible/bin/python"
         );
         assert_eq!(custom["venvbake_profile"], "ansible");
+        let sbom: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("sbom.cdx.json")).unwrap())
+                .unwrap();
+        assert_eq!(sbom["bomFormat"], "CycloneDX");
+        assert_eq!(
+            custom["venvbake_sbom"],
+            format!("{}/sbom.cdx.json", out.display())
+        );
         // The uploads were cleaned out of the image.
         assert!(!tree.path("/tmp/venvbake").exists());
         drop(sshd);
