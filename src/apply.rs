@@ -175,6 +175,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     }
     let cert = req.cert.or(profile.index.cert.as_deref());
+    let creds = crate::credentials::Credentials::from_profile(profile, &req.host_env)?;
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
     let probe = crate::venv::probe(target, &base_env, &profile.venv.python)?;
@@ -220,6 +221,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 staging: gens_dir,
                 wheelhouse: req.wheelhouse,
                 cert,
+                creds: &creds,
             },
             reporter,
         )?;
@@ -246,6 +248,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 system_site_packages: plan.venv.system_site_packages,
                 pip_lines: &plan.venv.pip_lines,
                 decisions: &plan.decisions,
+                creds: &creds,
             };
             crate::venv::build(&build, reporter)?
         }

@@ -127,6 +127,29 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: crate::sbom::Format,
     },
+    /// Download the files the profile's lock allows for one target into a wheelhouse (runs on the build host).
+    ///
+    /// Hash-checked; writes SHA256SUMS and venvbake-wheelhouse.json. Several
+    /// targets can share one wheelhouse: fetch once per Python version.
+    /// Then `venvbake apply --wheelhouse DIR` installs without any network.
+    Fetch {
+        profile: PathBuf,
+        /// The wheelhouse folder.
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+        /// The target's Python, as 3.X (3.11 Debian 12, 3.12 Ubuntu 24.04, 3.13 Debian 13).
+        #[arg(long, value_name = "X.Y")]
+        python: String,
+        /// Platform tags (repeat); default: manylinux 2.17 to 2.34 on x86_64, and `any`.
+        #[arg(long = "platform", value_name = "TAG")]
+        platforms: Vec<String>,
+        /// ABI tag; default: cp3X for --python 3.X.
+        #[arg(long, value_name = "TAG")]
+        abi: Option<String>,
+        /// CA bundle for the index; overrides `[index] cert`.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///
     /// The image must carry /usr/local/bin/venvbake; with /var/cache/venvbake/wheels

@@ -39,6 +39,8 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     /// Run chrooted into this directory (the image tree), if set.
     pub chroot: Option<PathBuf>,
+    /// Strings (secrets) replaced by `***` in every line of output.
+    pub masks: Vec<String>,
 }
 
 impl Cmd {
@@ -49,6 +51,7 @@ impl Cmd {
             args: Vec::new(),
             env: base.to_vec(),
             chroot: None,
+            masks: Vec::new(),
         }
     }
 
@@ -73,6 +76,12 @@ impl Cmd {
             Some(slot) => slot.1 = value,
             None => self.env.push((key.to_string(), value)),
         }
+        self
+    }
+
+    /// Never show `secret` in the output (it is replaced by `***`).
+    pub fn mask(mut self, secret: impl Into<String>) -> Self {
+        self.masks.push(secret.into());
         self
     }
 
@@ -259,7 +268,8 @@ pub fn run(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Outp
                 let line = String::from_utf8_lossy(&raw);
                 // pip and apt redraw with \r; keep the last state of such a line.
                 let line = line.trim_end_matches(['\n', '\r']);
-                let line = line.rsplit('\r').next().unwrap_or(line).to_string();
+                let line = line.rsplit('\r').next().unwrap_or(line);
+                let line = crate::credentials::mask(line, &cmd.masks);
                 on_line(&line);
                 if kept.len() < keep {
                     kept.push(line.clone());

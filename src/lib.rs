@@ -13,11 +13,13 @@ pub mod cli;
 pub mod cloudconfig;
 pub mod cloudinit;
 pub mod codec;
+pub mod credentials;
 pub mod debver;
 pub mod decide;
 pub mod dists;
 pub mod error;
 pub mod exec;
+pub mod fetch;
 pub mod fsutil;
 pub mod inventory;
 pub mod lifecycle;
@@ -171,6 +173,43 @@ pub fn run(cli: Cli) -> Result<()> {
             let target = Target::new(target.root.as_deref())?;
             let (_, m) = locate_manifest(&target, name.as_deref(), manifest.as_deref())?;
             print_stdout(&sbom::render(&target, &m, format));
+            Ok(())
+        }
+        Command::Fetch {
+            profile,
+            dest,
+            python,
+            platforms,
+            abi,
+            cert,
+        } => {
+            let mut reporter = Reporter::new(report::Progress::Auto);
+            let profile = profile::load(&profile)?;
+            let host_env: Vec<(String, String)> = std::env::vars().collect();
+            let index = fetch::fetch(
+                &fetch::Request {
+                    profile: &profile,
+                    dest: &dest,
+                    python: &python,
+                    platforms,
+                    abi,
+                    host_env: &host_env,
+                    cert: cert.as_deref(),
+                },
+                &mut reporter,
+            )?;
+            let targets: Vec<String> = index
+                .targets
+                .iter()
+                .map(|t| format!("{} ({})", t.python, t.abi))
+                .collect();
+            reporter.info(&format!(
+                "{} file(s) in {} for {}",
+                index.files.len(),
+                dest.display(),
+                targets.join(", ")
+            ));
+            print_stdout(&format!("{}\n", dest.display()));
             Ok(())
         }
         Command::CloudConfig { profile: path } => {

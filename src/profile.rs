@@ -119,6 +119,8 @@ struct RawIndex {
     #[serde(default)]
     extra_urls: Vec<Spanned<String>>,
     cert: Option<Spanned<String>>,
+    username_env: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +225,9 @@ pub struct IndexSpec {
     /// A CA bundle on the machine running venvbake, for a TLS-inspecting
     /// proxy or a private index; never copied into the image.
     pub cert: Option<PathBuf>,
+    /// Names of environment variables holding the index's user and password.
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +478,28 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         }
         Ok(u.clone())
     };
+    let env_name = |v: &Option<Spanned<String>>,
+                    key: &str|
+     -> Result<Option<String>, ProfileError> {
+        let Some(v) = v else { return Ok(None) };
+        let n = v.get_ref();
+        let ok = n
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Some(n.clone()))
+        } else {
+            Err(err(
+                v.span(),
+                key,
+                format!("{n:?} is not an environment variable name"),
+                Some("name the variable that holds the value (e.g. \"CORP_PYPI_TOKEN\"); never the value itself"),
+            ))
+        }
+    };
     let index = IndexSpec {
         url: raw
             .index
@@ -487,6 +514,8 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             .map(|u| check_url(u, "index.extra_urls"))
             .collect::<Result<_, _>>()?,
         cert: raw.index.cert.as_ref().map(|c| dir.join(c.get_ref())),
+        username_env: env_name(&raw.index.username_env, "index.username_env")?,
+        password_env: env_name(&raw.index.password_env, "index.password_env")?,
     };
 
     let requirements = crate::requirements::load(&requirements_file)?;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, PackageName};
 use serde::Deserialize;
 
+use crate::credentials::Credentials;
 use crate::decide::{Choice, Decision};
 use crate::error::{Error, Phase, Result};
 use crate::exec::{self, Cmd};
@@ -161,6 +162,7 @@ pub struct Build<'a> {
     pub pip_lines: &'a [String],
     /// Who serves each requirement, in the requirements file's order.
     pub decisions: &'a [Decision],
+    pub creds: &'a Credentials,
 }
 
 /// Build, check and mark a generation. On failure the partial generation is removed.
@@ -200,6 +202,7 @@ pub fn pip_install_cmd(
     gen_path: &Path,
     source: &PipSource,
     allow_sdist: bool,
+    creds: &Credentials,
 ) -> Cmd {
     let meta = gen_path.join(".venvbake");
     let mut cmd = pip_env(Cmd::new(
@@ -224,15 +227,15 @@ pub fn pip_install_cmd(
     if !allow_sdist {
         cmd = cmd.args(["--only-binary", ":all:"]);
     }
-    with_source(cmd, source)
+    with_source(cmd, source, creds)
         .arg("--report")
         .arg(meta.join("pip-report.json").display().to_string())
         .arg("-r")
         .arg(meta.join("requirements.txt").display().to_string())
 }
 
-/// pip's options for where files come from.
-fn with_source(mut cmd: Cmd, source: &PipSource) -> Cmd {
+/// pip's options for where files come from; credentials only in pip's environment.
+fn with_source(mut cmd: Cmd, source: &PipSource, creds: &Credentials) -> Cmd {
     match source {
         PipSource::Wheelhouse(w) => {
             cmd = cmd
@@ -244,9 +247,13 @@ fn with_source(mut cmd: Cmd, source: &PipSource) -> Cmd {
             extra_urls,
             cert,
         } => {
-            if let Some(u) = url {
-                cmd = cmd.arg("--index-url").arg(u.clone());
-            }
+            cmd = creds.apply_to(
+                cmd,
+                &crate::profile::IndexSpec {
+                    url: url.clone(),
+                    ..Default::default()
+                },
+            );
             for u in extra_urls {
                 cmd = cmd.arg("--extra-index-url").arg(u.clone());
             }
@@ -316,6 +323,7 @@ pub struct SystemInstall<'a> {
     pub staging: &'a Path,
     pub wheelhouse: Option<&'a Path>,
     pub cert: Option<&'a Path>,
+    pub creds: &'a Credentials,
 }
 
 /// pip installs the locked lines of `entries` into the system interpreter,
@@ -355,7 +363,7 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
         if !s.profile.venv.allow_sdist {
             cmd = cmd.args(["--only-binary", ":all:"]);
         }
-        cmd = with_source(cmd, &source)
+        cmd = with_source(cmd, &source, s.creds)
             .arg("-r")
             .arg(dir.join("requirements.txt").display().to_string());
         reporter.step("system: pip install (last resort)");
@@ -432,9 +440,25 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
         &b.gen_path,
         &source,
         b.profile.venv.allow_sdist,
+        b.creds,
     );
     exec::run(&pip, 0, &mut |l| reporter.output(l)).map_err(|e| {
-        let hint = pip_hint(&e, b.wheelhouse.is_some());
+        let missing = e
+            .recent
+            .iter()
+            .find_map(|l| l.split("No matching distribution found for ").nth(1))
+            .map(|s| s.trim().to_string());
+        let hint = match (b.wheelhouse, missing) {
+            (Some(w), Some(req)) if !e.mentions("CERTIFICATE_VERIFY_FAILED") => {
+                let minor = b.probe.markers.get("python_version").cloned().unwrap_or_default();
+                format!(
+                    "the wheelhouse has no file of `{req}` for Python {minor}; on the build host run: venvbake fetch {} --dest {} --python {minor}",
+                    b.profile.file.display(),
+                    w.display()
+                )
+            }
+            _ => pip_hint(&e, b.wheelhouse.is_some()).to_string(),
+        };
         Error::Command {
             phase: Phase::Install,
             what: "installing the requirements failed".into(),
@@ -482,6 +506,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         })?;
     }
 
+    // A later `pip install` in the venv uses the organisation's index (no credentials).
+    if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
+        crate::fsutil::atomic_write(&host_gen.join("pip.conf"), conf.as_bytes(), 0o644)?;
+    }
     let meta = host_gen.join(".venvbake");
     crate::fsutil::create_dirs(&meta)?;
     let mut lines = b.pip_lines.join("\n");
@@ -686,6 +714,7 @@ mod tests {
             Path::new("/opt/v.generations/g1-aaaaaaaa"),
             &PipSource::Wheelhouse("/w".into()),
             false,
+            &Credentials::default(),
         );
         let line = c.display();
         for part in [
@@ -713,6 +742,7 @@ mod tests {
                 cert: Some("/ca.pem".into()),
             },
             true,
+            &Credentials::default(),
         );
         let line = c.display();
         assert!(line.contains("--index-url https://pypi.example.org/simple --extra-index-url https://extra.example.org/simple --cert /ca.pem"), "{line}");

@@ -438,3 +438,85 @@ pub fn write_profile(
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A PEP 503 index on loopback serving the test wheelhouse. It cuts the
+/// connection halfway through files starting with `cut` (a real misbehaving
+/// server), and with `auth` answers 401 to requests without that basic auth.
+pub fn serve_index(
+    cut: &'static str,
+    auth: Option<(&'static str, &'static str)>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let wh = wheelhouse();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let mut req = [0u8; 4096];
+            let n = conn.read(&mut req).unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]).into_owned();
+            let line = head.lines().next().unwrap_or("").to_string();
+            if let Some((u, p)) = auth {
+                let want = format!(
+                    "authorization: basic {}",
+                    venvbake::codec::base64(format!("{u}:{p}").as_bytes(), false).to_lowercase()
+                );
+                if !head.to_lowercase().lines().any(|l| l.trim() == want) {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"venvbake\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+            if let Some(name) = path
+                .strip_prefix("/simple/")
+                .map(|p| p.trim_end_matches('/').to_string())
+            {
+                let mut body = String::from("<html><body>\n");
+                for e in std::fs::read_dir(&wh).unwrap().flatten() {
+                    let f = e.file_name().to_string_lossy().into_owned();
+                    let dist = f
+                        .split('-')
+                        .next()
+                        .unwrap_or("")
+                        .to_lowercase()
+                        .replace('_', "-");
+                    if dist == name {
+                        let sha = venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
+                        body.push_str(&format!("<a href=\"/files/{f}#sha256={sha}\">{f}</a>\n"));
+                    }
+                }
+                body.push_str("</body></html>\n");
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            } else if let Some(file) = path.strip_prefix("/files/") {
+                let data = std::fs::read(wh.join(file)).unwrap_or_default();
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+                if file.starts_with(cut) {
+                    // Half the promised bytes, then the connection goes away.
+                    let _ = conn.write_all(&data[..data.len() / 2]);
+                } else {
+                    let _ = conn.write_all(&data);
+                }
+            } else {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        }
+    });
+    (port, stop)
+}

@@ -1,0 +1,261 @@
+//! Air-gapped and corporate builds: `fetch` on the build host for several
+//! Pythons into one wheelhouse, `apply --wheelhouse` in trees with no network
+//! at all (a network namespace with only loopback), and a private index that
+//! requires basic auth, whose password never lands anywhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn small_lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/small.requirements.txt")
+}
+
+/// `--cert` with the host's CA bundle: builds behind a TLS-inspecting proxy need it.
+fn cert_args() -> Vec<String> {
+    let ca = "/etc/ssl/certs/ca-certificates.crt";
+    if Path::new(ca).exists() {
+        vec!["--cert".into(), ca.into()]
+    } else {
+        vec![]
+    }
+}
+
+/// venvbake with no network at all: a new network namespace, loopback only.
+fn apply_offline(tree: &Tree, profile: &Path, wheelhouse: &Path) -> Run {
+    let out = Command::new("/usr/bin/unshare")
+        .arg("--net")
+        .arg(BIN)
+        .args([
+            "apply",
+            profile.to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+        ])
+        .args([
+            "--progress",
+            "plain",
+            "--wheelhouse",
+            wheelhouse.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn fetch_for_two_pythons_then_apply_with_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
+    let wh = dir.path().join("wheels");
+    for py in ["3.11", "3.13"] {
+        let mut args = vec![
+            "fetch",
+            profile.to_str().unwrap(),
+            "--dest",
+            wh.to_str().unwrap(),
+            "--python",
+            py,
+        ];
+        let cert = cert_args();
+        args.extend(cert.iter().map(String::as_str));
+        venvbake(&args, &[]).ok();
+    }
+    // The index of the wheelhouse: every file's hash, both targets.
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&wh)
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(wh.join("venvbake-wheelhouse.json")).unwrap(),
+    )
+    .unwrap();
+    let pythons: Vec<&str> = index["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["python"].as_str().unwrap())
+        .collect();
+    assert_eq!(pythons, ["3.11", "3.13"]);
+
+    // A lock with no file for a target says which requirement and which tags.
+    let run = venvbake(
+        &[
+            "fetch",
+            profile.to_str().unwrap(),
+            "--dest",
+            dir.path().join("old").to_str().unwrap(),
+            "--python",
+            "3.7",
+        ],
+        &[],
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("for Python 3.7 (abi cp37"),
+        "{}",
+        run.stderr
+    );
+
+    let wh2 = wh.clone();
+    let p2 = profile.clone();
+    for (suite, venv_pkg) in [
+        ("bookworm", "python3.11-venv"),
+        ("trixie", "python3.13-venv"),
+    ] {
+        let (wh, profile) = (wh2.clone(), p2.clone());
+        with_tree(suite, move |tree| {
+            tree.apt_install(&[venv_pkg]);
+            let run = apply_offline(tree, &profile, &wh);
+            assert_eq!(run.code, 0, "offline apply in {suite}:\n{}", run.stderr);
+            tree.run(&[
+                "/opt/venvs/small/bin/python",
+                "-c",
+                "import six, jmespath, markupsafe",
+            ])
+            .ok();
+
+            // A file missing from the wheelhouse is named, with the command that fetches it.
+            let partial = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(&wh).unwrap().flatten() {
+                if !e.file_name().to_string_lossy().starts_with("jmespath") {
+                    std::fs::copy(e.path(), partial.path().join(e.file_name())).unwrap();
+                }
+            }
+            let other = write_profile(
+                partial.path(),
+                "other",
+                "/opt/venvs/other",
+                &small_lock(),
+                "",
+            );
+            let run = apply_offline(tree, &other, partial.path());
+            assert_eq!(run.code, 6, "{}", run.stderr);
+            assert!(
+                run.stderr
+                    .contains("the wheelhouse has no file of `jmespath==1.1.0`"),
+                "{}",
+                run.stderr
+            );
+            assert!(run.stderr.contains("venvbake fetch"), "{}", run.stderr);
+        });
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() {
+            if p.ends_with("proc") || p.ends_with("sys") || p.ends_with("dev") {
+                continue;
+            }
+            files_containing(&p, needle, found);
+        } else if t.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(p);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn private_index_with_basic_auth_keeps_the_secret_out_of_everything() {
+    const SECRET: &str = "pl4nted-S3cret-7d1f";
+    with_tree("bookworm", |tree| {
+        let (port, stop) = serve_index("-no-file-is-cut-", Some(("builder", SECRET)));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}/simple");
+        let profile = write_profile(
+            dir.path(),
+            "corp",
+            "/opt/venvs/corp",
+            &small_lock(),
+            &format!("\n[index]\nurl = \"{url}\"\nusername_env = \"VB_INDEX_USER\"\npassword_env = \"VB_INDEX_TOKEN\"\n"),
+        );
+        let root = tree.root.to_str().unwrap();
+        let args = [
+            "apply",
+            profile.to_str().unwrap(),
+            "--root",
+            root,
+            "--progress",
+            "plain",
+        ];
+
+        // The variable must be set; the message names it, never a value.
+        let run = venvbake(&args, &[("VB_INDEX_USER", "builder")]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("`VB_INDEX_TOKEN` is not set"),
+            "{}",
+            run.stderr
+        );
+        // The server really checks: a wrong password is refused.
+        let run = venvbake(
+            &args,
+            &[
+                ("VB_INDEX_USER", "builder"),
+                ("VB_INDEX_TOKEN", "wrong-one"),
+            ],
+        );
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(!tree.path("/opt/venvs/corp").exists());
+
+        let run = venvbake(
+            &args,
+            &[("VB_INDEX_USER", "builder"), ("VB_INDEX_TOKEN", SECRET)],
+        )
+        .ok();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        tree.run(&[
+            "/opt/venvs/corp/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        assert!(
+            !run.stdout.contains(SECRET) && !run.stderr.contains(SECRET),
+            "the secret was printed"
+        );
+
+        // The venv's pip.conf points at the index, without credentials.
+        let conf = std::fs::read_to_string(tree.path("/opt/venvs/corp/pip.conf")).unwrap();
+        assert!(conf.contains(&format!("index-url = {url}")), "{conf}");
+        let cfg = tree
+            .run(&["/opt/venvs/corp/bin/python", "-m", "pip", "config", "list"])
+            .ok();
+        assert!(cfg.stdout.contains(&url), "{}", cfg.stdout);
+
+        // Not one file of the whole tree holds the secret.
+        let mut found = Vec::new();
+        files_containing(&tree.root, SECRET.as_bytes(), &mut found);
+        assert!(found.is_empty(), "the secret landed in {found:?}");
+        let m = std::fs::read_to_string(tree.path("/var/lib/venvbake/corp.json")).unwrap();
+        assert!(!m.contains("builder:"), "{m}");
+    });
+}
