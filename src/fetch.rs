@@ -9,7 +9,7 @@
 //! 3.12, 3.13) can share one wheelhouse.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -235,12 +235,6 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
     crate::fsutil::atomic_write(&index_path, json.as_bytes(), 0o644)?;
     reporter.finish();
     Ok(index)
-}
-
-/// The wheelhouse's own files (not wheels) that `apply` ignores.
-pub fn is_index_file(p: &PathBuf) -> bool {
-    p.file_name()
-        .is_some_and(|n| n == "SHA256SUMS" || n == INDEX_FILE)
 }
 
 #[cfg(test)]

@@ -462,7 +462,7 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
         Error::Command {
             phase: Phase::Install,
             what: "installing the requirements failed".into(),
-            hint: Some(hint.into()),
+            hint: Some(hint),
             source: Box::new(e),
         }
     })?;
