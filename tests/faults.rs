@@ -729,3 +729,77 @@ fn walk_modes(dir: &Path, writable: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// A real distribution upgrade (Debian 12 to 13) moves the system Python from
+/// 3.11 to 3.13 under the venv: verify reports it, apply rebuilds.
+#[test]
+fn python_upgraded_under_the_venv_is_detected_and_rebuilt() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+        tree.apply(&profile, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+
+        // bookworm -> trixie, the way an administrator does it.
+        let sources = tree.path("/etc/apt/sources.list");
+        let text = std::fs::read_to_string(&sources).unwrap();
+        std::fs::write(&sources, text.replace("bookworm", "trixie")).unwrap();
+        tree.mount_proc();
+        let policy = tree.path("/usr/sbin/policy-rc.d");
+        std::fs::write(&policy, "#!/bin/sh\nexit 101\n").unwrap();
+        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        tree.run(&["apt-get", "update", "-q"]).ok();
+        tree.run(&[
+            "/usr/bin/env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "-y",
+            "-q",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "--no-install-recommends",
+            "full-upgrade",
+        ])
+        .ok();
+        std::fs::remove_file(&policy).unwrap();
+        let v = tree
+            .run(&[
+                "/usr/bin/python3",
+                "-c",
+                "import sys; print(sys.version_info[1])",
+            ])
+            .ok();
+        assert_eq!(v.stdout.trim(), "13");
+
+        let (code, report) = verify(tree, "small");
+        assert_eq!(code, 9, "{report}");
+        let items = drift_items(&report);
+        assert!(items.iter().any(|(k, _)| k == "python"), "{items:?}");
+
+        let run = tree.apply(&profile, &[]).ok();
+        assert!(
+            run.stderr.contains("building generation g2-"),
+            "{}",
+            run.stderr
+        );
+        assert_ne!(tree.link("/opt/venvs/small"), Some(g1));
+        let out = tree
+            .run(&[
+                "/opt/venvs/small/bin/python",
+                "-c",
+                "import sys, six, jmespath; print(sys.version_info[1])",
+            ])
+            .ok();
+        assert_eq!(out.stdout.trim(), "13");
+        let m = tree.read_json("/var/lib/venvbake/small.json");
+        assert!(m["python"]["version"].as_str().unwrap().starts_with("3.13"));
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
