@@ -86,6 +86,8 @@ pub struct Request<'a> {
     /// A CA bundle for the index (overrides `[index] cert`).
     pub cert: Option<&'a Path>,
     pub cloud_init_wait: crate::cloudinit::Wait,
+    /// Move a directory that is not venvbake's out of the fixed path's way.
+    pub adopt: bool,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
     pub host_env: Vec<(String, String)>,
 }
@@ -98,7 +100,16 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let (profile, target) = (req.profile, req.target);
     let _lock = lock_profile(target, profile, reporter)?;
     let ask_apt = profile.python.asks_apt();
-    let mut observed = plan::observe(profile, target, ask_apt)?;
+    // With --adopt, a directory (or foreign symlink) at the fixed path is
+    // planned around and moved aside just before the switch; never deleted.
+    let observe = |ask: bool| -> Result<plan::Observed> {
+        let mut o = plan::observe(profile, target, ask)?;
+        if req.adopt && o.link == plan::Link::Foreign {
+            o.link = plan::Link::Missing;
+        }
+        Ok(o)
+    };
+    let mut observed = observe(ask_apt)?;
     let mut plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     let interpreter = profile.venv.path.join("bin/python");
     if plan.noop {
@@ -153,7 +164,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             profile.apt.lock_timeout.as_secs(),
             reporter,
         )?;
-        observed = plan::observe(profile, target, ask_apt)?;
+        observed = observe(ask_apt)?;
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     }
     report_decisions(&plan, reporter);
@@ -171,7 +182,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     )?;
     if !plan.apt.install.is_empty() {
         // apt may have upgraded the interpreter itself: plan the venv again.
-        observed = plan::observe(profile, target, ask_apt)?;
+        observed = observe(ask_apt)?;
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
     }
     let cert = req.cert.or(profile.index.cert.as_deref());
@@ -270,6 +281,32 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         &installed,
         &system_dists,
     );
+    let fixed_host = target.host_path_nofollow(&profile.venv.path);
+    let adopted = if req.adopt
+        && std::fs::symlink_metadata(&fixed_host).is_ok()
+        && plan::generation_of_link(&fixed_host, &profile.venv.path).is_none()
+    {
+        let dest = (1..)
+            .map(|n| PathBuf::from(format!("{}.adopted-{n}", profile.venv.path.display())))
+            .find(|p| std::fs::symlink_metadata(target.host_path_nofollow(p)).is_err())
+            .unwrap_or_default();
+        std::fs::rename(&fixed_host, target.host_path_nofollow(&dest))
+            .map_err(|e| Error::io("move aside", &fixed_host, e))?;
+        reporter.warn(&format!(
+            "moved the existing `{}` aside to `{}` (--adopt); nothing was deleted",
+            profile.venv.path.display(),
+            dest.display()
+        ));
+        Some(dest)
+    } else {
+        None
+    };
+    let mut manifest = manifest;
+    if adopted.is_some() {
+        manifest.adopted = adopted;
+    } else if let Some(m) = &observed.manifest {
+        manifest.adopted = m.adopted.clone();
+    }
     reporter.step(format!(
         "switch {} -> {generation}",
         profile.venv.path.display()
@@ -498,5 +535,6 @@ pub fn manifest_for(
         system_pip,
         apt,
         built_at: record.built_at.clone(),
+        adopted: None,
     }
 }

@@ -51,6 +51,10 @@ pub enum Command {
         /// first boot to finish, unless venvbake runs under cloud-init itself.
         #[arg(long, value_enum, default_value_t = crate::cloudinit::Wait::Auto)]
         cloud_init_wait: crate::cloudinit::Wait,
+        /// If a directory that venvbake did not make stands at the venv path, move it aside
+        /// to `<path>.adopted-N` (recorded in the manifest) instead of refusing. Never deletes.
+        #[arg(long)]
+        adopt: bool,
     },
     /// Print what `apply` would do; changes nothing.
     Plan {

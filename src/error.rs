@@ -156,7 +156,7 @@ impl Error {
                 "the disk is full; free space (old generations: `venvbake gc`) and apply again; the previous generation is still active".into(),
             ),
             Error::Io { .. } => Some("nothing was switched: the previous generation is still active".into()),
-            Error::Occupied { .. } => Some("move the directory away (venvbake never deletes one it did not create), then apply again".into()),
+            Error::Occupied { .. } => Some("move it away, or apply with `--adopt` to have venvbake move it aside to `<path>.adopted-N`; venvbake never deletes what it did not create".into()),
             Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),
             Error::BadManifest { .. } => Some("re-run `venvbake apply` to rewrite it".into()),
             Error::Unresolved { .. } => Some("see `venvbake plan` for each decision; pin and hash what the venv must serve, add `[python.map]` entries, or, for `[python] system`, set `break_system_packages = true` as an audited last resort".into()),

@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cert,
             progress,
             cloud_init_wait,
+            adopt,
         } => {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 wheelhouse: wheelhouse.as_deref(),
                 cert: cert.as_deref(),
                 cloud_init_wait,
+                adopt,
                 host_env: std::env::vars().collect(),
             };
             let outcome = apply::apply(&request, &mut reporter);

@@ -35,6 +35,9 @@ pub struct Manifest {
     pub system_pip: Vec<SystemPipRecord>,
     pub apt: Vec<AptPackage>,
     pub built_at: String,
+    /// Where `apply --adopt` moved what stood at the fixed path before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

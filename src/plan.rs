@@ -102,21 +102,10 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
     let gens_target = generations_dir(&profile.venv.path);
     let link = match std::fs::symlink_metadata(&venv_host) {
         Err(_) => Link::Missing,
-        Ok(m) if m.file_type().is_symlink() => {
-            let dest = std::fs::read_link(&venv_host).unwrap_or_default();
-            let gens_name = gens_target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut comps = dest.components();
-            match (comps.next(), comps.next(), comps.next()) {
-                (Some(a), Some(b), None) if a.as_os_str() == gens_name.as_str() => {
-                    Link::Generation(b.as_os_str().to_string_lossy().into_owned())
-                }
-                _ => Link::Foreign,
-            }
-        }
-        Ok(_) => Link::Foreign,
+        Ok(_) => match generation_of_link(&venv_host, &profile.venv.path) {
+            Some(g) => Link::Generation(g),
+            None => Link::Foreign,
+        },
     };
     let gens_host = target.host_path(&gens_target);
     let mut generations = Vec::new();
@@ -216,6 +205,22 @@ pub fn lookup_names(
             (name, l)
         })
         .collect())
+}
+
+/// The generation the fixed path's symlink points at, if it is venvbake's.
+pub fn generation_of_link(host_link: &Path, venv_path: &Path) -> Option<String> {
+    let dest = std::fs::read_link(host_link).ok()?;
+    let gens_name = generations_dir(venv_path)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
+    let mut comps = dest.components();
+    match (comps.next(), comps.next(), comps.next()) {
+        (Some(a), Some(b), None) if a.as_os_str() == gens_name.as_str() => {
+            Some(b.as_os_str().to_string_lossy().into_owned())
+        }
+        _ => None,
+    }
 }
 
 /// A symlink in the target must not carry the venv (or its generations)

@@ -710,6 +710,32 @@ fn hostile_names_modes_and_symlink_escapes() {
         assert_eq!(run.code, 8, "{}", run.stderr);
         assert!(run.stderr.contains("is a real directory"), "{}", run.stderr);
         assert!(tree.path("/opt/venvs/handmade/bin/keep-me").exists());
+        // --adopt moves it aside, records where, and builds the venv in its place.
+        let run = venvbake(
+            &[
+                "apply",
+                occupied.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--adopt",
+                "--wheelhouse",
+                wheelhouse().to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert!(
+            run.stderr
+                .contains("moved the existing `/opt/venvs/handmade` aside"),
+            "{}",
+            run.stderr
+        );
+        assert!(tree
+            .path("/opt/venvs/handmade.adopted-1/bin/keep-me")
+            .exists());
+        assert!(tree.link("/opt/venvs/handmade").is_some());
+        let m = tree.read_json("/var/lib/venvbake/handmade.json");
+        assert_eq!(m["adopted"], "/opt/venvs/handmade.adopted-1");
     });
 }
 
