@@ -19,7 +19,7 @@ use crate::report::Progress;
 #[command(
     after_help = "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 unsupported target, \
 4 apt failed, 5 lock not released in time, 6 venv/pip install failed, 7 checks failed, \
-8 file write failed. See the README for the profile reference and the manifest schema."
+8 file write failed, 9 verify found drift. See the README for the profile reference and the manifest schema."
 )]
 pub struct Cli {
     #[command(subcommand)]
