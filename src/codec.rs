@@ -19,6 +19,19 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Percent-encode everything but RFC 3986 unreserved characters (purls, URL userinfo).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Base64: `url_safe` uses `-_` (RECORD files), and then pads nothing.
 pub fn base64(bytes: &[u8], url_safe: bool) -> String {
     let table: &[u8; 64] = if url_safe {

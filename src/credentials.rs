@@ -15,19 +15,6 @@ pub struct Credentials {
     password: Option<String>,
 }
 
-/// Percent-encode a URL userinfo part.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl Credentials {
     pub fn from_profile(profile: &Profile, host_env: &[(String, String)]) -> Result<Self> {
         let get = |name: &Option<String>| -> Result<Option<String>> {
@@ -59,9 +46,13 @@ impl Credentials {
         let Some((scheme, rest)) = url.split_once("://") else {
             return url.to_string();
         };
-        let user = self.user.as_deref().map(enc).unwrap_or_default();
+        let user = self
+            .user
+            .as_deref()
+            .map(crate::codec::percent_encode)
+            .unwrap_or_default();
         let auth = match &self.password {
-            Some(p) => format!("{user}:{}", enc(p)),
+            Some(p) => format!("{user}:{}", crate::codec::percent_encode(p)),
             None => user,
         };
         format!("{scheme}://{auth}@{rest}")
@@ -73,7 +64,7 @@ impl Credentials {
         if let Some(p) = &self.password {
             if !p.is_empty() {
                 v.push(p.clone());
-                v.push(enc(p));
+                v.push(crate::codec::percent_encode(p));
             }
         }
         v

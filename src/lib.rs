@@ -111,11 +111,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let decisions = plan::map(&names, &target, &overrides)?;
             print_stdout(&match format {
                 PlanFormat::Text => plan::decisions_table(&decisions),
-                PlanFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&decisions).unwrap_or_default();
-                    s.push('\n');
-                    s
-                }
+                PlanFormat::Json => json_text(&decisions),
             });
             Ok(())
         }
@@ -130,11 +126,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = verify::verify(&target, &m)?;
             print_stdout(&match format {
                 PlanFormat::Text => report.to_text(),
-                PlanFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    s.push('\n');
-                    s
-                }
+                PlanFormat::Json => json_text(&report),
             });
             if report.clean {
                 Ok(())
@@ -249,6 +241,13 @@ fn locate_manifest(
         return inventory::find_manifest(target, None, Some(&profile.outputs.manifest));
     }
     inventory::find_manifest(target, profile_or_name, explicit)
+}
+
+/// Pretty JSON with a final newline, for stdout.
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 fn print_stdout(text: &str) {

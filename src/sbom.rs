@@ -22,24 +22,11 @@ pub enum Format {
     Spdx,
 }
 
-/// Percent-encode a purl segment (RFC 3986 unreserved characters stay).
-fn pct(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub fn pypi_purl(name: &str, version: &str) -> String {
     format!(
         "pkg:pypi/{}@{}",
-        pct(&crate::mapping::normalize(name)),
-        pct(version)
+        crate::codec::percent_encode(&crate::mapping::normalize(name)),
+        crate::codec::percent_encode(version)
     )
 }
 
@@ -52,17 +39,17 @@ pub fn deb_purl(
 ) -> String {
     let mut q = Vec::new();
     if let Some(a) = arch {
-        q.push(format!("arch={}", pct(a)));
+        q.push(format!("arch={}", crate::codec::percent_encode(a)));
     }
     q.push(format!(
         "distro={}",
-        pct(&format!("{distro}-{distro_version}"))
+        crate::codec::percent_encode(&format!("{distro}-{distro_version}"))
     ));
     format!(
         "pkg:deb/{}/{}@{}?{}",
-        pct(distro),
-        pct(name),
-        pct(version),
+        crate::codec::percent_encode(distro),
+        crate::codec::percent_encode(name),
+        crate::codec::percent_encode(version),
         q.join("&")
     )
 }

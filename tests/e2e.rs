@@ -490,35 +490,6 @@ fn apply_on_the_running_system_as_a_provisioner_does() {
     });
 }
 
-/// The requirement blocks of `lock` whose names are in `keep` (a smaller, still valid lock).
-fn lock_subset(lock: &Path, keep: &[&str], dest: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(lock).unwrap();
-    let mut out = String::new();
-    let mut take = false;
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
-            take = keep.iter().any(|k| line.starts_with(&format!("{k}==")));
-        }
-        if take {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(dest, out).unwrap();
-    dest.to_path_buf()
-}
-
-fn generations(tree: &Tree, gens_dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(tree.path(gens_dir))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('g'))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
     with_tree("trixie", |tree| {
@@ -551,7 +522,10 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
             gone.code, 0,
             "markupsafe left the lock, so it left the venv"
         );
-        assert_eq!(generations(tree, "/opt/venvs/small.generations").len(), 2);
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations").len(),
+            2
+        );
 
         // Back to the first lock: the complete generation is switched to, not rebuilt.
         let run = apply(&full);
@@ -568,7 +542,7 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
         // A third lock: g1 (active before) is kept for rollback, g2 is collected.
         apply(&one);
         let g3 = tree.link("/opt/venvs/small").unwrap();
-        let names = generations(tree, "/opt/venvs/small.generations");
+        let names = generation_dirs(tree, "/opt/venvs/small.generations");
         let expect: Vec<String> = [&g1, &g3]
             .iter()
             .map(|g| g.file_name().unwrap().to_string_lossy().into_owned())

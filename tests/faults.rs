@@ -17,24 +17,6 @@ fn small_lock() -> PathBuf {
     Path::new(REPO).join("tests/data/small.requirements.txt")
 }
 
-/// The requirement blocks of `lock` named in `keep` (a smaller valid lock).
-fn lock_subset(lock: &Path, keep: &[&str], dest: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(lock).unwrap();
-    let mut out = String::new();
-    let mut take = false;
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
-            take = keep.iter().any(|k| line.starts_with(&format!("{k}==")));
-        }
-        if take {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(dest, out).unwrap();
-    dest.to_path_buf()
-}
-
 fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
     let run = venvbake(
         &[
@@ -67,17 +49,6 @@ fn drift_items(report: &serde_json::Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn generation_dirs(tree: &Tree, dir: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(tree.path(dir))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('g'))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -520,3 +520,33 @@ pub fn serve_index(
     });
     (port, stop)
 }
+
+/// The requirement blocks of `lock` named in `keep`: a smaller lock that is still valid.
+pub fn lock_subset(lock: &Path, keep: &[&str], dest: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let mut out = String::new();
+    let mut take = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            take = keep.iter().any(|k| line.starts_with(&format!("{k}==")));
+        }
+        if take {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dest, out).unwrap();
+    dest.to_path_buf()
+}
+
+/// The generation directories (`g*`) in `dir` of the tree, sorted.
+pub fn generation_dirs(tree: &Tree, dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tree.path(dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('g'))
+        .collect();
+    v.sort();
+    v
+}
