@@ -265,10 +265,17 @@ where
             _scratch: scratch,
         };
         f(&tree);
-        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
     });
     if let Err(panic) = handle.join() {
         std::panic::resume_unwind(panic);
+    }
+}
+
+impl Drop for Tree {
+    /// Unmount before the scratch directory goes, also when a test panics.
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path("/proc"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
