@@ -259,3 +259,201 @@ fn private_index_with_basic_auth_keeps_the_secret_out_of_everything() {
         assert!(!m.contains("builder:"), "{m}");
     });
 }
+
+/// An HTTPS index on loopback with a certificate from a CA the test makes.
+struct HttpsIndex {
+    child: std::process::Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl Drop for HttpsIndex {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_index(dir: &Path) -> HttpsIndex {
+    let sh = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/test-deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=venvbake test CA",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    // A PEP 503 tree: simple/<name>/index.html linking to files/<wheel>#sha256=...
+    let root = dir.join("www");
+    std::fs::create_dir_all(root.join("files")).unwrap();
+    for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if !f.ends_with(".whl") {
+            continue;
+        }
+        std::fs::copy(e.path(), root.join("files").join(&f)).unwrap();
+        let name = f
+            .split('-')
+            .next()
+            .unwrap()
+            .to_lowercase()
+            .replace('_', "-");
+        let page = root.join("simple").join(&name);
+        std::fs::create_dir_all(&page).unwrap();
+        let sha = venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
+        let mut html = std::fs::read_to_string(page.join("index.html")).unwrap_or_default();
+        html.push_str(&format!(
+            "<a href=\"../../files/{f}#sha256={sha}\">{f}</a>\n"
+        ));
+        std::fs::write(page.join("index.html"), html).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = "import http.server, ssl, sys, functools\n\
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])\n\
+s = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h)\n\
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[3], sys.argv[4])\n\
+s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+print('ready', flush=True); s.serve_forever()\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", server, &port.to_string()])
+        .arg(&root)
+        .arg(dir.join("srv.pem"))
+        .arg(dir.join("srv.key"))
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    HttpsIndex {
+        child,
+        port,
+        ca: dir.join("ca.pem"),
+    }
+}
+
+#[test]
+fn https_index_with_a_private_ca() {
+    with_tree("trixie", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let index = https_index(dir.path());
+        let url = format!("https://localhost:{}/simple", index.port);
+        let root = tree.root.to_str().unwrap().to_string();
+        let profile = |extra: &str| {
+            write_profile(
+                dir.path(),
+                "tls",
+                "/opt/venvs/tls",
+                &small_lock(),
+                &format!("\n[index]\nurl = \"{url}\"\n{extra}"),
+            )
+        };
+        // Without the CA, TLS verification fails and the hint says what to do.
+        let p = profile("");
+        let run = venvbake(
+            &[
+                "apply",
+                p.to_str().unwrap(),
+                "--root",
+                &root,
+                "--progress",
+                "plain",
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("hint: TLS verification failed"),
+            "{}",
+            run.stderr
+        );
+        // With `[index] cert` (read on the build host, bind-mounted for pip only).
+        let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
+        venvbake(
+            &[
+                "apply",
+                p.to_str().unwrap(),
+                "--root",
+                &root,
+                "--progress",
+                "plain",
+            ],
+            &[],
+        )
+        .ok();
+        tree.run(&[
+            "/opt/venvs/tls/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        // The CA was never copied into the image.
+        let ca = std::fs::read(&index.ca).unwrap();
+        let mut found = Vec::new();
+        files_containing(&tree.path("/opt/venvs"), &ca[30..90], &mut found);
+        assert!(found.is_empty(), "{found:?}");
+    });
+}
