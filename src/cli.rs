@@ -164,7 +164,8 @@ pub enum Command {
     },
     /// Print Ansible inventory variables (`ansible_python_interpreter`, ...) from a manifest.
     Inventory {
-        /// The profile name; optional when only one profile is applied on the target.
+        /// A profile file, or the name of a profile applied on the target; optional when
+        /// only one profile is applied there.
         name: Option<String>,
         #[command(flatten)]
         target: TargetArgs,

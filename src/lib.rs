@@ -220,7 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
         } => {
             let target = Target::new(target.root.as_deref())?;
-            let (_, m) = inventory::find_manifest(&target, name.as_deref(), manifest.as_deref())?;
+            let (_, m) = locate_manifest(&target, name.as_deref(), manifest.as_deref())?;
             print_stdout(&inventory::render(&m, format));
             Ok(())
         }
