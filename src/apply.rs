@@ -277,7 +277,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         profile,
         &plan,
         &record,
-        &observed_os(target)?,
+        &observed.os_release,
         &installed,
         &system_dists,
     );
@@ -394,10 +394,6 @@ fn report_decisions(plan: &Plan, reporter: &Reporter) {
             d.reason
         ));
     }
-}
-
-fn observed_os(target: &Target) -> Result<crate::target::OsRelease> {
-    Ok(target.os_release()?)
 }
 
 /// Remove the generations the plan names; never the active one, never

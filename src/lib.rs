@@ -121,8 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
             manifest,
             format,
         } => {
-            let target = Target::new(target.root.as_deref())?;
-            let (_, m) = locate_manifest(&target, profile.as_deref(), manifest.as_deref())?;
+            let (target, m) = target_manifest(&target, profile.as_deref(), manifest.as_deref())?;
             let report = verify::verify(&target, &m)?;
             print_stdout(&match format {
                 PlanFormat::Text => report.to_text(),
@@ -164,8 +163,7 @@ pub fn run(cli: Cli) -> Result<()> {
             manifest,
             format,
         } => {
-            let target = Target::new(target.root.as_deref())?;
-            let (_, m) = locate_manifest(&target, name.as_deref(), manifest.as_deref())?;
+            let (target, m) = target_manifest(&target, name.as_deref(), manifest.as_deref())?;
             print_stdout(&sbom::render(&target, &m, format));
             Ok(())
         }
@@ -219,12 +217,22 @@ pub fn run(cli: Cli) -> Result<()> {
             manifest,
             format,
         } => {
-            let target = Target::new(target.root.as_deref())?;
-            let (_, m) = locate_manifest(&target, name.as_deref(), manifest.as_deref())?;
+            let (_, m) = target_manifest(&target, name.as_deref(), manifest.as_deref())?;
             print_stdout(&inventory::render(&m, format));
             Ok(())
         }
     }
+}
+
+/// The target of `--root` and the manifest named on the command line.
+fn target_manifest(
+    args: &cli::TargetArgs,
+    profile_or_name: Option<&str>,
+    explicit: Option<&std::path::Path>,
+) -> Result<(Target, manifest::Manifest)> {
+    let target = Target::new(args.root.as_deref())?;
+    let (_, m) = locate_manifest(&target, profile_or_name, explicit)?;
+    Ok((target, m))
 }
 
 /// A manifest from a profile file, a profile name, or an explicit path.

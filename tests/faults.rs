@@ -17,6 +17,31 @@ fn small_lock() -> PathBuf {
     Path::new(REPO).join("tests/data/small.requirements.txt")
 }
 
+/// The two-requirement `small` profile applied to `tree`: its folder, lock,
+/// profile file and the generation it built.
+fn small_applied(tree: &Tree) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let two = lock_subset(
+        &small_lock(),
+        &["six", "jmespath"],
+        &dir.path().join("two.txt"),
+    );
+    let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
+    tree.apply(&profile, &[]).ok();
+    let g1 = tree.link("/opt/venvs/small").unwrap();
+    (dir, two, profile, g1)
+}
+
+/// SIGKILL to a process started in its own group and everything it started.
+fn kill_group(child: &mut std::process::Child) {
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
 fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
     let run = venvbake(
         &[
@@ -183,15 +208,7 @@ fn verify_rollback_and_gc() {
 #[test]
 fn tampered_wheel_is_refused_by_hash_and_the_old_generation_stays() {
     with_tree("bookworm", |tree| {
-        let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
-        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
-        tree.apply(&first, &[]).ok();
-        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let (dir, _, _, g1) = small_applied(tree);
 
         // A copy of the wheelhouse with one byte of one wheel changed.
         let wh = dir.path().join("wheels");
@@ -321,15 +338,7 @@ fn two_applies_of_one_profile_never_interleave() {
 #[test]
 fn sigkill_during_apt_then_the_next_apply_recovers() {
     with_tree("bookworm", |tree| {
-        let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
-        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
-        tree.apply(&first, &[]).ok();
-        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let (dir, two, _, g1) = small_applied(tree);
         // Now with OS packages to install: killed while apt/dpkg work.
         let with_apt = write_profile(
             dir.path(),
@@ -340,12 +349,7 @@ fn sigkill_during_apt_then_the_next_apply_recovers() {
         );
         let (mut child, _) = start_apply_until(tree, &with_apt, "venvbake: apt: install");
         std::thread::sleep(std::time::Duration::from_millis(1500));
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        child.wait().unwrap();
+        kill_group(&mut child);
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
         tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
             .ok();
@@ -368,25 +372,12 @@ fn sigkill_during_apt_then_the_next_apply_recovers() {
 fn kill_at(marker: &str, before_switch: bool) {
     let marker = marker.to_string();
     with_tree("bookworm", move |tree| {
-        let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
-        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
-        tree.apply(&first, &[]).ok();
-        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let (dir, _, _, g1) = small_applied(tree);
         let manifest_before = std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap();
 
         let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
         let (mut child, _) = start_apply_until(tree, &full, &marker);
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        child.wait().unwrap();
+        kill_group(&mut child);
 
         // A complete generation serves, the manifest describes it, no mount is left.
         let active = tree.link("/opt/venvs/small").unwrap();
@@ -534,15 +525,7 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
 #[test]
 fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
     with_tree("bookworm", |tree| {
-        let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
-        let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
-        tree.apply(&first, &[]).ok();
-        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let (dir, _, _, g1) = small_applied(tree);
         let root = tree.root.to_str().unwrap().to_string();
         let apply_from = |url: &str| {
             let p = write_profile(
@@ -732,15 +715,7 @@ fn walk_modes(dir: &Path, writable: &mut Vec<PathBuf>) {
 #[test]
 fn python_upgraded_under_the_venv_is_detected_and_rebuilt() {
     with_tree("bookworm", |tree| {
-        let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
-        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
-        tree.apply(&profile, &[]).ok();
-        let g1 = tree.link("/opt/venvs/small").unwrap();
+        let (_dir, _, profile, g1) = small_applied(tree);
 
         // bookworm -> trixie, the way an administrator does it.
         let sources = tree.path("/etc/apt/sources.list");
