@@ -9,6 +9,27 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// sha256 digest and length of everything `r` yields, read in blocks.
+pub fn sha256_reader(mut r: impl std::io::Read) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((h.finalize().to_vec(), size))
+}
+
+/// sha256 digest and length of a file.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Vec<u8>, u64)> {
+    sha256_reader(std::fs::File::open(path)?)
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -1,7 +1,8 @@
 //! Reading installed distributions from a site-packages directory, without
 //! running Python: names and versions from `METADATA` (`.dist-info`) or
 //! `PKG-INFO` (`.egg-info`, which older Debian packages still ship), and the
-//! top-level importable names from `top_level.txt` or `RECORD`.
+//! top-level importable names from `top_level.txt` or `RECORD`, and the
+//! `Requires-Dist` lines that [`unmet`] checks as `pip check` does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,8 @@ pub struct DistInfo {
     pub normalized: PackageName,
     pub version: String,
     pub top_level: Vec<String>,
+    /// `Requires-Dist` lines of a `.dist-info` (PEP 508, markers included).
+    pub requires: Vec<String>,
 }
 
 /// Every distribution in a site-packages directory, by normalised name.
@@ -39,7 +42,7 @@ pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
         let Ok(meta) = meta else {
             continue;
         };
-        let (mut name, mut version) = (None, None);
+        let (mut name, mut version, mut requires) = (None, None, Vec::new());
         for line in meta.lines() {
             if line.is_empty() {
                 break;
@@ -48,6 +51,8 @@ pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
                 name.get_or_insert_with(|| v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Version:") {
                 version.get_or_insert_with(|| v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Requires-Dist:") {
+                requires.push(v.trim().to_string());
             }
         }
         let (Some(name), Some(version)) = (name, version) else {
@@ -77,8 +82,54 @@ pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
                 normalized,
                 version,
                 top_level,
+                requires,
             },
         );
+    }
+    out
+}
+
+/// What `pip check` reports for the distributions of `dists`: each
+/// requirement (markers evaluated for `env`, no extras) that no
+/// distribution of `dists` or `others` satisfies, in pip's words.
+pub fn unmet(
+    dists: &BTreeMap<PackageName, DistInfo>,
+    others: &BTreeMap<PackageName, DistInfo>,
+    env: &pep508_rs::MarkerEnvironment,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in dists.values() {
+        for line in &d.requires {
+            let Ok(req) = crate::requirements::parse_pep508(line) else {
+                out.push(format!(
+                    "{} {} has an unreadable requirement `{line}`",
+                    d.name, d.version
+                ));
+                continue;
+            };
+            if !req.marker.evaluate(env, &[]) {
+                continue;
+            }
+            let Some(have) = dists.get(&req.name).or_else(|| others.get(&req.name)) else {
+                out.push(format!(
+                    "{} {} requires {}, which is not installed.",
+                    d.name, d.version, req.name
+                ));
+                continue;
+            };
+            if let Some(pep508_rs::VersionOrUrl::VersionSpecifier(specs)) = &req.version_or_url {
+                let fits = have
+                    .version
+                    .parse::<pep440_rs::Version>()
+                    .is_ok_and(|v| specs.contains(&v));
+                if !fits {
+                    out.push(format!(
+                        "{} {} has requirement {}{}, but you have {} {}.",
+                        d.name, d.version, req.name, specs, have.name, have.version
+                    ));
+                }
+            }
+        }
     }
     out
 }
@@ -166,6 +217,64 @@ mod tests {
         assert_eq!(
             m[&PackageName::new("six".to_string()).unwrap()].version,
             "1.16.0"
+        );
+    }
+
+    #[test]
+    fn unmet_requirements_are_reported_as_pip_check_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let dist = |name: &str, version: &str, requires: &[&str]| {
+            let d = dir.path().join(format!("{name}-{version}.dist-info"));
+            std::fs::create_dir_all(&d).unwrap();
+            let mut meta = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+            for r in requires {
+                meta.push_str(&format!("Requires-Dist: {r}\n"));
+            }
+            std::fs::write(d.join("METADATA"), meta).unwrap();
+        };
+        dist(
+            "app",
+            "1.0",
+            &[
+                "Jinja2>=3.0",
+                "six",
+                "gone",
+                "old<1 ; python_version < '3'",
+                "extra-only ; extra == 'x'",
+                "PyYAML>=7",
+            ],
+        );
+        dist("jinja2", "3.1.6", &["MarkupSafe>=2.0"]);
+        dist("MarkupSafe", "3.0.4", &[]);
+        dist("PyYAML", "6.0.3", &[]);
+        let venv = scan(dir.path());
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::write(
+            sys.path().join("six-1.16.0.egg-info"),
+            "Metadata-Version: 1.1\nName: six\nVersion: 1.16.0\n",
+        )
+        .unwrap();
+        let system = scan(sys.path());
+        let env = pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: "3.11.2",
+            os_name: "posix",
+            platform_machine: "x86_64",
+            platform_python_implementation: "CPython",
+            platform_release: "",
+            platform_system: "Linux",
+            platform_version: "",
+            python_full_version: "3.11.2",
+            python_version: "3.11",
+            sys_platform: "linux",
+        })
+        .unwrap();
+        assert_eq!(
+            unmet(&venv, &system, &env),
+            [
+                "app 1.0 requires gone, which is not installed.",
+                "app 1.0 has requirement pyyaml>=7, but you have PyYAML 6.0.3."
+            ]
         );
     }
 

@@ -71,6 +71,13 @@ pub enum Error {
         #[source]
         source: Box<CommandError>,
     },
+    /// The native installer failed (missing wheel, hash, broken wheel, disk).
+    #[error("{source}")]
+    Install {
+        #[source]
+        source: Box<crate::install::InstallError>,
+        hint: String,
+    },
     #[error("the dpkg lock was still held after {timeout_s} s: {command}")]
     DpkgLocked {
         timeout_s: u64,
@@ -131,6 +138,7 @@ impl Error {
                 Phase::Check => ExitCode::Check,
                 Phase::Probe => ExitCode::Target,
             },
+            Error::Install { .. } => ExitCode::Install,
             Error::DpkgLocked { .. } | Error::Busy { .. } => ExitCode::Locked,
             Error::CheckFailed { .. } => ExitCode::Check,
             Error::Io { .. } | Error::Occupied { .. } => ExitCode::Io,
@@ -146,6 +154,7 @@ impl Error {
             Error::Requirements(e) => e.hint(),
             Error::Target(e) => Some(e.hint()),
             Error::Command { hint, .. } => hint.clone(),
+            Error::Install { hint, .. } => Some(hint.clone()),
             Error::DpkgLocked { holder, .. } => Some(match holder {
                 Some(h) => format!("`{h}` holds the lock; wait for it or raise `[apt] lock_timeout_s`"),
                 None => "another apt or dpkg process (cloud-init, unattended-upgrades) holds the lock; wait for it or raise `[apt] lock_timeout_s`".into(),
@@ -173,7 +182,7 @@ impl Error {
         // The transparent wrappers already print their inner message.
         if matches!(
             self,
-            Error::Profile(_) | Error::Requirements(_) | Error::Target(_)
+            Error::Profile(_) | Error::Requirements(_) | Error::Target(_) | Error::Install { .. }
         ) {
             source = source.and_then(std::error::Error::source);
         }
@@ -183,6 +192,11 @@ impl Error {
         }
         if let Error::Command { source, .. } = self {
             out.push_str(&source.render_tail());
+        }
+        if let Error::Install { source, .. } = self {
+            if let crate::install::InstallError::Compile(c) = source.as_ref() {
+                out.push_str(&c.render_tail());
+            }
         }
         if let Some(hint) = self.hint() {
             let _ = write!(out, "\nhint: {hint}");

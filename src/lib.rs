@@ -21,6 +21,7 @@ pub mod error;
 pub mod exec;
 pub mod fetch;
 pub mod fsutil;
+pub mod install;
 pub mod inventory;
 pub mod lifecycle;
 pub mod manifest;
@@ -31,9 +32,11 @@ pub mod profile;
 pub mod report;
 pub mod requirements;
 pub mod sbom;
+pub mod tags;
 pub mod target;
 pub mod venv;
 pub mod verify;
+pub mod wheel;
 
 use std::io::Write;
 

@@ -133,6 +133,20 @@ struct RawVenv {
     keep_generations: Option<Spanned<i64>>,
     #[serde(default)]
     allow_sdist: bool,
+    #[serde(default)]
+    installer: Installer,
+}
+
+/// Who installs the lock into a generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Installer {
+    /// venvbake's own wheel installer when the wheels come from a local
+    /// wheelhouse and fit; pip otherwise.
+    #[default]
+    Auto,
+    /// Always pip.
+    Pip,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +255,7 @@ pub struct VenvSpec {
     pub system_site_packages: SystemSite,
     pub keep_generations: u32,
     pub allow_sdist: bool,
+    pub installer: Installer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -650,6 +665,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             system_site_packages,
             keep_generations,
             allow_sdist: raw.venv.allow_sdist,
+            installer: raw.venv.installer,
         },
         apt: AptSpec {
             packages,
@@ -836,6 +852,17 @@ packages = ["git", "git"]
         let (line, col, msg) = invalid(&GOOD.replace("path = ", "pathh = "));
         assert_eq!((line, col), (7, 1), "{msg}");
         assert!(msg.contains("pathh") && msg.contains("`[venv]`"), "{msg}");
+    }
+
+    #[test]
+    fn installer_is_auto_unless_pip_is_asked_for() {
+        assert_eq!(parse_in(GOOD).unwrap().venv.installer, Installer::Auto);
+        let pip = GOOD.replace("requirements = ", "installer = \"pip\"\nrequirements = ");
+        assert_eq!(parse_in(&pip).unwrap().venv.installer, Installer::Pip);
+        let (line, _, msg) =
+            invalid(&GOOD.replace("requirements = ", "installer = \"uv\"\nrequirements = "));
+        assert_eq!(line, 8, "{msg}");
+        assert!(msg.contains("`auto`") && msg.contains("`pip`"), "{msg}");
     }
 
     #[test]

@@ -165,15 +165,23 @@ pub fn parse_pep508(text: &str) -> Result<pep508_rs::Requirement<VerbatimUrl>, S
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         .collect();
-    if !name.is_empty() {
-        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-        if !edge(name.chars().next()) || !edge(name.chars().last()) {
-            return Err(format!(
-                "`{name}` is not a valid distribution name (it must start and end with a letter or digit)"
-            ));
-        }
+    if !name.is_empty() && !valid_dist_name(&name) {
+        return Err(format!(
+            "`{name}` is not a valid distribution name (it must start and end with a letter or digit)"
+        ));
     }
     pep508_rs::Requirement::<VerbatimUrl>::from_str(text).map_err(|e| e.message.to_string())
+}
+
+/// A PEP 508 distribution name: letters, digits, `.`, `_`, `-`, starting
+/// and ending with a letter or digit. Check this before `pep508_rs` sees a name.
+pub fn valid_dist_name(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    edge(name.chars().next())
+        && edge(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// One logical line: continuation lines joined, comment removed.

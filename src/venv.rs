@@ -43,6 +43,22 @@ try:
 except Exception:
     venv_ok = False
 stdlib = sysconfig.get_path("stdlib")
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+except (AttributeError, ValueError, OSError):
+    libc = ""
+# The wheels the interpreter's ensurepip would install into a venv.
+wheels = []
+try:
+    import ensurepip
+    if hasattr(ensurepip, "_get_packages"):
+        for p in ensurepip._get_packages().values():
+            wheels.append(p.wheel_path or os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", p.wheel_name))
+    elif hasattr(ensurepip, "_get_pip_whl_path_ctx"):
+        with ensurepip._get_pip_whl_path_ctx() as p:
+            wheels.append(str(p))
+except Exception:
+    wheels = []
 print(json.dumps({
     "version": platform.python_version(),
     "soabi": sysconfig.get_config_var("SOABI") or "",
@@ -50,6 +66,9 @@ print(json.dumps({
     "externally_managed": os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED")),
     "ensurepip": ensurepip_ok,
     "venv": venv_ok,
+    "libc": libc,
+    "cache_tag": sys.implementation.cache_tag or "",
+    "ensurepip_wheels": sorted(w for w in wheels if os.path.isfile(w)),
     "markers": {
         "implementation_name": sys.implementation.name,
         "implementation_version": fmt(sys.implementation.version),
@@ -87,9 +106,36 @@ pub struct Probe {
     pub ensurepip: bool,
     pub venv: bool,
     pub markers: BTreeMap<String, String>,
+    /// `os.confstr("CS_GNU_LIBC_VERSION")`: `glibc 2.36`.
+    #[serde(default)]
+    pub libc: String,
+    /// `sys.implementation.cache_tag`: `cpython-311`.
+    #[serde(default)]
+    pub cache_tag: String,
+    /// Target paths of the wheels `ensurepip` would install (pip, setuptools).
+    #[serde(default)]
+    pub ensurepip_wheels: Vec<PathBuf>,
 }
 
 impl Probe {
+    /// The facts wheel tags are matched against; `None` for anything but
+    /// CPython on glibc Linux (the native installer leaves that to pip).
+    pub fn interp(&self) -> Option<crate::tags::Interp> {
+        let m = |k: &str| self.markers.get(k).map(String::as_str).unwrap_or("");
+        if m("implementation_name") != "cpython" || m("sys_platform") != "linux" {
+            return None;
+        }
+        let mut v = m("python_version").split('.');
+        let major = v.next()?.parse().ok()?;
+        let minor = v.next()?.parse().ok()?;
+        Some(crate::tags::Interp {
+            major,
+            minor,
+            machine: m("platform_machine").to_string(),
+            glibc: Some(crate::tags::parse_glibc(&self.libc)?),
+        })
+    }
+
     pub fn marker_env(&self) -> Option<MarkerEnvironment> {
         let g = |k: &str| self.markers.get(k).map(String::as_str).unwrap_or("");
         MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
@@ -470,6 +516,197 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
     Ok(())
 }
 
+/// Who fills a generation, and why.
+enum Way {
+    /// venvbake's own installer, with these wheels (the lock's, then pip's own).
+    Native(Vec<crate::install::Chosen>),
+    /// pip, for the reason given.
+    Pip(String),
+}
+
+/// The native installer when the files come from a wheelhouse and each
+/// requirement has a wheel that fits; pip when the profile asks for it, for
+/// an index, or for a source distribution that `allow_sdist` permits.
+fn choose_way(b: &Build) -> Result<Way> {
+    if b.profile.venv.installer == crate::profile::Installer::Pip {
+        return Ok(Way::Pip("`[venv] installer = \"pip\"`".into()));
+    }
+    let Some(wheelhouse) = b.wheelhouse else {
+        return Ok(Way::Pip(
+            "files come from an index; the native installer reads a local wheelhouse (`venvbake fetch`)".into(),
+        ));
+    };
+    let Some(interp) = b.probe.interp() else {
+        return Ok(Way::Pip(
+            "the native installer serves CPython on glibc Linux".into(),
+        ));
+    };
+    if b.probe.ensurepip_wheels.is_empty() {
+        return Ok(Way::Pip(
+            "the interpreter's ensurepip wheels were not found".into(),
+        ));
+    }
+    let env = b.probe.marker_env();
+    let reqs: Vec<&crate::requirements::Requirement> = b
+        .profile
+        .requirements
+        .items
+        .iter()
+        .zip(b.decisions)
+        .filter(|(r, d)| {
+            d.decision == Choice::Venv && env.as_ref().is_none_or(|env| r.applies(env))
+        })
+        .map(|(r, _)| r)
+        .collect();
+    if let Some(r) = reqs.iter().find(|r| r.version.is_none()) {
+        return Ok(Way::Pip(format!(
+            "`{}` is not pinned, and only pip resolves versions",
+            r.text
+        )));
+    }
+    let files = crate::install::scan_wheelhouse(wheelhouse)
+        .map_err(|e| Error::io("read", wheelhouse, e))?;
+    let supported = crate::tags::supported(&interp);
+    let minor = format!("{}.{}", interp.major, interp.minor);
+    let mut chosen = match crate::install::select(&reqs, wheelhouse, &files, &supported, &minor) {
+        Ok(c) => c,
+        Err(e) if b.profile.venv.allow_sdist => {
+            return Ok(Way::Pip(format!("{e}; `allow_sdist` lets pip build it")));
+        }
+        Err(e) => {
+            let hint = format!(
+                "fill the wheelhouse for this Python on the build host: venvbake fetch {} --dest {} --python {minor}",
+                b.profile.file.display(),
+                wheelhouse.display()
+            );
+            return Err(Error::Install {
+                source: Box::new(e),
+                hint,
+            });
+        }
+    };
+    // pip in the venv, as `python -m venv` would give it, unless the lock pins it.
+    for w in &b.probe.ensurepip_wheels {
+        let file = b.target.host_path(w);
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(parsed) = crate::tags::WheelName::parse(&name) else {
+            continue;
+        };
+        if chosen.iter().any(|c| c.name == parsed.name) {
+            continue;
+        }
+        chosen.push(crate::install::Chosen {
+            name: parsed.name,
+            file,
+            allowed: Vec::new(),
+            // ensurepip asks pip for them by name: pip marks them requested.
+            requested: true,
+            from_lock: false,
+            requirement: name,
+        });
+    }
+    Ok(Way::Native(chosen))
+}
+
+/// The hint for a failure of the native installer.
+fn install_hint(e: &crate::install::InstallError) -> String {
+    use crate::install::InstallError as E;
+    match e {
+        E::HashMismatch { .. } => "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`; the previous generation is still active".into(),
+        E::Wheel(w) if w.io_error().and_then(std::io::Error::raw_os_error) == Some(28) => DISK_FULL.into(),
+        E::Wheel(crate::wheel::WheelError::Invalid { .. }) => "the wheel is damaged or not a wheel; fetch it again (`venvbake fetch`), or set `[venv] installer = \"pip\"`; the previous generation is still active".into(),
+        E::Compile(c) if c.mentions("No space left on device") => DISK_FULL.into(),
+        _ => "the previous generation is still active".into(),
+    }
+}
+
+/// Fill the generation with the native installer; returns each distribution's file hash.
+fn install_native(
+    b: &Build,
+    host_gen: &Path,
+    chosen: &[crate::install::Chosen],
+    reporter: &mut Reporter,
+) -> Result<BTreeMap<PackageName, String>> {
+    let locked = chosen.iter().filter(|c| c.from_lock).count();
+    reporter.step(format!(
+        "venv: install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels with pip)",
+        chosen.len()
+    ));
+    let site = site_packages(host_gen)?;
+    let (major, minor) = b
+        .probe
+        .interp()
+        .map(|i| (i.major, i.minor))
+        .unwrap_or((3, 0));
+    let scratch = host_gen.join(".venvbake");
+    let job = crate::install::Job {
+        layout: crate::wheel::Layout {
+            prefix: host_gen.to_path_buf(),
+            site,
+            python: b.gen_path.join("bin/python").display().to_string(),
+            major,
+            minor,
+        },
+        chroot: b.target.chroot(),
+        base_env: b.base_env,
+        gen_path: &b.gen_path,
+        shown_path: &b.profile.venv.path,
+        cache_tag: &b.probe.cache_tag,
+        scratch: &scratch,
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16),
+    };
+    let (done, stats) = crate::install::install(&job, chosen).map_err(|e| Error::Install {
+        hint: install_hint(&e),
+        source: Box::new(e),
+    })?;
+    reporter.info(&stats.summary());
+    Ok(crate::install::hashes(&done))
+}
+
+/// Fill the generation with pip (ensurepip first); returns each distribution's file hash.
+fn install_pip(
+    b: &Build,
+    host_gen: &Path,
+    why: &str,
+    reporter: &mut Reporter,
+) -> Result<BTreeMap<PackageName, String>> {
+    reporter.info(&format!("installer: pip ({why})"));
+    let ensurepip = Cmd::new(
+        b.gen_path.join("bin/python").display().to_string(),
+        b.base_env,
+    )
+    .chroot(b.target.chroot())
+    .args(["-I", "-m", "ensurepip", "--upgrade", "--default-pip"]);
+    exec::run(&ensurepip, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
+    if !b.pip_lines.is_empty() {
+        install_lock(b, b.target.chroot(), reporter)?;
+    }
+    let report_path = host_gen.join(".venvbake/pip-report.json");
+    let hashes = read_report_hashes(&report_path);
+    let _ = std::fs::remove_file(&report_path);
+    Ok(hashes)
+}
+
+fn venv_error(e: exec::CommandError) -> Error {
+    Error::Command {
+        phase: Phase::Venv,
+        what: "creating the venv failed".into(),
+        hint: Some(if e.mentions("No space left on device") {
+            DISK_FULL.into()
+        } else {
+            "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
+                .into()
+        }),
+        source: Box::new(e),
+    }
+}
+
 fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
     let chroot = b.target.chroot();
     let spec = &b.profile.venv;
@@ -477,8 +714,9 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     if let Some(parent) = host_gen.parent() {
         crate::fsutil::create_dirs(parent)?;
     }
-    // The venv without pip, then pip by ensurepip as a command of its own:
-    // `venv` hides ensurepip's output, and with it the reason it failed.
+    // The venv without pip: the native installer adds pip from the same
+    // wheels ensurepip uses; the pip path runs ensurepip as a command of its
+    // own (`venv` hides ensurepip's output, and with it the reason it failed).
     let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
         .chroot(chroot)
         .args(["-I", "-m", "venv", "--without-pip"]);
@@ -486,25 +724,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         venv_cmd = venv_cmd.arg("--system-site-packages");
     }
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    let ensurepip = Cmd::new(
-        b.gen_path.join("bin/python").display().to_string(),
-        b.base_env,
-    )
-    .chroot(chroot)
-    .args(["-I", "-m", "ensurepip", "--upgrade", "--default-pip"]);
-    for cmd in [venv_cmd, ensurepip] {
-        exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
-            phase: Phase::Venv,
-            what: "creating the venv failed".into(),
-            hint: Some(if e.mentions("No space left on device") {
-                DISK_FULL.into()
-            } else {
-                "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"
-                    .into()
-            }),
-            source: Box::new(e),
-        })?;
-    }
+    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
 
     // A later `pip install` in the venv uses the organisation's index (no credentials).
     if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
@@ -516,22 +736,17 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     lines.push('\n');
     crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)?;
 
-    if !b.pip_lines.is_empty() {
-        install_lock(b, chroot, reporter)?;
-    }
-    let report_path = meta.join("pip-report.json");
-    let hashes = read_report_hashes(&report_path);
-    let _ = std::fs::remove_file(&report_path);
+    let hashes = match choose_way(b)? {
+        Way::Native(chosen) => install_native(b, host_gen, &chosen, reporter)?,
+        Way::Pip(why) => install_pip(b, host_gen, &why, reporter)?,
+    };
 
-    reporter.step("venv: check imports and pip check");
+    reporter.step("venv: check imports and dependencies");
     let site = site_packages(host_gen)?;
     let dists = crate::dists::scan(&site);
     let env = b.probe.marker_env();
-    let system = if b.decisions.iter().any(|d| d.decision == Choice::Apt) {
-        crate::dists::scan(
-            &b.target
-                .host_path(Path::new("/usr/lib/python3/dist-packages")),
-        )
+    let system = if b.system_site_packages {
+        system_dists(b)
     } else {
         Default::default()
     };
@@ -559,6 +774,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     }
     modules.sort();
     modules.dedup();
+    // What `pip check` would find: every venv distribution's requirements met.
+    if let Some(env) = &env {
+        failures.extend(crate::dists::unmet(&dists, &system, env));
+    }
     if !failures.is_empty() {
         return Err(Error::CheckFailed {
             generation: b.gen_name.clone(),
@@ -566,9 +785,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         });
     }
     let python = b.gen_path.join("bin/python").display().to_string();
-    let import = Cmd::new(python.clone(), b.base_env)
+    // -B: the check must not add byte-code of its own to the generation.
+    let import = Cmd::new(python, b.base_env)
         .chroot(chroot)
-        .args(["-I", "-c", IMPORT_CHECK])
+        .args(["-I", "-B", "-c", IMPORT_CHECK])
         .args(modules.iter().cloned());
     if let Err(e) = exec::run(&import, 0, &mut |l| reporter.output(l)) {
         return Err(Error::CheckFailed {
@@ -576,22 +796,6 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             failures: e.tail,
         });
     }
-    let check = pip_env(Cmd::new(python, b.base_env)).chroot(chroot).args([
-        "-I",
-        "-m",
-        "pip",
-        "check",
-        "--no-input",
-    ]);
-    exec::run(&check, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
-        phase: Phase::Check,
-        what: "`pip check` found broken dependencies in the new generation".into(),
-        hint: Some(
-            "the lock is incomplete or inconsistent; regenerate it with `scripts/lock-profile`"
-                .into(),
-        ),
-        source: Box::new(e),
-    })?;
 
     let required: Vec<&PackageName> = b
         .profile
@@ -636,6 +840,26 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     crate::fsutil::atomic_write(&meta.join("generation.json"), text.as_bytes(), 0o644)?;
     reporter.finish();
     Ok(record)
+}
+
+/// The distributions a venv with system site packages also sees.
+fn system_dists(b: &Build) -> BTreeMap<PackageName, crate::dists::DistInfo> {
+    let minor = b
+        .probe
+        .markers
+        .get("python_version")
+        .cloned()
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    // Later directories come first on sys.path, so they win: read them last.
+    for dir in [
+        "/usr/lib/python3/dist-packages".to_string(),
+        format!("/usr/lib/python{minor}/dist-packages"),
+        format!("/usr/local/lib/python{minor}/dist-packages"),
+    ] {
+        out.extend(crate::dists::scan(&b.target.host_path(Path::new(&dir))));
+    }
+    out
 }
 
 /// `<gen>/lib/python3.X/site-packages` on the host side.

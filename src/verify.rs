@@ -408,7 +408,6 @@ pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
     collect(gen_host, &mut entries)?;
     entries.sort();
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
     for p in entries {
         let rel = p.strip_prefix(gen_host).unwrap_or(&p);
         if OWN_FILES.iter().any(|o| rel == Path::new(o)) {
@@ -424,16 +423,7 @@ pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
             h.update(format!("\0d\0{:o}\0", mode).as_bytes());
         } else {
             h.update(format!("\0f\0{:o}\0", mode).as_bytes());
-            let mut f = std::fs::File::open(&p)?;
-            let mut fh = Sha256::new();
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                fh.update(&buf[..n]);
-            }
-            h.update(fh.finalize());
+            h.update(crate::codec::sha256_file(&p)?.0);
         }
         h.update(b"\n");
     }

@@ -243,7 +243,8 @@ fn failing_requirement_leaves_the_previous_generation_active() {
         let first = tree.link("/opt/venvs/small").unwrap();
         let manifest_before = std::fs::read(tree.path("/var/lib/venvbake/small.json")).unwrap();
 
-        // The same lock with six's only hash replaced: pip must refuse the wheel.
+        // The same lock with six's only hash replaced: pip must refuse the wheel
+        // (the native installer's refusal is tests/faults.rs' tampered wheel).
         let lock = std::fs::read_to_string(small_lock()).unwrap();
         let six_at = lock.find("six==").unwrap();
         let hash_at = six_at + lock[six_at..].find("sha256:").unwrap() + "sha256:".len();
@@ -251,7 +252,13 @@ fn failing_requirement_leaves_the_previous_generation_active() {
         bad.replace_range(hash_at..hash_at + 64, &"0".repeat(64));
         let bad_lock = dir.path().join("bad.txt");
         std::fs::write(&bad_lock, bad).unwrap();
-        let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &bad_lock, "");
+        let profile = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &bad_lock,
+            "installer = \"pip\"\n",
+        );
 
         let run = tree.apply(&profile, &[]);
         assert_eq!(run.code, 6, "install failure exit code:\n{}", run.stderr);

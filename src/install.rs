@@ -1,0 +1,463 @@
+//! The native installer: the lock's wheels from a local wheelhouse into a
+//! venv made `--without-pip`, without pip's resolver or its start-up.
+//!
+//! The lock is complete and pinned, so there is nothing to resolve: for each
+//! venv-bound requirement [`select`] picks the wheelhouse file of that name
+//! and version with the best tag the target's CPython accepts
+//! ([`crate::tags`]). [`install`] then, on every core, checks each file's
+//! sha256 against the lock and unpacks it ([`crate::wheel`]); compiles the
+//! byte-code with the target's own interpreter in parallel processes
+//! (checked-hash `.pyc` files, fixed `PYTHONHASHSEED`: the same bytes on
+//! every build); and writes each distribution's `RECORD` with the `.pyc`
+//! files in it, as pip does. pip itself (the wheels the target's `ensurepip`
+//! would use) is installed the same way, so the venv still has a working
+//! `pip`. What this path cannot do (an index instead of a wheelhouse,
+//! source distributions) stays with pip; [`crate::venv`] chooses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use pep508_rs::PackageName;
+
+use crate::exec::{self, Cmd};
+use crate::requirements::Requirement;
+use crate::tags::WheelName;
+use crate::wheel::{Installed, Layout, WheelError};
+
+/// Compiles the `.py` files listed (one target path a line) in `argv[3]`;
+/// `argv[1]` prefix of those paths is shown as `argv[2]` in code objects.
+const COMPILE: &str = r#"
+import py_compile, sys, warnings
+warnings.filterwarnings("ignore")
+real, shown, listing = sys.argv[1:4]
+mode = py_compile.PycInvalidationMode.CHECKED_HASH
+with open(listing, encoding="utf-8", errors="surrogateescape") as f:
+    for line in f:
+        src = line.rstrip("\n")
+        if not src:
+            continue
+        dfile = shown + src[len(real):] if src.startswith(real) else src
+        try:
+            py_compile.compile(src, dfile=dfile, doraise=True, invalidation_mode=mode)
+        except Exception:
+            pass
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("the wheelhouse has no file of `{requirement}` for Python {python} in `{}`{}", wheelhouse.display(), if others.is_empty() { String::new() } else { format!(" (only: {})", others.join(", ")) })]
+    NoWheel {
+        requirement: String,
+        python: String,
+        wheelhouse: PathBuf,
+        /// Files of that distribution that do not fit.
+        others: Vec<String>,
+    },
+    #[error("THESE PACKAGES DO NOT MATCH THE HASHES FROM THE LOCK: `{}` ({requirement}) has sha256 {got}, the lock allows {}", file.display(), allowed.join(", "))]
+    HashMismatch {
+        file: PathBuf,
+        requirement: String,
+        got: String,
+        allowed: Vec<String>,
+    },
+    #[error(transparent)]
+    Wheel(#[from] WheelError),
+    #[error("compiling byte-code failed")]
+    Compile(#[source] Box<exec::CommandError>),
+}
+
+/// One wheel to install.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub name: PackageName,
+    /// Host path of the file.
+    pub file: PathBuf,
+    /// The lock's allowed sha256 digests (hex); empty: not checked against a
+    /// lock (the target's own `ensurepip` wheels).
+    pub allowed: Vec<String>,
+    /// Gets `REQUESTED` (the lock's, and what ensurepip asks for by name).
+    pub requested: bool,
+    /// A requirement of the lock (not one of the target's own wheels).
+    pub from_lock: bool,
+    /// For messages: the requirement as the lock writes it.
+    pub requirement: String,
+}
+
+/// Every wheel in `dir`, parsed; other files are ignored.
+pub fn scan_wheelhouse(dir: &Path) -> std::io::Result<Vec<(PathBuf, WheelName)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(w) = WheelName::parse(&name) {
+            out.push((e.path(), w));
+        }
+    }
+    out.sort_by(|a, b| a.1.file.cmp(&b.1.file));
+    Ok(out)
+}
+
+/// The best-fitting wheel of each requirement, or the first requirement that has none.
+pub fn select(
+    reqs: &[&Requirement],
+    wheelhouse: &Path,
+    files: &[(PathBuf, WheelName)],
+    supported: &[String],
+    python: &str,
+) -> Result<Vec<Chosen>, InstallError> {
+    let mut out = Vec::new();
+    for r in reqs {
+        let same: Vec<&(PathBuf, WheelName)> = files
+            .iter()
+            .filter(|(_, w)| w.name == r.name && Some(&w.version) == r.version.as_ref())
+            .collect();
+        let best = same
+            .iter()
+            .filter_map(|(p, w)| crate::tags::rank(w, supported).map(|rank| (rank, p)))
+            .min_by_key(|(rank, _)| *rank);
+        match best {
+            Some((_, p)) => out.push(Chosen {
+                name: r.name.clone(),
+                file: p.clone(),
+                allowed: r.hashes.clone(),
+                requested: true,
+                from_lock: true,
+                requirement: r.text.clone(),
+            }),
+            None => {
+                return Err(InstallError::NoWheel {
+                    requirement: r.text.clone(),
+                    python: python.to_string(),
+                    wheelhouse: wheelhouse.to_path_buf(),
+                    others: same.iter().map(|(_, w)| w.file.clone()).collect(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// sha256 (hex) of a file.
+pub fn sha256_hex(path: &Path) -> std::io::Result<String> {
+    Ok(crate::codec::hex(&crate::codec::sha256_file(path)?.0))
+}
+
+/// What the installer needs besides the wheels.
+pub struct Job<'a> {
+    pub layout: Layout,
+    pub chroot: Option<&'a Path>,
+    pub base_env: &'a [(String, String)],
+    /// The generation's root as a target path (what the interpreter sees).
+    pub gen_path: &'a Path,
+    /// The venv's fixed path: code objects name their files through it.
+    pub shown_path: &'a Path,
+    /// `sys.implementation.cache_tag` (`cpython-311`).
+    pub cache_tag: &'a str,
+    /// Host path of a scratch directory inside the generation.
+    pub scratch: &'a Path,
+    pub threads: usize,
+}
+
+/// One installed distribution: its name and the sha256 (hex) of its file.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub name: PackageName,
+    pub sha256: String,
+}
+
+/// What [`install`] did, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub files: usize,
+    pub bytes: u64,
+    pub unpack_s: f64,
+    pub compiled: usize,
+    pub compile_s: f64,
+}
+
+impl Stats {
+    pub fn summary(&self) -> String {
+        format!(
+            "unpacked {} files ({:.1} MB) in {:.2}s; compiled {} modules in {:.2}s",
+            self.files,
+            self.bytes as f64 / 1e6,
+            self.unpack_s,
+            self.compiled,
+            self.compile_s
+        )
+    }
+}
+
+/// Check, unpack, compile and record every wheel of `wheels`.
+pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), InstallError> {
+    let started = std::time::Instant::now();
+    let mut stats = Stats::default();
+    // Largest first, so the last file to finish is a small one.
+    let mut order: Vec<(u64, usize)> = wheels
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (std::fs::metadata(&w.file).map(|m| m.len()).unwrap_or(0), i))
+        .collect();
+    order.sort_by(|a, b| b.cmp(a));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(_, i)) = order.get(k) else { break };
+                let r = unpack(job, &wheels[i]);
+                let failed = r.is_err();
+                if let Ok(mut v) = results.lock() {
+                    v.push((i, r));
+                }
+                if failed {
+                    // Stop handing out work; the generation is removed anyway.
+                    next.store(order.len(), Ordering::SeqCst);
+                    break;
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    let mut installed = Vec::new();
+    let mut done = Vec::new();
+    for (i, r) in results {
+        let (inst, sha) = r?;
+        done.push(Done {
+            name: wheels[i].name.clone(),
+            sha256: sha,
+        });
+        installed.push(inst);
+    }
+
+    stats.files = installed.iter().map(|i| i.rows.len()).sum();
+    stats.bytes = installed
+        .iter()
+        .flat_map(|i| &i.rows)
+        .filter_map(|r| r.size)
+        .sum();
+    stats.unpack_s = started.elapsed().as_secs_f64();
+    let compiling = std::time::Instant::now();
+    compile(job, &installed)?;
+    let site = &job.layout.site;
+    let pyc = |src: &Path| -> Option<PathBuf> {
+        let stem = src.file_stem()?.to_string_lossy().into_owned();
+        Some(
+            src.parent()?
+                .join("__pycache__")
+                .join(format!("{stem}.{}.pyc", job.cache_tag)),
+        )
+    };
+    for inst in &mut installed {
+        let compiled: Vec<PathBuf> = inst
+            .sources
+            .iter()
+            .filter_map(|s| pyc(s))
+            .filter(|p| p.is_file())
+            .collect();
+        stats.compiled += compiled.len();
+        for p in compiled {
+            inst.add_file(site, &p)?;
+        }
+        inst.write_record(site)?;
+    }
+    stats.compile_s = compiling.elapsed().as_secs_f64();
+    Ok((done, stats))
+}
+
+/// One wheel unpacked (its files and the sha256 of the wheel), or why not.
+type Unpacked = Result<(Installed, String), InstallError>;
+
+/// Check one wheel's hash, then unpack it.
+fn unpack(job: &Job, w: &Chosen) -> Unpacked {
+    let sha = sha256_hex(&w.file).map_err(|source| WheelError::Io {
+        action: "read",
+        path: w.file.clone(),
+        source,
+    })?;
+    if !w.allowed.is_empty() && !w.allowed.iter().any(|h| h.eq_ignore_ascii_case(&sha)) {
+        return Err(InstallError::HashMismatch {
+            file: w.file.clone(),
+            requirement: w.requirement.clone(),
+            got: sha,
+            allowed: w.allowed.clone(),
+        });
+    }
+    let inst = crate::wheel::install(&w.file, &job.layout, w.requested)?;
+    Ok((inst, sha))
+}
+
+/// Split `items` (with weights) into `n` lists of about equal weight.
+fn balance<T: Clone>(mut items: Vec<(u64, T)>, n: usize) -> Vec<Vec<T>> {
+    items.sort_by_key(|i| std::cmp::Reverse(i.0));
+    let mut bins: Vec<(u64, Vec<T>)> = (0..n.max(1)).map(|_| (0, Vec::new())).collect();
+    for (w, item) in items {
+        if let Some(bin) = bins.iter_mut().min_by_key(|b| b.0) {
+            bin.0 += w.max(1);
+            bin.1.push(item);
+        }
+    }
+    bins.into_iter()
+        .map(|b| b.1)
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+/// Compile every installed `.py` file with the venv's interpreter, in parallel processes.
+fn compile(job: &Job, installed: &[Installed]) -> Result<(), InstallError> {
+    let host_prefix = &job.layout.prefix;
+    let items: Vec<(u64, PathBuf)> = installed
+        .iter()
+        .flat_map(|i| i.sources.iter())
+        .filter_map(|src| {
+            let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
+            let rel = src.strip_prefix(host_prefix).ok()?;
+            Some((size, job.gen_path.join(rel)))
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    let lists = balance(items, job.threads);
+    let python = job.gen_path.join("bin/python").display().to_string();
+    let mut cmds = Vec::new();
+    for (i, list) in lists.iter().enumerate() {
+        let name = format!("compile-{i}.lst");
+        let mut text = String::new();
+        for p in list {
+            text.push_str(&p.display().to_string());
+            text.push('\n');
+        }
+        let host = job.scratch.join(&name);
+        std::fs::write(&host, text).map_err(|source| WheelError::Io {
+            action: "write",
+            path: host.clone(),
+            source,
+        })?;
+        let listing = job.gen_path.join(".venvbake").join(&name);
+        cmds.push(
+            Cmd::new(python.clone(), job.base_env)
+                .chroot(job.chroot)
+                .env("PYTHONHASHSEED", "0")
+                .args(["-I", "-c", COMPILE])
+                .arg(job.gen_path.display().to_string())
+                .arg(job.shown_path.display().to_string())
+                .arg(listing.display().to_string()),
+        );
+    }
+    let results: Vec<Result<exec::Output, exec::CommandError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cmds
+            .iter()
+            .map(|c| s.spawn(move || exec::run(c, 0, &mut |_| {})))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(exec::CommandError {
+                        command: "byte-code compiler".into(),
+                        status: None,
+                        spawn: None,
+                        tail: vec![],
+                        recent: vec![],
+                    })
+                })
+            })
+            .collect()
+    });
+    for i in 0..lists.len() {
+        let _ = std::fs::remove_file(job.scratch.join(format!("compile-{i}.lst")));
+    }
+    for r in results {
+        r.map_err(|e| InstallError::Compile(Box::new(e)))?;
+    }
+    Ok(())
+}
+
+/// The distributions' files by normalised name: what [`install`] reports,
+/// as a map for the manifest.
+pub fn hashes(done: &[Done]) -> BTreeMap<PackageName, String> {
+    done.iter()
+        .map(|d| (d.name.clone(), d.sha256.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_is_split_evenly() {
+        let items = vec![(10, "a"), (9, "b"), (1, "c"), (1, "d"), (1, "e")];
+        let bins = balance(items, 2);
+        let weight = |b: &Vec<&str>| -> u64 {
+            b.iter()
+                .map(|x| match *x {
+                    "a" => 10,
+                    "b" => 9,
+                    _ => 1,
+                })
+                .sum()
+        };
+        assert_eq!(bins.len(), 2);
+        assert!((weight(&bins[0]) as i64 - weight(&bins[1]) as i64).abs() <= 1);
+        assert_eq!(balance(vec![(1, "x")], 4).len(), 1);
+    }
+
+    #[test]
+    fn the_best_wheel_of_the_pinned_version_is_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "m-1.0-py3-none-any.whl",
+            "m-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+            "m-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+            "m-1.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+            "notes.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"").unwrap();
+        }
+        let files = scan_wheelhouse(dir.path()).unwrap();
+        assert_eq!(files.len(), 4);
+        let reqs = crate::requirements::parse(
+            Path::new("lock.txt"),
+            &format!(
+                "m==1.0 --hash=sha256:{}\nother==1 --hash=sha256:{}\n",
+                "a".repeat(64),
+                "b".repeat(64)
+            ),
+        )
+        .unwrap();
+        let supported = crate::tags::supported(&crate::tags::Interp {
+            major: 3,
+            minor: 11,
+            machine: "x86_64".into(),
+            glibc: Some((2, 36)),
+        });
+        let one = [&reqs.items[0]];
+        let got = select(&one, dir.path(), &files, &supported, "3.11").unwrap();
+        assert!(got[0]
+            .file
+            .ends_with("m-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"));
+        assert_eq!(got[0].allowed, ["a".repeat(64)]);
+        let both = [&reqs.items[0], &reqs.items[1]];
+        let err = select(&both, dir.path(), &files, &supported, "3.11").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no file of `other==1` for Python 3.11"),
+            "{err}"
+        );
+        let py313 = crate::tags::supported(&crate::tags::Interp {
+            major: 3,
+            minor: 12,
+            machine: "aarch64".into(),
+            glibc: Some((2, 36)),
+        });
+        let got = select(&one, dir.path(), &files, &py313, "3.12").unwrap();
+        assert!(got[0].file.ends_with("m-1.0-py3-none-any.whl"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The native installer against pip, in real bookworm (3.11) and trixie
+//! (3.13) trees: the same lock installed both ways into one tree gives the
+//! same files, the same scripts and the same distributions; pip itself
+//! accepts what venvbake installed (`pip check`, `pip show`, `pip
+//! uninstall`); console scripts and `.data/scripts` run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/pinned-extra.requirements.txt")
+}
+
+/// Every file under `dir`, relative, with its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                walk(base, &p, out);
+            } else if t.is_file() {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A script's bytes without its first (`#!`) line.
+fn body(bytes: &[u8]) -> &[u8] {
+    let at = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+    &bytes[at..]
+}
+
+fn native_matches_pip(suite: &str, minor: &'static str) {
+    with_tree(suite, move |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let native = write_profile(dir.path(), "native", "/opt/venvs/native", &lock(), "");
+        let run = tree.apply(&native, &[]).ok();
+        assert!(
+            run.stderr.contains("(native installer,"),
+            "the wheelhouse build takes the native path:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("compiled "), "{}", run.stderr);
+        let viapip = write_profile(
+            dir.path(),
+            "viapip",
+            "/opt/venvs/viapip",
+            &lock(),
+            "installer = \"pip\"\n",
+        );
+        let run = tree.apply(&viapip, &[]).ok();
+        assert!(
+            run.stderr
+                .contains("installer: pip (`[venv] installer = \"pip\"`)"),
+            "{}",
+            run.stderr
+        );
+
+        let gen = |name: &str| {
+            tree.path(&format!("/opt/venvs/{name}"))
+                .canonicalize()
+                .unwrap()
+        };
+        let (n, p) = (gen("native"), gen("viapip"));
+        let site = format!("lib/python{minor}/site-packages");
+        let (nf, pf) = (files(&n.join(&site)), files(&p.join(&site)));
+
+        // The same files: modules, byte-code, metadata (RECORD and INSTALLER aside, by content).
+        let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<BTreeSet<_>>();
+        let only_native: Vec<_> = names(&nf).difference(&names(&pf)).cloned().collect();
+        let only_pip: Vec<_> = names(&pf).difference(&names(&nf)).cloned().collect();
+        assert!(
+            only_native.is_empty() && only_pip.is_empty(),
+            "only native: {only_native:?}\nonly pip: {only_pip:?}"
+        );
+        assert!(
+            nf.keys().filter(|k| k.ends_with(".pyc")).count() > 100,
+            "byte-code is compiled"
+        );
+        for (k, v) in &nf {
+            if k.ends_with(".pyc") || k.ends_with("/RECORD") || k.ends_with("/INSTALLER") {
+                continue;
+            }
+            assert!(pf[k] == *v, "{k} differs from pip's");
+        }
+        // The same scripts, each starting with its own generation's interpreter.
+        let (nb, pb) = (files(&n.join("bin")), files(&p.join("bin")));
+        assert_eq!(names(&nb), names(&pb));
+        for (k, v) in &nb {
+            if v.starts_with(b"#!/opt/venvs/") {
+                let shebang = format!(
+                    "#!/opt/venvs/native.generations/{}/bin/python\n",
+                    n.file_name().unwrap().to_string_lossy()
+                );
+                assert!(v.starts_with(shebang.as_bytes()), "{k}");
+                assert_eq!(body(v), body(&pb[k]), "{k} differs from pip's");
+            }
+        }
+        for script in ["pip", "pip3", &format!("pip{minor}"), "cowsay", "jp.py"] {
+            assert!(nb.contains_key(script), "bin/{script} missing");
+        }
+
+        // The venv works, and pip accepts what venvbake installed.
+        let py = "/opt/venvs/native/bin/python";
+        tree.run(&[py, "-m", "pip", "check"]).ok();
+        let cow = tree
+            .run(&["/opt/venvs/native/bin/cowsay", "-t", "baked"])
+            .ok();
+        assert!(cow.stdout.contains("baked"), "{}", cow.stdout);
+        let jp = tree
+            .run(&[
+                "/bin/sh",
+                "-c",
+                "echo '{\"a\": 42}' | /opt/venvs/native/bin/jp.py a",
+            ])
+            .ok();
+        assert_eq!(jp.stdout.trim(), "42");
+        let show = tree.run(&[py, "-m", "pip", "show", "-f", "jmespath"]).ok();
+        assert!(
+            show.stdout.contains("jmespath/__init__.py"),
+            "{}",
+            show.stdout
+        );
+        let m = tree.read_json("/var/lib/venvbake/native.json");
+        let dists: BTreeSet<String> = m["distributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_lowercase())
+            .collect();
+        assert!(
+            dists.contains("pip") && dists.contains("cowsay"),
+            "{dists:?}"
+        );
+        let v = venvbake(
+            &["verify", "--root", tree.root.to_str().unwrap(), "native"],
+            &[],
+        )
+        .ok();
+        assert!(v.stdout.contains("is clean"), "{}", v.stdout);
+        // Byte-code is checked-hash, so a later import never rewrites it.
+        let before = files(&n.join(&site));
+        tree.run(&[py, "-c", "import jmespath, cowsay, markupsafe"])
+            .ok();
+        assert!(
+            files(&n.join(&site)) == before,
+            "importing changed the venv"
+        );
+
+        // pip uninstalls by venvbake's RECORD: files and scripts go.
+        tree.run(&[py, "-m", "pip", "uninstall", "-y", "jmespath"])
+            .ok();
+        assert!(!n.join(&site).join("jmespath").exists());
+        assert!(!n.join("bin/jp.py").exists());
+    });
+}
+
+#[test]
+fn native_install_matches_pip_on_bookworm() {
+    native_matches_pip("bookworm", "3.11");
+}
+
+#[test]
+fn native_install_matches_pip_on_trixie() {
+    native_matches_pip("trixie", "3.13");
+}
+
+/// A requirement without a wheel in the wheelhouse: refused with the fetch
+/// command, or, with `allow_sdist`, handed to pip (which then reports it).
+#[test]
+fn a_missing_wheel_is_named_or_left_to_pip() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = dir.path().join("wheels");
+        std::fs::create_dir_all(&wh).unwrap();
+        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
+            if !e.file_name().to_string_lossy().starts_with("cowsay") {
+                std::fs::copy(e.path(), wh.join(e.file_name())).unwrap();
+            }
+        }
+        let apply = |profile: &Path| {
+            venvbake(
+                &[
+                    "apply",
+                    profile.to_str().unwrap(),
+                    "--root",
+                    tree.root.to_str().unwrap(),
+                    "--wheelhouse",
+                    wh.to_str().unwrap(),
+                ],
+                &[],
+            )
+        };
+        let strict = write_profile(dir.path(), "strict", "/opt/venvs/strict", &lock(), "");
+        let run = apply(&strict);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("the wheelhouse has no file of `cowsay==6.1` for Python 3.11"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("hint: fill the wheelhouse"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("venvbake fetch"), "{}", run.stderr);
+        assert!(!tree.path("/opt/venvs/strict").exists());
+        assert!(generation_dirs(tree, "/opt/venvs/strict.generations").is_empty());
+
+        let lenient = write_profile(
+            dir.path(),
+            "lenient",
+            "/opt/venvs/lenient",
+            &lock(),
+            "allow_sdist = true\n",
+        );
+        let run = apply(&lenient);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(run.stderr.contains("installer: pip ("), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("`allow_sdist` lets pip build it"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("cowsay"), "{}", run.stderr);
+    });
+}
