@@ -18,7 +18,7 @@ use crate::report::Progress;
 )]
 #[command(
     after_help = "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 unsupported target, \
-4 apt failed, 5 lock not released in time, 6 venv/pip install failed, 7 checks failed, \
+4 apt failed, 5 lock not released in time, 6 venv creation or install failed, 7 checks failed, \
 8 file write failed, 9 verify found drift. See the README for the profile reference and the manifest schema."
 )]
 pub struct Cli {
@@ -38,7 +38,8 @@ pub enum Command {
         profile: PathBuf,
         #[command(flatten)]
         target: TargetArgs,
-        /// Install offline from this folder of wheels (no index is contacted).
+        /// Install offline from this folder of wheels (no index is contacted),
+        /// with venvbake's own installer: several times faster than pip.
         #[arg(long, value_name = "DIR")]
         wheelhouse: Option<PathBuf>,
         /// CA bundle (on this machine) that pip trusts for the index; overrides `[index] cert`.
