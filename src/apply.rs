@@ -88,6 +88,8 @@ pub struct Request<'a> {
     pub cloud_init_wait: crate::cloudinit::Wait,
     /// Move a directory that is not venvbake's out of the fixed path's way.
     pub adopt: bool,
+    /// Stamp the generation from this bundle instead of building it.
+    pub bundle: Option<&'a Path>,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
     pub host_env: Vec<(String, String)>,
 }
@@ -125,6 +127,11 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             generation: plan.venv.action.generation().to_string(),
         });
     }
+    // A bundle that cannot be read is refused before anything changes.
+    let bundle = match req.bundle {
+        Some(file) => Some((file, crate::bundle::read_header(file)?)),
+        None => None,
+    };
     if let Some(w) = req.wheelhouse {
         if !w.is_dir() {
             return Err(Error::Usage(format!(
@@ -261,7 +268,27 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 decisions: &plan.decisions,
                 creds: &creds,
             };
-            crate::venv::build(&build, reporter)?
+            match &bundle {
+                Some((file, header)) => {
+                    let wanted = crate::bundle::Wanted {
+                        generation,
+                        inputs: &plan.venv.inputs,
+                        os_id: &observed.os_release.id,
+                        os_version_id: &observed.os_release.version_id,
+                        python_version: &probe.version,
+                        abi: &probe.soabi,
+                    };
+                    let fields = crate::bundle::mismatches(header, &wanted);
+                    if !fields.is_empty() {
+                        return Err(Error::BundleMismatch {
+                            file: file.to_path_buf(),
+                            fields,
+                        });
+                    }
+                    crate::venv::stamp(&build, file, header, reporter)?
+                }
+                None => crate::venv::build(&build, reporter)?,
+            }
         }
         VenvAction::Switch { generation } | VenvAction::Keep { generation } => {
             manifest::read_generation(&target.host_path(&gens_dir.join(generation))).ok_or_else(
@@ -333,6 +360,64 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         changed: true,
         generation,
     })
+}
+
+/// `venvbake bundle`: pack the profile's active generation into `out`, once
+/// `verify` finds it clean and the profile still describes it.
+pub fn bundle(
+    profile: &Profile,
+    target: &Target,
+    out: &Path,
+    reporter: &mut Reporter,
+) -> Result<u64> {
+    let (_, m) = crate::inventory::find_manifest(target, None, Some(&profile.outputs.manifest))?;
+    let report = crate::verify::verify(target, &m)?;
+    if !report.clean {
+        return Err(Error::Drift {
+            profile: m.profile.name.clone(),
+            count: report.drift.len(),
+        });
+    }
+    let observed = plan::observe(profile, target, profile.python.asks_apt())?;
+    let plan = plan::make(profile, target, &observed, None)?;
+    if plan.venv.fingerprint != m.venv.fingerprint {
+        return Err(Error::Usage(format!(
+            "the active generation `{}` was built from other inputs than `{}` describes now; run `venvbake apply` first",
+            m.venv.generation,
+            profile.file.display()
+        )));
+    }
+    let gen_host = target.host_path(&plan.venv.generations_dir.join(&m.venv.generation));
+    let record = manifest::read_generation(&gen_host).ok_or_else(|| {
+        Error::Internal(format!("generation {} lost its record", m.venv.generation))
+    })?;
+    let tree_sha256 = record.tree_sha256.clone().ok_or_else(|| {
+        Error::Usage(format!(
+            "generation {} has no tree hash (built by an older venvbake); apply again to rebuild it",
+            m.venv.generation
+        ))
+    })?;
+    reporter.step(format!(
+        "bundle: pack {} into {}",
+        m.venv.generation,
+        out.display()
+    ));
+    let header = crate::bundle::Header {
+        format: crate::bundle::FORMAT.into(),
+        profile: profile.name.clone(),
+        generation: m.venv.generation.clone(),
+        fingerprint: m.venv.fingerprint.clone(),
+        inputs: plan.venv.inputs.clone(),
+        os_id: observed.os_release.id.clone(),
+        os_version_id: observed.os_release.version_id.clone(),
+        python_version: record.python.version.clone(),
+        abi: record.python.abi.clone(),
+        tree_sha256,
+        record,
+    };
+    let size = crate::bundle::write(&header, &gen_host, out)?;
+    reporter.finish();
+    Ok(size)
 }
 
 /// Make `m`'s generation the active one, with the manifest and fact that

@@ -56,6 +56,25 @@ pub enum Command {
         /// to `<path>.adopted-N` (recorded in the manifest) instead of refusing. Never deletes.
         #[arg(long)]
         adopt: bool,
+        /// Stamp the venv from this bundle (`venvbake bundle`) instead of building it:
+        /// unpacked at disk speed when it was built for the same release, interpreter,
+        /// venv path and lock (else refused, naming what differs), then checked.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+    },
+    /// Pack the active, verified generation of a profile into a bundle file, to stamp other images with.
+    ///
+    /// Refuses a generation that `verify` finds drifted or that the profile no
+    /// longer describes. `apply --bundle FILE` on an image of the same kind
+    /// unpacks it instead of building. Prints FILE on stdout.
+    Bundle {
+        /// The profile (TOML) whose generation to pack.
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The bundle file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
     /// Print what `apply` would do; changes nothing.
     Plan {

@@ -78,6 +78,13 @@ pub enum Error {
         source: Box<crate::install::InstallError>,
         hint: String,
     },
+    #[error("the bundle `{}` cannot be used: {message}", file.display())]
+    Bundle { file: PathBuf, message: String },
+    #[error("the bundle `{}` was built for another target:\n{}", file.display(), fields.iter().map(|(f, b, t)| format!("  {f}: bundle `{b}`, this target `{t}`")).collect::<Vec<_>>().join("\n"))]
+    BundleMismatch {
+        file: PathBuf,
+        fields: Vec<(String, String, String)>,
+    },
     #[error("the dpkg lock was still held after {timeout_s} s: {command}")]
     DpkgLocked {
         timeout_s: u64,
@@ -139,6 +146,7 @@ impl Error {
                 Phase::Probe => ExitCode::Target,
             },
             Error::Install { .. } => ExitCode::Install,
+            Error::Bundle { .. } | Error::BundleMismatch { .. } => ExitCode::Input,
             Error::DpkgLocked { .. } | Error::Busy { .. } => ExitCode::Locked,
             Error::CheckFailed { .. } => ExitCode::Check,
             Error::Io { .. } | Error::Occupied { .. } => ExitCode::Io,
@@ -155,6 +163,8 @@ impl Error {
             Error::Target(e) => Some(e.hint()),
             Error::Command { hint, .. } => hint.clone(),
             Error::Install { hint, .. } => Some(hint.clone()),
+            Error::Bundle { .. } => Some("make it again with `venvbake bundle PROFILE --root IMAGE -o FILE`; nothing was switched".into()),
+            Error::BundleMismatch { .. } => Some("a bundle stamps images of the same release, interpreter package, venv path and lock, at the same generation; bundle from such an image, or apply with `--wheelhouse` instead; nothing was changed".into()),
             Error::DpkgLocked { holder, .. } => Some(match holder {
                 Some(h) => format!("`{h}` holds the lock; wait for it or raise `[apt] lock_timeout_s`"),
                 None => "another apt or dpkg process (cloud-init, unattended-upgrades) holds the lock; wait for it or raise `[apt] lock_timeout_s`".into(),

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod apt;
+pub mod bundle;
 pub mod cli;
 pub mod cloudconfig;
 pub mod cloudinit;
@@ -56,12 +57,14 @@ pub fn run(cli: Cli) -> Result<()> {
             progress,
             cloud_init_wait,
             adopt,
+            bundle,
         } => {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
             let target = Target::new(target.root.as_deref())?;
             let wheelhouse = wheelhouse.map(|w| std::path::absolute(&w).unwrap_or(w));
             let cert = cert.map(|c| std::path::absolute(&c).unwrap_or(c));
+            let bundle = bundle.map(|b| std::path::absolute(&b).unwrap_or(b));
             let request = apply::Request {
                 profile: &profile,
                 target: &target,
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 cert: cert.as_deref(),
                 cloud_init_wait,
                 adopt,
+                bundle: bundle.as_deref(),
                 host_env: std::env::vars().collect(),
             };
             let outcome = apply::apply(&request, &mut reporter);
@@ -77,6 +81,23 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let outcome = outcome?;
             print_stdout(&format!("{}\n", outcome.interpreter.display()));
+            Ok(())
+        }
+        Command::Bundle {
+            profile,
+            target,
+            output,
+        } => {
+            let mut reporter = Reporter::new(report::Progress::Plain);
+            let profile = profile::load(&profile)?;
+            let target = Target::new(target.root.as_deref())?;
+            let size = apply::bundle(&profile, &target, &output, &mut reporter)?;
+            reporter.info(&format!(
+                "wrote {} ({:.1} MB)",
+                output.display(),
+                size as f64 / 1e6
+            ));
+            print_stdout(&format!("{}\n", output.display()));
             Ok(())
         }
         Command::Plan {

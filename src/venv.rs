@@ -707,40 +707,16 @@ fn venv_error(e: exec::CommandError) -> Error {
     }
 }
 
-fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
+/// Check a filled generation: every requirement is installed by whoever
+/// serves it, every venv distribution's requirements are met (what `pip
+/// check` reports) and every requirement's top-level modules import with
+/// the generation's own interpreter. Returns the venv's distributions.
+fn check_generation(
+    b: &Build,
+    host_gen: &Path,
+    reporter: &mut Reporter,
+) -> Result<BTreeMap<PackageName, crate::dists::DistInfo>> {
     let chroot = b.target.chroot();
-    let spec = &b.profile.venv;
-    reporter.step(format!("venv: create {}", b.gen_path.display()));
-    if let Some(parent) = host_gen.parent() {
-        crate::fsutil::create_dirs(parent)?;
-    }
-    // The venv without pip: the native installer adds pip from the same
-    // wheels ensurepip uses; the pip path runs ensurepip as a command of its
-    // own (`venv` hides ensurepip's output, and with it the reason it failed).
-    let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
-        .chroot(chroot)
-        .args(["-I", "-m", "venv", "--without-pip"]);
-    if b.system_site_packages {
-        venv_cmd = venv_cmd.arg("--system-site-packages");
-    }
-    let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
-
-    // A later `pip install` in the venv uses the organisation's index (no credentials).
-    if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
-        crate::fsutil::atomic_write(&host_gen.join("pip.conf"), conf.as_bytes(), 0o644)?;
-    }
-    let meta = host_gen.join(".venvbake");
-    crate::fsutil::create_dirs(&meta)?;
-    let mut lines = b.pip_lines.join("\n");
-    lines.push('\n');
-    crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)?;
-
-    let hashes = match choose_way(b)? {
-        Way::Native(chosen) => install_native(b, host_gen, &chosen, reporter)?,
-        Way::Pip(why) => install_pip(b, host_gen, &why, reporter)?,
-    };
-
     reporter.step("venv: check imports and dependencies");
     let site = site_packages(host_gen)?;
     let dists = crate::dists::scan(&site);
@@ -796,6 +772,94 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             failures: e.tail,
         });
     }
+
+    Ok(dists)
+}
+
+/// Stamp a generation from a bundle: unpack, check the content hash against
+/// the bundle's, run the same checks as a build, then mark it complete with
+/// the bundle's record. On failure the partial generation is removed.
+pub fn stamp(
+    b: &Build,
+    file: &Path,
+    header: &crate::bundle::Header,
+    reporter: &mut Reporter,
+) -> Result<GenerationRecord> {
+    let host_gen = b.target.host_path(&b.gen_path);
+    let result = (|| {
+        reporter.step(format!(
+            "venv: unpack bundle {} into {}",
+            file.display(),
+            b.gen_path.display()
+        ));
+        if let Some(parent) = host_gen.parent() {
+            crate::fsutil::create_dirs(parent)?;
+        }
+        let n = crate::bundle::unpack(file, &host_gen)?;
+        reporter.info(&format!("unpacked {n} entries"));
+        let got =
+            crate::verify::tree_sha256(&host_gen).map_err(|e| Error::io("hash", &host_gen, e))?;
+        if got != header.tree_sha256 {
+            return Err(Error::Bundle {
+                file: file.to_path_buf(),
+                message: format!(
+                    "the unpacked files hash to {got}, the bundle promises {}: it is damaged",
+                    header.tree_sha256
+                ),
+            });
+        }
+        check_generation(b, &host_gen, reporter)?;
+        let mut text = serde_json::to_string_pretty(&header.record).unwrap_or_default();
+        text.push('\n');
+        crate::fsutil::atomic_write(
+            &host_gen.join(".venvbake/generation.json"),
+            text.as_bytes(),
+            0o644,
+        )?;
+        reporter.finish();
+        Ok(header.record.clone())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&host_gen);
+    }
+    result
+}
+
+fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
+    let chroot = b.target.chroot();
+    let spec = &b.profile.venv;
+    reporter.step(format!("venv: create {}", b.gen_path.display()));
+    if let Some(parent) = host_gen.parent() {
+        crate::fsutil::create_dirs(parent)?;
+    }
+    // The venv without pip: the native installer adds pip from the same
+    // wheels ensurepip uses; the pip path runs ensurepip as a command of its
+    // own (`venv` hides ensurepip's output, and with it the reason it failed).
+    let mut venv_cmd = Cmd::new(spec.python.display().to_string(), b.base_env)
+        .chroot(chroot)
+        .args(["-I", "-m", "venv", "--without-pip"]);
+    if b.system_site_packages {
+        venv_cmd = venv_cmd.arg("--system-site-packages");
+    }
+    let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
+    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
+
+    // A later `pip install` in the venv uses the organisation's index (no credentials).
+    if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
+        crate::fsutil::atomic_write(&host_gen.join("pip.conf"), conf.as_bytes(), 0o644)?;
+    }
+    let meta = host_gen.join(".venvbake");
+    crate::fsutil::create_dirs(&meta)?;
+    let mut lines = b.pip_lines.join("\n");
+    lines.push('\n');
+    crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)?;
+
+    let hashes = match choose_way(b)? {
+        Way::Native(chosen) => install_native(b, host_gen, &chosen, reporter)?,
+        Way::Pip(why) => install_pip(b, host_gen, &why, reporter)?,
+    };
+
+    let dists = check_generation(b, host_gen, reporter)?;
 
     let required: Vec<&PackageName> = b
         .profile

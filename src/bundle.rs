@@ -1,0 +1,435 @@
+//! Build once, stamp many: a checked generation packed into one file, and
+//! unpacked at disk speed into other images of the same kind.
+//!
+//! `venvbake bundle` takes the active generation of a profile in a built
+//! image only when `verify` finds it clean and it matches the profile, and
+//! writes a tar file: first `venvbake-bundle.json` ([`Header`]: the
+//! generation's name, its build inputs, the OS and Python it was built
+//! for, its completion record and its tree hash), then every file of the
+//! generation under `generation/`, except the completion record itself.
+//! `apply --bundle` compares the header with what it would build
+//! ([`mismatches`]: any differing field refuses the bundle, naming it),
+//! unpacks ([`unpack`], refusing paths that climb out or pass through a
+//! symlink), checks the unpacked tree's content hash against the header, and
+//! only then writes the completion record: a killed unpack leaves an
+//! incomplete generation that the next apply removes.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::GenerationRecord;
+use crate::plan::Inputs;
+
+/// What the first member of a bundle says.
+pub const FORMAT: &str = "venvbake-bundle-v1";
+const HEADER_NAME: &str = "venvbake-bundle.json";
+const PREFIX: &str = "generation";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub profile: String,
+    pub generation: String,
+    pub fingerprint: String,
+    /// Everything the generation was built from (the fingerprint's inputs).
+    pub inputs: Inputs,
+    /// `ID` and `VERSION_ID` of the image it was built in.
+    pub os_id: String,
+    pub os_version_id: String,
+    pub python_version: String,
+    pub abi: String,
+    /// The content hash of the generation's files (`verify::tree_sha256`).
+    pub tree_sha256: String,
+    /// The generation's completion record, written after the unpack checks.
+    pub record: GenerationRecord,
+}
+
+/// What this target would build, to compare a bundle with.
+#[derive(Debug, Clone)]
+pub struct Wanted<'a> {
+    pub generation: &'a str,
+    pub inputs: &'a Inputs,
+    pub os_id: &'a str,
+    pub os_version_id: &'a str,
+    pub python_version: &'a str,
+    pub abi: &'a str,
+}
+
+/// Each field where the bundle differs from the target: (field, bundle's, target's).
+pub fn mismatches(h: &Header, w: &Wanted) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut cmp = |field: &str, a: String, b: String| {
+        if a != b {
+            out.push((field.to_string(), a, b));
+        }
+    };
+    let (i, j) = (&h.inputs, w.inputs);
+    cmp(
+        "venv.path",
+        i.venv_path.display().to_string(),
+        j.venv_path.display().to_string(),
+    );
+    cmp(
+        "venv.python",
+        i.python.display().to_string(),
+        j.python.display().to_string(),
+    );
+    cmp(
+        "os",
+        format!("{} {}", h.os_id, h.os_version_id),
+        format!("{} {}", w.os_id, w.os_version_id),
+    );
+    cmp(
+        "python.version",
+        h.python_version.clone(),
+        w.python_version.to_string(),
+    );
+    cmp("python.abi", h.abi.clone(), w.abi.to_string());
+    cmp(
+        "python.identity (size:mtime of the interpreter)",
+        i.python_identity.clone(),
+        j.python_identity.clone(),
+    );
+    cmp(
+        "lock (sha256 of the venv's lines)",
+        i.requirements_sha256.clone(),
+        j.requirements_sha256.clone(),
+    );
+    cmp(
+        "venv.system_site_packages",
+        i.system_site_packages.to_string(),
+        j.system_site_packages.to_string(),
+    );
+    cmp(
+        "venv.allow_sdist",
+        i.allow_sdist.to_string(),
+        j.allow_sdist.to_string(),
+    );
+    cmp("generation", h.generation.clone(), w.generation.to_string());
+    out
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| Error::io(action, path, e)
+}
+
+/// Files of a generation that the bundle does not carry (the record goes in the header).
+fn carried(rel: &Path) -> bool {
+    rel != Path::new(".venvbake/generation.json") && rel != Path::new(".venvbake/manifest.json")
+}
+
+/// Pack the generation at `gen_host` behind `header` into `out` (written
+/// to a temporary file beside it, then renamed).
+pub fn write(header: &Header, gen_host: &Path, out: &Path) -> Result<u64> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.venvbake-tmp-{}", std::process::id()));
+    let result = (|| -> Result<u64> {
+        let file = File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut b = tar::Builder::new(BufWriter::new(file));
+        b.follow_symlinks(false);
+        let mut text = serde_json::to_string_pretty(header).unwrap_or_default();
+        text.push('\n');
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, HEADER_NAME, text.as_bytes())
+            .map_err(io("write", &tmp))?;
+        let mut paths = Vec::new();
+        collect(gen_host, &mut paths).map_err(io("read", gen_host))?;
+        paths.sort();
+        for p in paths {
+            let rel = p.strip_prefix(gen_host).unwrap_or(&p);
+            if !carried(rel) {
+                continue;
+            }
+            b.append_path_with_name(&p, Path::new(PREFIX).join(rel))
+                .map_err(io("pack", &p))?;
+        }
+        let w = b.into_inner().map_err(io("write", &tmp))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+        file.sync_all().map_err(io("sync", &tmp))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        std::fs::rename(&tmp, out).map_err(io("rename", out))?;
+        Ok(size)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let t = e.file_type()?;
+        out.push(p.clone());
+        if t.is_dir() {
+            collect(&p, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn bad(file: &Path, message: impl Into<String>) -> Error {
+    Error::Bundle {
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Read the header of the bundle `file`.
+pub fn read_header(file: &Path) -> Result<Header> {
+    let f = File::open(file).map_err(io("open", file))?;
+    let mut a = tar::Archive::new(BufReader::new(f));
+    let mut entries = a.entries().map_err(|e| bad(file, e.to_string()))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| bad(file, "it is empty"))?
+        .map_err(|e| bad(file, format!("not a tar file ({e})")))?;
+    if first.path().ok().as_deref() != Some(Path::new(HEADER_NAME)) {
+        return Err(bad(
+            file,
+            format!("its first member is not `{HEADER_NAME}`"),
+        ));
+    }
+    let mut text = String::new();
+    first
+        .by_ref()
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(file, e.to_string()))?;
+    let header: Header =
+        serde_json::from_str(&text).map_err(|e| bad(file, format!("unreadable header: {e}")))?;
+    if header.format != FORMAT {
+        return Err(bad(
+            file,
+            format!("format `{}`, this venvbake reads `{FORMAT}`", header.format),
+        ));
+    }
+    Ok(header)
+}
+
+/// Unpack the generation files of `file` into `gen_host` (which must not
+/// exist). Returns the number of entries written.
+pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
+    let f = File::open(file).map_err(io("open", file))?;
+    let mut a = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
+    a.set_preserve_permissions(true);
+    a.set_preserve_mtime(true);
+    std::fs::create_dir(gen_host).map_err(io("create", gen_host))?;
+    let mut links: Vec<PathBuf> = Vec::new();
+    let mut n = 0;
+    for entry in a.entries().map_err(|e| bad(file, e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(file, e.to_string()))?;
+        let path = entry
+            .path()
+            .map_err(|e| bad(file, e.to_string()))?
+            .into_owned();
+        if path == Path::new(HEADER_NAME) {
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(PREFIX) else {
+            return Err(bad(
+                file,
+                format!("`{}` is outside `{PREFIX}/`", path.display()),
+            ));
+        };
+        let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain || rel.as_os_str().is_empty() || !carried(rel) {
+            return Err(bad(
+                file,
+                format!(
+                    "`{}` would be written outside the generation",
+                    path.display()
+                ),
+            ));
+        }
+        if links.iter().any(|l| rel.starts_with(l)) {
+            return Err(bad(
+                file,
+                format!("`{}` passes through a symlink", path.display()),
+            ));
+        }
+        let t = entry.header().entry_type();
+        if !(t.is_file() || t.is_dir() || t.is_symlink()) {
+            return Err(bad(
+                file,
+                format!("`{}`: unsupported entry type", path.display()),
+            ));
+        }
+        if t.is_symlink() {
+            links.push(rel.to_path_buf());
+        }
+        let dest = gen_host.join(rel);
+        entry.unpack(&dest).map_err(|e| {
+            if e.raw_os_error() == Some(28) || e.to_string().contains("No space left") {
+                Error::io("write", &dest, std::io::Error::from_raw_os_error(28))
+            } else {
+                Error::io("write", &dest, e)
+            }
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            format: FORMAT.into(),
+            profile: "p".into(),
+            generation: "g1-aaaaaaaa".into(),
+            fingerprint: "f".into(),
+            inputs: Inputs {
+                venv_path: "/opt/venvs/p".into(),
+                python: "/usr/bin/python3".into(),
+                python_identity: "1:2".into(),
+                requirements_sha256: "abc".into(),
+                system_site_packages: false,
+                allow_sdist: false,
+            },
+            os_id: "debian".into(),
+            os_version_id: "12".into(),
+            python_version: "3.11.2".into(),
+            abi: "cpython-311-x86_64-linux-gnu".into(),
+            tree_sha256: "t".into(),
+            record: serde_json::from_str(r#"{"schema_version":1,"generation":"g1-aaaaaaaa","fingerprint":"f","python":{"base":"/usr/bin/python3","version":"3.11.2","abi":"a"},"externally_managed":true,"distributions":[],"built_at":"x","system_site_packages":false}"#).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_generation_round_trips_and_its_record_stays_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("g1");
+        std::fs::create_dir_all(g.join("bin")).unwrap();
+        std::fs::create_dir_all(g.join(".venvbake")).unwrap();
+        std::fs::write(g.join("bin/tool"), b"#!/x\n").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", g.join("bin/python")).unwrap();
+        std::fs::write(g.join(".venvbake/generation.json"), b"{}").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(g.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let out = dir.path().join("b.tar");
+        write(&header(), &g, &out).unwrap();
+        assert_eq!(read_header(&out).unwrap(), header());
+        let back = dir.path().join("back");
+        unpack(&out, &back).unwrap();
+        assert_eq!(std::fs::read(back.join("bin/tool")).unwrap(), b"#!/x\n");
+        let mode = std::fs::metadata(back.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_link(back.join("bin/python")).unwrap(),
+            Path::new("/usr/bin/python3")
+        );
+        assert!(!back.join(".venvbake/generation.json").exists());
+        assert!(
+            unpack(&out, &back).is_err(),
+            "never unpacks over an existing generation"
+        );
+    }
+
+    #[test]
+    fn hostile_bundles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |members: &[(&str, Option<&str>)]| {
+            let out = dir.path().join("h.tar");
+            let mut b = tar::Builder::new(File::create(&out).unwrap());
+            let text = serde_json::to_string(&header()).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, HEADER_NAME, text.as_bytes()).unwrap();
+            for (name, link) in members {
+                let mut h = tar::Header::new_gnu();
+                match link {
+                    Some(l) => {
+                        h.set_entry_type(tar::EntryType::Symlink);
+                        h.set_size(0);
+                        b.append_link(&mut h, name, l).unwrap();
+                    }
+                    None => {
+                        h.set_size(1);
+                        h.set_mode(0o644);
+                        // Bypass the builder's own path checks for `..`.
+                        let name_bytes = name.as_bytes();
+                        h.as_old_mut().name[..name_bytes.len()].copy_from_slice(name_bytes);
+                        h.set_cksum();
+                        b.append(&h, &b"x"[..]).unwrap();
+                    }
+                }
+            }
+            b.finish().unwrap();
+            out
+        };
+        for (members, want) in [
+            (vec![("generation/../evil", None)], "outside the generation"),
+            (vec![("elsewhere/x", None)], "outside `generation/`"),
+            (
+                vec![
+                    ("generation/esc", Some("/etc")),
+                    ("generation/esc/passwd", None),
+                ],
+                "passes through a symlink",
+            ),
+            (
+                vec![("generation/.venvbake/generation.json", None)],
+                "outside the generation",
+            ),
+        ] {
+            let out = make(&members);
+            let dest = dir.path().join("dest");
+            let _ = std::fs::remove_dir_all(&dest);
+            let err = unpack(&out, &dest).unwrap_err().to_string();
+            assert!(err.contains(want), "{members:?}: {err}");
+            assert!(!dir.path().join("evil").exists());
+        }
+        std::fs::write(dir.path().join("junk"), b"not a tar").unwrap();
+        assert!(read_header(&dir.path().join("junk")).is_err());
+    }
+
+    #[test]
+    fn every_differing_field_is_named() {
+        let h = header();
+        let same = h.inputs.clone();
+        let w = Wanted {
+            generation: "g1-aaaaaaaa",
+            inputs: &same,
+            os_id: "debian",
+            os_version_id: "12",
+            python_version: "3.11.2",
+            abi: "cpython-311-x86_64-linux-gnu",
+        };
+        assert!(mismatches(&h, &w).is_empty());
+        let mut other = h.inputs.clone();
+        other.requirements_sha256 = "other".into();
+        let w = Wanted {
+            inputs: &other,
+            os_version_id: "13",
+            ..w
+        };
+        let fields: Vec<String> = mismatches(&h, &w).into_iter().map(|m| m.0).collect();
+        assert_eq!(fields, ["os", "lock (sha256 of the venv's lines)"]);
+    }
+}

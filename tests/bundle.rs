@@ -1,0 +1,153 @@
+//! Build once, stamp many, in real trees: a generation bundled from one
+//! bookworm image stamps a fresh bookworm image (same files, verified,
+//! working); a trixie image, a damaged bundle and a drifted source are
+//! refused with what differs, and nothing is left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+fn lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/pinned-extra.requirements.txt")
+}
+
+fn stamp(tree: &Tree, profile: &Path, bundle: &Path) -> Run {
+    venvbake(
+        &[
+            "apply",
+            profile.to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let profile = write_profile(dir.path(), "stamp", "/opt/venvs/stamp", &lock(), "");
+    let bundle = dir.path().join("stamp.bundle");
+    let source: Arc<Mutex<Option<serde_json::Value>>> = Arc::new(Mutex::new(None));
+
+    // Build once, and bundle.
+    let (p, b, s) = (profile.clone(), bundle.clone(), source.clone());
+    with_tree("bookworm", move |tree| {
+        tree.apply(&p, &[]).ok();
+        let run = venvbake(
+            &[
+                "bundle",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "-o",
+                b.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert_eq!(run.stdout.trim(), b.to_str().unwrap());
+        *s.lock().unwrap() = Some(tree.read_json("/var/lib/venvbake/stamp.json"));
+
+        // A generation that drifted is not bundled.
+        let init = tree.path("/opt/venvs/stamp/lib/python3.11/site-packages/cowsay/__init__.py");
+        std::fs::write(&init, b"print('changed')\n").unwrap();
+        let other = b.with_extension("drifted");
+        let run = venvbake(
+            &[
+                "bundle",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "-o",
+                other.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 9, "{}", run.stderr);
+        assert!(!other.exists());
+    });
+    let source = source.lock().unwrap().clone().unwrap();
+
+    // Stamp a fresh image of the same kind: no install, same tree, checked.
+    let (p, b) = (profile.clone(), bundle.clone());
+    with_tree("bookworm", move |tree| {
+        let run = stamp(tree, &p, &b).ok();
+        assert!(run.stderr.contains("venv: unpack bundle"), "{}", run.stderr);
+        assert!(!run.stderr.contains("venv: install"), "{}", run.stderr);
+        assert!(run.stderr.contains("venv: check imports"), "{}", run.stderr);
+        let m = tree.read_json("/var/lib/venvbake/stamp.json");
+        for key in ["tree_sha256", "generation", "fingerprint"] {
+            assert_eq!(m["venv"][key], source["venv"][key], "{key}");
+        }
+        assert_eq!(m["distributions"], source["distributions"]);
+        let v = venvbake(
+            &["verify", "--root", tree.root.to_str().unwrap(), "stamp"],
+            &[],
+        )
+        .ok();
+        assert!(v.stdout.contains("is clean"), "{}", v.stdout);
+        let cow = tree
+            .run(&["/opt/venvs/stamp/bin/cowsay", "-t", "stamped"])
+            .ok();
+        assert!(cow.stdout.contains("stamped"), "{}", cow.stdout);
+        tree.run(&["/opt/venvs/stamp/bin/python", "-m", "pip", "check"])
+            .ok();
+        // And a re-run with the bundle changes nothing.
+        let again = stamp(tree, &p, &b).ok();
+        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    });
+
+    // Another release: refused with the differing fields, nothing built.
+    let (p, b) = (profile.clone(), bundle.clone());
+    with_tree("trixie", move |tree| {
+        let run = stamp(tree, &p, &b);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("was built for another target"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("  os: bundle `debian 12`, this target `debian 13`"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("python.version"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("hint: a bundle stamps images"),
+            "{}",
+            run.stderr
+        );
+        assert!(tree.link("/opt/venvs/stamp").is_none());
+        assert!(generation_dirs(tree, "/opt/venvs/stamp.generations").is_empty());
+    });
+
+    // A damaged bundle: refused after the unpack by the tree hash; nothing left.
+    let damaged = dir.path().join("damaged.bundle");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let needle = b"def ";
+    let at = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("python source in the bundle");
+    bytes[at] = b'x';
+    std::fs::write(&damaged, bytes).unwrap();
+    let p = profile.clone();
+    with_tree("bookworm", move |tree| {
+        let run = stamp(tree, &p, &damaged);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("it is damaged"), "{}", run.stderr);
+        assert!(tree.link("/opt/venvs/stamp").is_none());
+        assert!(generation_dirs(tree, "/opt/venvs/stamp.generations").is_empty());
+    });
+}
