@@ -12,7 +12,8 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 /// sha256 digest and length of everything `r` yields, read in blocks.
 pub fn sha256_reader(mut r: impl std::io::Read) -> std::io::Result<(Vec<u8>, u64)> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    // On the stack: no allocation per file (thousands of them, on many threads).
+    let mut buf = [0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
         let n = r.read(&mut buf)?;

@@ -61,15 +61,23 @@ pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
         let Ok(normalized) = PackageName::new(name.clone()) else {
             continue;
         };
-        let top_level = match std::fs::read_to_string(dir.join("top_level.txt")) {
-            Ok(t) => t
-                .lines()
-                .map(|l| l.trim().replace('/', "."))
-                .filter(|l| is_module_name(l))
-                .collect(),
-            Err(_) => std::fs::read_to_string(dir.join("RECORD"))
-                .map(|r| top_level_from_record(&r))
-                .unwrap_or_default(),
+        // What the installed files say is importable (RECORD) beats the
+        // build tool's `top_level.txt`, which can name modules that were never
+        // installed (PyNaCl lists `_sodium`); Debian's egg-infos have no RECORD.
+        let from_record = std::fs::read_to_string(dir.join("RECORD"))
+            .map(|r| top_level_from_record(&r))
+            .unwrap_or_default();
+        let top_level = if from_record.is_empty() {
+            std::fs::read_to_string(dir.join("top_level.txt"))
+                .map(|t| {
+                    t.lines()
+                        .map(|l| l.trim().replace('/', "."))
+                        .filter(|l| is_module_name(l))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            from_record
         };
         // A .dist-info wins over a stale .egg-info of the same distribution.
         if out.contains_key(&normalized) && !file_name.ends_with(".dist-info") {
@@ -160,6 +168,10 @@ pub fn top_level_from_record(record: &str) -> Vec<String> {
         }
         let is_dir = path.contains('/');
         let module = if is_dir {
+            // `foo.libs/` (auditwheel's vendored libraries) is no package.
+            if first.contains('.') {
+                continue;
+            }
             first.to_string()
         } else if let Some(stem) = first.strip_suffix(".py") {
             stem.to_string()
@@ -182,7 +194,7 @@ mod tests {
 
     #[test]
     fn record_top_levels() {
-        let record = "lxml/__init__.py,sha256=x,1\nlxml/etree.cpython-311-x86_64-linux-gnu.so,sha256=y,2\n_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=z,3\nsix.py,sha256=a,1\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/ansible,sha256=b,1\nfoo.pth,sha256=c,1\nfoo-bar/x.py,,\n";
+        let record = "lxml/__init__.py,sha256=x,1\nlxml/etree.cpython-311-x86_64-linux-gnu.so,sha256=y,2\n_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=z,3\npsycopg2_binary.libs/libpq-9b.so.5,sha256=q,4\nsix.py,sha256=a,1\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/ansible,sha256=b,1\nfoo.pth,sha256=c,1\nfoo-bar/x.py,,\n";
         assert_eq!(
             top_level_from_record(record),
             ["_cffi_backend", "lxml", "six"]

@@ -27,22 +27,43 @@ use crate::tags::WheelName;
 use crate::wheel::{Installed, Layout, WheelError};
 
 /// Compiles the `.py` files listed (one target path a line) in `argv[3]`;
-/// `argv[1]` prefix of those paths is shown as `argv[2]` in code objects.
+/// the `argv[1]` prefix of those paths is shown as `argv[2]` in code objects.
+/// Writes checked-hash `.pyc` files (PEP 552) with public APIs only, each
+/// straight to its place (no temporary file and rename per module: a
+/// generation is only used once complete). A module that does not compile
+/// gets no `.pyc`, as with pip; a write error (a full disk) fails the run.
 const COMPILE: &str = r#"
-import py_compile, sys, warnings
+import importlib.util, marshal, os, sys, warnings
 warnings.filterwarnings("ignore")
 real, shown, listing = sys.argv[1:4]
-mode = py_compile.PycInvalidationMode.CHECKED_HASH
+head = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
+made = set()
 with open(listing, encoding="utf-8", errors="surrogateescape") as f:
     for line in f:
         src = line.rstrip("\n")
         if not src:
             continue
         dfile = shown + src[len(real):] if src.startswith(real) else src
+        with open(src, "rb") as s:
+            data = s.read()
         try:
-            py_compile.compile(src, dfile=dfile, doraise=True, invalidation_mode=mode)
-        except Exception:
-            pass
+            code = compile(data, dfile, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, UnicodeError):
+            continue
+        pyc = importlib.util.cache_from_source(src)
+        d = os.path.dirname(pyc)
+        if d not in made:
+            os.makedirs(d, exist_ok=True)
+            made.add(d)
+        try:
+            with open(pyc, "wb") as out:
+                out.write(head + importlib.util.source_hash(data) + marshal.dumps(code))
+        except OSError:
+            try:
+                os.unlink(pyc)
+            except OSError:
+                pass
+            raise
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -234,12 +255,8 @@ pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), Insta
         installed.push(inst);
     }
 
-    stats.files = installed.iter().map(|i| i.rows.len()).sum();
-    stats.bytes = installed
-        .iter()
-        .flat_map(|i| &i.rows)
-        .filter_map(|r| r.size)
-        .sum();
+    stats.files = installed.iter().map(|i| i.files).sum();
+    stats.bytes = installed.iter().map(|i| i.bytes).sum();
     stats.unpack_s = started.elapsed().as_secs_f64();
     let compiling = std::time::Instant::now();
     compile(job, &installed)?;
@@ -252,7 +269,7 @@ pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), Insta
                 .join(format!("{stem}.{}.pyc", job.cache_tag)),
         )
     };
-    for inst in &mut installed {
+    for inst in &installed {
         let compiled: Vec<PathBuf> = inst
             .sources
             .iter()
@@ -260,10 +277,7 @@ pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), Insta
             .filter(|p| p.is_file())
             .collect();
         stats.compiled += compiled.len();
-        for p in compiled {
-            inst.add_file(site, &p)?;
-        }
-        inst.write_record(site)?;
+        inst.add_files(site, &compiled)?;
     }
     stats.compile_s = compiling.elapsed().as_secs_f64();
     Ok((done, stats))

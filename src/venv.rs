@@ -795,10 +795,15 @@ pub fn stamp(
         if let Some(parent) = host_gen.parent() {
             crate::fsutil::create_dirs(parent)?;
         }
+        let started = std::time::Instant::now();
         let n = crate::bundle::unpack(file, &host_gen)?;
-        reporter.info(&format!("unpacked {n} entries"));
+        let unpacked = started.elapsed().as_secs_f64();
         let got =
             crate::verify::tree_sha256(&host_gen).map_err(|e| Error::io("hash", &host_gen, e))?;
+        reporter.info(&format!(
+            "unpacked {n} entries in {unpacked:.2}s; tree hash in {:.2}s",
+            started.elapsed().as_secs_f64() - unpacked
+        ));
         if got != header.tree_sha256 {
             return Err(Error::Bundle {
                 file: file.to_path_buf(),

@@ -403,42 +403,89 @@ const OWN_FILES: [&str; 2] = [".venvbake/generation.json", ".venvbake/manifest.j
 /// symlink. Timestamps and owners are left out, so two builds from the same
 /// inputs with `SOURCE_DATE_EPOCH` hash the same.
 pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
+    // Relative paths: the same order as full ones, less memory for big venvs.
     let mut entries: Vec<PathBuf> = Vec::new();
-    collect(gen_host, &mut entries)?;
+    collect(gen_host, Path::new(""), &mut entries)?;
+    entries.retain(|rel| !OWN_FILES.iter().any(|o| rel == Path::new(o)));
     entries.sort();
+    // Files are hashed in parallel (every core), then each entry's record is
+    // fed to the one hash in path order: the same value as a sequential walk.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = entries.len().div_ceil(threads).max(1);
+    let digests: Vec<std::io::Result<Vec<Entry>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || part.iter().map(|rel| entry(&gen_host.join(rel))).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread failed")))
+            })
+            .collect()
+    });
     let mut h = Sha256::new();
-    for p in entries {
-        let rel = p.strip_prefix(gen_host).unwrap_or(&p);
-        if OWN_FILES.iter().any(|o| rel == Path::new(o)) {
-            continue;
+    let mut rels = entries.iter();
+    for part in digests {
+        for e in part? {
+            let Some(rel) = rels.next() else { break };
+            h.update(rel.as_os_str().as_encoded_bytes());
+            match e {
+                Entry::Link(mode, target) => {
+                    h.update(format!("\0l\0{mode:o}\0").as_bytes());
+                    h.update(target.as_os_str().as_encoded_bytes());
+                }
+                Entry::Dir(mode) => h.update(format!("\0d\0{mode:o}\0").as_bytes()),
+                Entry::File(mode, digest) => {
+                    h.update(format!("\0f\0{mode:o}\0").as_bytes());
+                    h.update(digest);
+                }
+            }
+            h.update(b"\n");
         }
-        let meta = std::fs::symlink_metadata(&p)?;
-        let mode = meta.permissions().mode() & 0o7777;
-        h.update(rel.as_os_str().as_encoded_bytes());
-        if meta.file_type().is_symlink() {
-            h.update(format!("\0l\0{:o}\0", mode).as_bytes());
-            h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
-        } else if meta.is_dir() {
-            h.update(format!("\0d\0{:o}\0", mode).as_bytes());
-        } else {
-            h.update(format!("\0f\0{:o}\0", mode).as_bytes());
-            h.update(crate::codec::sha256_file(&p)?.0);
-        }
-        h.update(b"\n");
     }
     Ok(crate::codec::hex(&h.finalize()))
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// What [`tree_sha256`] takes of one entry: kind, permission bits, and the
+/// sha256 of a file or the target of a symlink.
+enum Entry {
+    Link(u32, PathBuf),
+    Dir(u32),
+    File(u32, [u8; 32]),
+}
+
+fn entry(p: &Path) -> std::io::Result<Entry> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(p)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    Ok(if meta.file_type().is_symlink() {
+        Entry::Link(mode, std::fs::read_link(p)?)
+    } else if meta.is_dir() {
+        Entry::Dir(mode)
+    } else {
+        let (digest, _) = crate::codec::sha256_file(p)?;
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&digest);
+        Entry::File(mode, d)
+    })
+}
+
+/// Every entry under `dir`, as paths relative to the walk's start (`rel` is `dir`'s).
+fn collect(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
-        let p = e.path();
-        let t = e.file_type()?;
-        out.push(p.clone());
-        if t.is_dir() {
-            collect(&p, out)?;
+        let r = rel.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            collect(&e.path(), &r, out)?;
         }
+        out.push(r);
     }
     Ok(())
 }
@@ -455,6 +502,37 @@ pub fn kinds(report: &Report) -> BTreeMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tree_hash_keeps_its_format() {
+        // Images verified by older venvbake versions carry this value: it must not change.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path();
+        std::fs::create_dir_all(g.join("a/.venvbake")).unwrap();
+        std::fs::set_permissions(g.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            g.join("a/.venvbake"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(g.join("a/x"), b"hi").unwrap();
+        std::fs::set_permissions(g.join("a/x"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink("a", g.join("l")).unwrap();
+        std::fs::create_dir_all(g.join(".venvbake")).unwrap();
+        std::fs::set_permissions(g.join(".venvbake"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(g.join(".venvbake/generation.json"), b"{}").unwrap();
+        let mut want = Sha256::new();
+        want.update(b".venvbake\0d\x00755\0\n");
+        want.update(b"a\0d\x00755\0\n");
+        want.update(b"a/.venvbake\0d\x00755\0\n");
+        want.update(b"a/x\0f\x00644\0");
+        want.update(Sha256::digest(b"hi"));
+        want.update(b"\n");
+        want.update(b"l\0l\x00777\0a\n");
+        assert_eq!(tree_sha256(g).unwrap(), crate::codec::hex(&want.finalize()));
+    }
 
     #[test]
     fn record_lines_parse_with_quotes() {

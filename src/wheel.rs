@@ -6,10 +6,9 @@
 //! `scripts` to `bin` (a `#!python` first line becomes the venv's
 //! interpreter), `headers` to `include/site/pythonX.Y/{name}` and `data` to
 //! the venv's root. Console and GUI entry points become scripts in `bin` with
-//! pip's launcher text. Every written file is hashed as it is written; the
-//! caller adds the byte-code files and then writes `RECORD`
-//! ([`Installed::write_record`]) with sha256 and size for each file, which
-//! `pip` and `venvbake verify` read. `INSTALLER` says `venvbake`; `REQUESTED`
+//! pip's launcher text. Every written file is hashed as it is written and
+//! `RECORD` lists it with its sha256 and size (the caller adds the byte-code
+//! files later, [`Installed::add_files`]); `pip` and `venvbake verify` read it. `INSTALLER` says `venvbake`; `REQUESTED`
 //! marks what the lock asked for. Archive paths that climb out (`..`, absolute)
 //! are refused before anything is written for them.
 
@@ -74,51 +73,74 @@ pub struct RecordRow {
     pub size: Option<u64>,
 }
 
-/// What installing one wheel wrote.
+/// What installing one wheel wrote. Its `RECORD` is already on disk.
 #[derive(Debug, Clone)]
 pub struct Installed {
     /// The distribution's name as its metadata spells it.
     pub name: String,
     /// Host path of the `.dist-info` directory.
     pub dist_info: PathBuf,
-    pub rows: Vec<RecordRow>,
     /// `.py` files written (host paths), for byte-code.
     pub sources: Vec<PathBuf>,
+    /// Files written and their bytes.
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Write `dist_info/RECORD`: `rows` sorted, then `RECORD` itself.
+fn write_record(dist_info: &Path, site: &Path, mut rows: Vec<RecordRow>) -> Result<(), WheelError> {
+    let record = dist_info.join("RECORD");
+    let own = rel_to_site(site, &record);
+    rows.retain(|r| r.path != own);
+    rows.sort();
+    rows.dedup_by(|a, b| a.path == b.path);
+    let mut text = String::new();
+    for r in &rows {
+        text.push_str(&csv_field(&r.path));
+        text.push(',');
+        text.push_str(&r.hash);
+        text.push(',');
+        if let Some(s) = r.size {
+            text.push_str(&s.to_string());
+        }
+        text.push('\n');
+    }
+    text.push_str(&csv_field(&own));
+    text.push_str(",,\n");
+    write_new(&record, text.as_bytes(), 0o644, true).map(|_| ())
 }
 
 impl Installed {
-    /// Write `RECORD`: every file written, sorted, and `RECORD` itself.
-    pub fn write_record(&mut self, site: &Path) -> Result<(), WheelError> {
-        let record = self.dist_info.join("RECORD");
-        let own = rel_to_site(site, &record);
-        self.rows.retain(|r| r.path != own);
-        self.rows.sort();
-        self.rows.dedup_by(|a, b| a.path == b.path);
-        let mut text = String::new();
-        for r in &self.rows {
-            text.push_str(&csv_field(&r.path));
-            text.push(',');
-            text.push_str(&r.hash);
-            text.push(',');
-            if let Some(s) = r.size {
-                text.push_str(&s.to_string());
-            }
-            text.push('\n');
+    /// Add files written after installation (byte-code) to `RECORD`. The
+    /// rows live on disk in between, not in memory: a big venv has tens of
+    /// thousands, and the workers that wrote them are long gone.
+    pub fn add_files(&self, site: &Path, paths: &[PathBuf]) -> Result<(), WheelError> {
+        if paths.is_empty() {
+            return Ok(());
         }
-        text.push_str(&csv_field(&own));
-        text.push_str(",,\n");
-        write_new(&record, text.as_bytes(), 0o644, true).map(|_| ())
-    }
-
-    /// Add a file written after installation (a byte-code file) to the record.
-    pub fn add_file(&mut self, site: &Path, path: &Path) -> Result<(), WheelError> {
-        let (hash, size) = hash_file(path)?;
-        self.rows.push(RecordRow {
-            path: rel_to_site(site, path),
-            hash,
-            size: Some(size),
-        });
-        Ok(())
+        let record = self.dist_info.join("RECORD");
+        let text = std::fs::read_to_string(&record).map_err(|source| WheelError::Io {
+            action: "read",
+            path: record.clone(),
+            source,
+        })?;
+        let mut rows: Vec<RecordRow> = crate::verify::parse_record(&text)
+            .into_iter()
+            .map(|e| RecordRow {
+                path: e.path,
+                hash: e.sha256.map(|h| format!("sha256={h}")).unwrap_or_default(),
+                size: e.size,
+            })
+            .collect();
+        for p in paths {
+            let (hash, size) = hash_file(p)?;
+            rows.push(RecordRow {
+                path: rel_to_site(site, p),
+                hash,
+                size: Some(size),
+            });
+        }
+        write_record(&self.dist_info, site, rows)
     }
 }
 
@@ -365,9 +387,11 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
     let mut out = Installed {
         name: name.clone(),
         dist_info: site.join(&dist_info),
-        rows: Vec::new(),
         sources: Vec::new(),
+        files: 0,
+        bytes: 0,
     };
+    let mut rows: Vec<RecordRow> = Vec::new();
     let headers_dir = layout
         .prefix
         .join(format!(
@@ -443,7 +467,7 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
         if dest.extension().is_some_and(|e| e == "py") {
             out.sources.push(dest.clone());
         }
-        out.rows.push(RecordRow {
+        rows.push(RecordRow {
             path: rel_to_site(site, &dest),
             hash: record_hash(&digest),
             size: Some(size),
@@ -466,7 +490,7 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
                 )));
             }
             let (digest, size) = write_new(&dest, body.as_bytes(), 0o755, true)?;
-            out.rows.push(RecordRow {
+            rows.push(RecordRow {
                 path: rel_to_site(site, &dest),
                 hash: record_hash(&digest),
                 size: Some(size),
@@ -480,12 +504,15 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
     for (file, text) in marks {
         let dest = out.dist_info.join(file);
         let (digest, size) = write_new(&dest, text.as_bytes(), 0o644, true)?;
-        out.rows.push(RecordRow {
+        rows.push(RecordRow {
             path: rel_to_site(site, &dest),
             hash: record_hash(&digest),
             size: Some(size),
         });
     }
+    out.files = rows.len();
+    out.bytes = rows.iter().filter_map(|r| r.size).sum();
+    write_record(&out.dist_info, site, rows)?;
     Ok(out)
 }
 
@@ -662,7 +689,7 @@ mod tests {
         );
         let root = dir.path().join("venv");
         let l = layout(&root);
-        let mut got = install(&whl, &l, true).unwrap();
+        let got = install(&whl, &l, true).unwrap();
         let site = &l.site;
         assert_eq!(
             std::fs::read(site.join("demo/__init__.py")).unwrap(),
@@ -689,7 +716,6 @@ mod tests {
         );
         assert!(got.dist_info.join("REQUESTED").is_file());
 
-        got.write_record(site).unwrap();
         let record = std::fs::read_to_string(got.dist_info.join("RECORD")).unwrap();
         assert!(!record.contains("stale"), "{record}");
         assert!(record.contains("../../../bin/demo,sha256="), "{record}");
