@@ -110,6 +110,7 @@ pub fn mismatches(h: &Header, w: &Wanted) -> Vec<(String, String, String)> {
         i.allow_sdist.to_string(),
         j.allow_sdist.to_string(),
     );
+    cmp("venv.pip", i.pip.to_string(), j.pip.to_string());
     cmp("generation", h.generation.clone(), w.generation.to_string());
     out
 }
@@ -440,6 +441,7 @@ mod tests {
                 requirements_sha256: "abc".into(),
                 system_site_packages: false,
                 allow_sdist: false,
+                pip: true,
             },
             os_id: "debian".into(),
             os_version_id: "12".into(),

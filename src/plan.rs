@@ -31,6 +31,13 @@ pub struct Inputs {
     pub requirements_sha256: String,
     pub system_site_packages: bool,
     pub allow_sdist: bool,
+    /// pip (and setuptools where ensurepip adds it) in the venv.
+    #[serde(default = "yes")]
+    pub pip: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Inputs {
@@ -44,6 +51,8 @@ impl Inputs {
             self.system_site_packages,
             self.allow_sdist
         );
+        // Only a venv without pip says so: existing fingerprints stay as they were.
+        let text = if self.pip { text } else { text + "pip=false\n" };
         hex_sha256(text.as_bytes())
     }
 }
@@ -535,6 +544,7 @@ pub fn make(
         requirements_sha256: hex_sha256(pip_lines.join("\n").as_bytes()),
         system_site_packages,
         allow_sdist: profile.venv.allow_sdist,
+        pip: profile.venv.pip,
     };
     let fingerprint = inputs.fingerprint();
     let complete_match = |g: &GenerationState| {

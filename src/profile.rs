@@ -135,6 +135,7 @@ struct RawVenv {
     allow_sdist: bool,
     #[serde(default)]
     installer: Installer,
+    pip: Option<bool>,
 }
 
 /// Who installs the lock into a generation.
@@ -256,6 +257,8 @@ pub struct VenvSpec {
     pub keep_generations: u32,
     pub allow_sdist: bool,
     pub installer: Installer,
+    /// pip in the venv, as `python -m venv` gives it (default true).
+    pub pip: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -666,6 +669,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             keep_generations,
             allow_sdist: raw.venv.allow_sdist,
             installer: raw.venv.installer,
+            pip: raw.venv.pip.unwrap_or(true),
         },
         apt: AptSpec {
             packages,

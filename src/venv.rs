@@ -541,7 +541,7 @@ fn choose_way(b: &Build) -> Result<Way> {
             "the native installer serves CPython on glibc Linux".into(),
         ));
     };
-    if b.probe.ensurepip_wheels.is_empty() {
+    if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
         return Ok(Way::Pip(
             "the interpreter's ensurepip wheels were not found".into(),
         ));
@@ -585,8 +585,14 @@ fn choose_way(b: &Build) -> Result<Way> {
             });
         }
     };
-    // pip in the venv, as `python -m venv` would give it, unless the lock pins it.
-    for w in &b.probe.ensurepip_wheels {
+    // pip in the venv, as `python -m venv` would give it, unless the lock pins
+    // it or the profile asks for a venv without pip.
+    let ensurepip: &[PathBuf] = if b.profile.venv.pip {
+        &b.probe.ensurepip_wheels
+    } else {
+        &[]
+    };
+    for w in ensurepip {
         let file = b.target.host_path(w);
         let name = file
             .file_name()
@@ -632,8 +638,9 @@ fn install_native(
 ) -> Result<BTreeMap<PackageName, String>> {
     let locked = chosen.iter().filter(|c| c.from_lock).count();
     reporter.step(format!(
-        "venv: install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels with pip)",
-        chosen.len()
+        "venv: install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels{})",
+        chosen.len(),
+        if locked < chosen.len() { " with pip" } else { "" }
     ));
     let site = site_packages(host_gen)?;
     let (major, minor) = b
@@ -686,6 +693,37 @@ fn install_pip(
     exec::run(&ensurepip, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
     if !b.pip_lines.is_empty() {
         install_lock(b, b.target.chroot(), reporter)?;
+    }
+    if !b.profile.venv.pip {
+        // `pip = false`: pip served the install; what ensurepip added goes
+        // again, unless the lock pins it.
+        let locked = |n: &str| {
+            b.profile
+                .requirements
+                .items
+                .iter()
+                .any(|r| r.name.as_ref() == n)
+        };
+        let extra: Vec<&str> = ["pip", "setuptools"]
+            .into_iter()
+            .filter(|n| !locked(n))
+            .collect();
+        let cmd = pip_env(Cmd::new(
+            b.gen_path.join("bin/python").display().to_string(),
+            b.base_env,
+        ))
+        .chroot(b.target.chroot())
+        .args(["-I", "-m", "pip", "uninstall", "--yes", "--no-input"])
+        .args(extra);
+        exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+            phase: Phase::Install,
+            what: "removing pip from the venv (`pip = false`) failed".into(),
+            hint: Some(
+                "pip's own reason is in the output above; the previous generation is still active"
+                    .into(),
+            ),
+            source: Box::new(e),
+        })?;
     }
     let report_path = host_gen.join(".venvbake/pip-report.json");
     let hashes = read_report_hashes(&report_path);

@@ -41,6 +41,50 @@ fn body(bytes: &[u8]) -> &[u8] {
     &bytes[at..]
 }
 
+/// The generations of `native` and `viapip` in `tree` hold the same files:
+/// modules, byte-code, metadata (RECORD and INSTALLER aside, by content), and
+/// the same scripts, each starting with its own generation's interpreter.
+fn same_as_pip(tree: &Tree, native: &str, viapip: &str, minor: &str) -> (PathBuf, PathBuf) {
+    let gen = |name: &str| {
+        tree.path(&format!("/opt/venvs/{name}"))
+            .canonicalize()
+            .unwrap()
+    };
+    let (n, p) = (gen(native), gen(viapip));
+    let site = format!("lib/python{minor}/site-packages");
+    let (nf, pf) = (files(&n.join(&site)), files(&p.join(&site)));
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<BTreeSet<_>>();
+    let only_native: Vec<_> = names(&nf).difference(&names(&pf)).cloned().collect();
+    let only_pip: Vec<_> = names(&pf).difference(&names(&nf)).cloned().collect();
+    assert!(
+        only_native.is_empty() && only_pip.is_empty(),
+        "only native: {only_native:?}\nonly pip: {only_pip:?}"
+    );
+    assert!(
+        nf.keys().filter(|k| k.ends_with(".pyc")).count() > 10,
+        "byte-code is compiled"
+    );
+    for (k, v) in &nf {
+        if k.ends_with(".pyc") || k.ends_with("/RECORD") || k.ends_with("/INSTALLER") {
+            continue;
+        }
+        assert!(pf[k] == *v, "{k} differs from pip's");
+    }
+    let (nb, pb) = (files(&n.join("bin")), files(&p.join("bin")));
+    assert_eq!(names(&nb), names(&pb));
+    for (k, v) in &nb {
+        if v.starts_with(b"#!/opt/venvs/") {
+            let shebang = format!(
+                "#!/opt/venvs/{native}.generations/{}/bin/python\n",
+                n.file_name().unwrap().to_string_lossy()
+            );
+            assert!(v.starts_with(shebang.as_bytes()), "{k}");
+            assert_eq!(body(v), body(&pb[k]), "{k} differs from pip's");
+        }
+    }
+    (n, p)
+}
+
 fn native_matches_pip(suite: &str, minor: &'static str) {
     with_tree(suite, move |tree| {
         let dir = tempfile::tempdir().unwrap();
@@ -67,46 +111,9 @@ fn native_matches_pip(suite: &str, minor: &'static str) {
             run.stderr
         );
 
-        let gen = |name: &str| {
-            tree.path(&format!("/opt/venvs/{name}"))
-                .canonicalize()
-                .unwrap()
-        };
-        let (n, p) = (gen("native"), gen("viapip"));
+        let (n, _) = same_as_pip(tree, "native", "viapip", minor);
         let site = format!("lib/python{minor}/site-packages");
-        let (nf, pf) = (files(&n.join(&site)), files(&p.join(&site)));
-
-        // The same files: modules, byte-code, metadata (RECORD and INSTALLER aside, by content).
-        let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<BTreeSet<_>>();
-        let only_native: Vec<_> = names(&nf).difference(&names(&pf)).cloned().collect();
-        let only_pip: Vec<_> = names(&pf).difference(&names(&nf)).cloned().collect();
-        assert!(
-            only_native.is_empty() && only_pip.is_empty(),
-            "only native: {only_native:?}\nonly pip: {only_pip:?}"
-        );
-        assert!(
-            nf.keys().filter(|k| k.ends_with(".pyc")).count() > 100,
-            "byte-code is compiled"
-        );
-        for (k, v) in &nf {
-            if k.ends_with(".pyc") || k.ends_with("/RECORD") || k.ends_with("/INSTALLER") {
-                continue;
-            }
-            assert!(pf[k] == *v, "{k} differs from pip's");
-        }
-        // The same scripts, each starting with its own generation's interpreter.
-        let (nb, pb) = (files(&n.join("bin")), files(&p.join("bin")));
-        assert_eq!(names(&nb), names(&pb));
-        for (k, v) in &nb {
-            if v.starts_with(b"#!/opt/venvs/") {
-                let shebang = format!(
-                    "#!/opt/venvs/native.generations/{}/bin/python\n",
-                    n.file_name().unwrap().to_string_lossy()
-                );
-                assert!(v.starts_with(shebang.as_bytes()), "{k}");
-                assert_eq!(body(v), body(&pb[k]), "{k} differs from pip's");
-            }
-        }
+        let nb = files(&n.join("bin"));
         for script in ["pip", "pip3", &format!("pip{minor}"), "cowsay", "jp.py"] {
             assert!(nb.contains_key(script), "bin/{script} missing");
         }
@@ -174,6 +181,57 @@ fn native_install_matches_pip_on_bookworm() {
 #[test]
 fn native_install_matches_pip_on_trixie() {
     native_matches_pip("trixie", "3.13");
+}
+
+/// `pip = false`: a venv without pip, like uv's, by either installer.
+#[test]
+fn a_venv_without_pip() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let lean = write_profile(
+            dir.path(),
+            "lean",
+            "/opt/venvs/lean",
+            &lock(),
+            "pip = false\n",
+        );
+        let run = tree.apply(&lean, &[]).ok();
+        assert!(
+            run.stderr.contains("(native installer, 3 wheels)"),
+            "{}",
+            run.stderr
+        );
+        let viapip = write_profile(
+            dir.path(),
+            "leanpip",
+            "/opt/venvs/leanpip",
+            &lock(),
+            "pip = false\ninstaller = \"pip\"\n",
+        );
+        tree.apply(&viapip, &[]).ok();
+        let (n, _) = same_as_pip(tree, "lean", "leanpip", "3.11");
+        assert!(!n.join("bin/pip").exists());
+        let site = n.join("lib/python3.11/site-packages");
+        assert!(!site.join("pip").exists() && !site.join("setuptools").exists());
+        let m = tree.read_json("/var/lib/venvbake/lean.json");
+        assert_eq!(
+            m["distributions"].as_array().unwrap().len(),
+            3,
+            "{}",
+            m["distributions"]
+        );
+        tree.run(&["/opt/venvs/lean/bin/cowsay", "-t", "lean"]).ok();
+        let v = venvbake(
+            &["verify", "--root", tree.root.to_str().unwrap(), "lean"],
+            &[],
+        )
+        .ok();
+        assert!(v.stdout.contains("is clean"), "{}", v.stdout);
+        // Turning pip back on is a change of inputs: a new generation, with pip.
+        let fat = write_profile(dir.path(), "lean", "/opt/venvs/lean", &lock(), "");
+        tree.apply(&fat, &[]).ok();
+        assert!(tree.path("/opt/venvs/lean/bin/pip").exists());
+    });
 }
 
 /// A requirement without a wheel in the wheelhouse: refused with the fetch
