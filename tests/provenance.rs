@@ -90,6 +90,95 @@ sys.exit(1 if errors else 0)
     );
 }
 
+/// The SPDX project's own validator (spdx-tools, from PyPI: no Debian
+/// package ships it, and no reachable registry ships the SPDX 2.3 JSON
+/// schema), in a venv kept in the test cache.
+fn spdx_tools_python() -> std::path::PathBuf {
+    const VERSION: &str = "0.8.5";
+    let venv = cache_dir().join(format!("spdx-tools-{VERSION}"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return python;
+    }
+    let tmp = venv.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let run = |cmd: &mut std::process::Command, what: &str| {
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/root")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("PIP_CONFIG_FILE", "/dev/null");
+        for var in [
+            "https_proxy",
+            "http_proxy",
+            "no_proxy",
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "NO_PROXY",
+        ] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+            cmd.env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt");
+        }
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&tmp),
+        "python3 -m venv (python3-venv; scripts/test-deps installs it)",
+    );
+    run(
+        std::process::Command::new(tmp.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            &format!("spdx-tools=={VERSION}"),
+        ]),
+        "pip install spdx-tools",
+    );
+    std::fs::rename(&tmp, &venv).unwrap();
+    python
+}
+
+/// Validate an SPDX 2.3 JSON document with spdx-tools' full validation.
+fn validate_spdx(doc: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sbom.spdx.json");
+    std::fs::write(&file, doc).unwrap();
+    let script = r#"
+import sys
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+doc = parse_file(sys.argv[1])
+problems = validate_full_spdx_document(doc, "SPDX-2.3")
+for p in problems[:20]:
+    print(p.validation_message, p.context)
+sys.exit(1 if problems else 0)
+"#;
+    let out = std::process::Command::new(spdx_tools_python())
+        .args(["-c", script])
+        .arg(&file)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SPDX validation failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn sbom_in_both_formats_matches_the_manifest() {
     with_tree("trixie", |tree| {
@@ -153,6 +242,7 @@ fn sbom_in_both_formats_matches_the_manifest() {
         assert_eq!(doc["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
 
         let spdx = venvbake(&["sbom", "--root", root, "sb", "--format", "spdx"], &[]).ok();
+        validate_spdx(&spdx.stdout);
         let doc: serde_json::Value = serde_json::from_str(&spdx.stdout).unwrap();
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         let packages = doc["packages"].as_array().unwrap();
