@@ -15,6 +15,20 @@ fn lock() -> PathBuf {
     Path::new(REPO).join("tests/data/pinned-extra.requirements.txt")
 }
 
+fn bundle_of(tree: &Tree, profile: &Path, out: &Path) -> Run {
+    venvbake(
+        &[
+            "bundle",
+            profile.to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 fn stamp(tree: &Tree, profile: &Path, bundle: &Path) -> Run {
     venvbake(
         &[
@@ -42,18 +56,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
     let (p, b, s) = (profile.clone(), bundle.clone(), source.clone());
     with_tree("bookworm", move |tree| {
         tree.apply(&p, &[]).ok();
-        let run = venvbake(
-            &[
-                "bundle",
-                p.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-                "-o",
-                b.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .ok();
+        let run = bundle_of(tree, &p, &b).ok();
         assert_eq!(run.stdout.trim(), b.to_str().unwrap());
         *s.lock().unwrap() = Some(tree.read_json("/var/lib/venvbake/stamp.json"));
 
@@ -61,17 +64,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
         let init = tree.path("/opt/venvs/stamp/lib/python3.11/site-packages/cowsay/__init__.py");
         std::fs::write(&init, b"print('changed')\n").unwrap();
         let other = b.with_extension("drifted");
-        let run = venvbake(
-            &[
-                "bundle",
-                p.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-                "-o",
-                other.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let run = bundle_of(tree, &p, &other);
         assert_eq!(run.code, 9, "{}", run.stderr);
         assert!(!other.exists());
     });

@@ -102,49 +102,17 @@ fn spdx_tools_python() -> std::path::PathBuf {
     }
     let tmp = venv.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
-    let run = |cmd: &mut std::process::Command, what: &str| {
-        cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", "/root")
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env("PIP_CONFIG_FILE", "/dev/null");
-        for var in [
-            "https_proxy",
-            "http_proxy",
-            "no_proxy",
-            "HTTPS_PROXY",
-            "HTTP_PROXY",
-            "NO_PROXY",
-        ] {
-            if let Some(v) = std::env::var_os(var) {
-                cmd.env(var, v);
-            }
-        }
-        if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
-            cmd.env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt");
-        }
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(
-        std::process::Command::new("/usr/bin/python3")
-            .args(["-m", "venv"])
-            .arg(&tmp),
+    let mut make = std::process::Command::new("/usr/bin/python3");
+    make.args(["-m", "venv"]).arg(&tmp);
+    pip_env(&mut make);
+    run_checked(
+        &mut make,
         "python3 -m venv (python3-venv; scripts/test-deps installs it)",
     );
-    run(
-        std::process::Command::new(tmp.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            &format!("spdx-tools=={VERSION}"),
-        ]),
-        "pip install spdx-tools",
-    );
+    let mut install = std::process::Command::new(tmp.join("bin/pip"));
+    install.args(["install", "--quiet", &format!("spdx-tools=={VERSION}")]);
+    pip_env(&mut install);
+    run_checked(&mut install, "pip install spdx-tools");
     std::fs::rename(&tmp, &venv).unwrap();
     python
 }

@@ -56,7 +56,7 @@ fn require_tool(tool: &str) {
     );
 }
 
-fn run_checked(cmd: &mut Command, what: &str) {
+pub fn run_checked(cmd: &mut Command, what: &str) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -117,6 +117,31 @@ pub fn suite_tree(suite: &str) -> PathBuf {
     root
 }
 
+/// A clean environment for the host's pip reaching PyPI: the proxy variables
+/// and the host's CA bundle, nothing else of this process's environment.
+pub fn pip_env(cmd: &mut Command) {
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/root")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_CONFIG_FILE", "/dev/null");
+    for var in [
+        "https_proxy",
+        "http_proxy",
+        "no_proxy",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "NO_PROXY",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        cmd.env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt");
+    }
+}
+
 /// The lock files whose wheels the wheelhouse holds.
 pub fn locks() -> Vec<PathBuf> {
     vec![
@@ -173,27 +198,8 @@ pub fn wheelhouse() -> PathBuf {
                 .arg("-d")
                 .arg(&tmp)
                 .arg("-r")
-                .arg(&lock)
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("HOME", "/root")
-                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-                .env("PIP_CONFIG_FILE", "/dev/null");
-                for var in [
-                    "https_proxy",
-                    "http_proxy",
-                    "no_proxy",
-                    "HTTPS_PROXY",
-                    "HTTP_PROXY",
-                    "NO_PROXY",
-                ] {
-                    if let Some(v) = std::env::var_os(var) {
-                        cmd.env(var, v);
-                    }
-                }
-                if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
-                    cmd.env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt");
-                }
+                .arg(&lock);
+                pip_env(&mut cmd);
                 run_checked(
                     &mut cmd,
                     &format!("pip download for {version} from {}", lock.display()),
