@@ -30,19 +30,7 @@ fn bundle_of(tree: &Tree, profile: &Path, out: &Path) -> Run {
 }
 
 fn stamp(tree: &Tree, profile: &Path, bundle: &Path) -> Run {
-    venvbake(
-        &[
-            "apply",
-            profile.to_str().unwrap(),
-            "--root",
-            tree.root.to_str().unwrap(),
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--progress",
-            "plain",
-        ],
-        &[],
-    )
+    tree.apply_from(profile, &["--bundle", bundle.to_str().unwrap()], &[])
 }
 
 #[test]

@@ -448,12 +448,9 @@ fn two_profiles_share_the_fact_and_inventory_picks_by_name() {
 fn apply_on_the_running_system_as_a_provisioner_does() {
     with_tree("bookworm", |tree| {
         let upload = tree.path("/tmp/venvbake");
-        std::fs::create_dir_all(upload.join("wheels")).unwrap();
         std::fs::copy(BIN, tree.path("/usr/local/bin/venvbake")).unwrap();
+        copy_wheels(&wheelhouse(), &upload.join("wheels"), |_| true);
         write_profile(&upload, "small", "/opt/venvs/small", &small_lock(), "");
-        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
-            std::fs::copy(e.path(), upload.join("wheels").join(e.file_name())).unwrap();
-        }
         // A booted system has /proc; mount it in this test's private namespace.
         let proc_dir = tree.path("/proc");
         nix::mount::mount(

@@ -212,10 +212,7 @@ fn tampered_wheel_is_refused_by_hash_and_the_old_generation_stays() {
 
         // A copy of the wheelhouse with one byte of one wheel changed.
         let wh = dir.path().join("wheels");
-        std::fs::create_dir_all(&wh).unwrap();
-        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
-            std::fs::copy(e.path(), wh.join(e.file_name())).unwrap();
-        }
+        copy_wheels(&wheelhouse(), &wh, |_| true);
         let markupsafe = std::fs::read_dir(&wh)
             .unwrap()
             .flatten()

@@ -342,10 +342,7 @@ fn cloud_init_runcmd_bakes_the_venv_at_first_boot() {
         tree.apt_install(&["cloud-init", "python3.11-venv"]);
         std::fs::copy(BIN, tree.path("/usr/local/bin/venvbake")).unwrap();
         let wheels = tree.path("/var/cache/venvbake/wheels");
-        std::fs::create_dir_all(&wheels).unwrap();
-        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
-            std::fs::copy(e.path(), wheels.join(e.file_name())).unwrap();
-        }
+        copy_wheels(&wheelhouse(), &wheels, |_| true);
         let seed = tree.path("/var/lib/cloud/seed/nocloud");
         std::fs::create_dir_all(&seed).unwrap();
         std::fs::copy(

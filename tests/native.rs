@@ -241,25 +241,9 @@ fn a_missing_wheel_is_named_or_left_to_pip() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
         let wh = dir.path().join("wheels");
-        std::fs::create_dir_all(&wh).unwrap();
-        for e in std::fs::read_dir(wheelhouse()).unwrap().flatten() {
-            if !e.file_name().to_string_lossy().starts_with("cowsay") {
-                std::fs::copy(e.path(), wh.join(e.file_name())).unwrap();
-            }
-        }
-        let apply = |profile: &Path| {
-            venvbake(
-                &[
-                    "apply",
-                    profile.to_str().unwrap(),
-                    "--root",
-                    tree.root.to_str().unwrap(),
-                    "--wheelhouse",
-                    wh.to_str().unwrap(),
-                ],
-                &[],
-            )
-        };
+        copy_wheels(&wheelhouse(), &wh, |f| !f.starts_with("cowsay"));
+        let apply =
+            |profile: &Path| tree.apply_from(profile, &["--wheelhouse", wh.to_str().unwrap()], &[]);
         let strict = write_profile(dir.path(), "strict", "/opt/venvs/strict", &lock(), "");
         let run = apply(&strict);
         assert_eq!(run.code, 6, "{}", run.stderr);

@@ -135,11 +135,7 @@ fn fetch_for_two_pythons_then_apply_with_no_network() {
 
             // A file missing from the wheelhouse is named, with the command that fetches it.
             let partial = tempfile::tempdir().unwrap();
-            for e in std::fs::read_dir(&wh).unwrap().flatten() {
-                if !e.file_name().to_string_lossy().starts_with("jmespath") {
-                    std::fs::copy(e.path(), partial.path().join(e.file_name())).unwrap();
-                }
-            }
+            copy_wheels(&wh, partial.path(), |f| !f.starts_with("jmespath"));
             let other = write_profile(
                 partial.path(),
                 "other",

@@ -389,21 +389,24 @@ impl Tree {
         run.ok();
     }
 
+    /// `venvbake apply` offline from the test wheelhouse.
     pub fn apply(&self, profile: &Path, extra: &[(&str, &str)]) -> Run {
         let wh = wheelhouse();
-        venvbake(
-            &[
-                "apply",
-                profile.to_str().unwrap(),
-                "--root",
-                self.root.to_str().unwrap(),
-                "--wheelhouse",
-                wh.to_str().unwrap(),
-                "--progress",
-                "plain",
-            ],
-            extra,
-        )
+        self.apply_from(profile, &["--wheelhouse", wh.to_str().unwrap()], extra)
+    }
+
+    /// `venvbake apply` with these source options (`--wheelhouse DIR`, `--bundle FILE`).
+    pub fn apply_from(&self, profile: &Path, source: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut args = vec![
+            "apply",
+            profile.to_str().unwrap(),
+            "--root",
+            self.root.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ];
+        args.extend_from_slice(source);
+        venvbake(&args, extra)
     }
 
     pub fn read_json(&self, target_path: &str) -> serde_json::Value {
@@ -431,6 +434,16 @@ impl Tree {
             }
         }
         found
+    }
+}
+
+/// Copy the wheels of `from` whose file names `keep` accepts into `dest` (created).
+pub fn copy_wheels(from: &Path, dest: &Path, keep: impl Fn(&str) -> bool) {
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if keep(&e.file_name().to_string_lossy()) {
+            std::fs::copy(e.path(), dest.join(e.file_name())).unwrap();
+        }
     }
 }
 
