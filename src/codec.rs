@@ -31,6 +31,11 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Vec<u8>, u64)> {
     sha256_reader(std::fs::File::open(path)?)
 }
 
+/// sha256 of a file as lowercase hex.
+pub fn sha256_file_hex(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(hex(&sha256_file(path)?.0))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

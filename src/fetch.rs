@@ -101,15 +101,6 @@ pub fn download_cmd(
         .arg(req_file.display().to_string())
 }
 
-/// `name-version-...whl` -> (normalised name, version).
-fn wheel_name_version(file: &str) -> Option<(String, String)> {
-    let stem = file.strip_suffix(".whl")?;
-    let mut parts = stem.split('-');
-    let name = parts.next()?;
-    let version = parts.next()?;
-    Some((crate::mapping::normalize(name), version.to_string()))
-}
-
 pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
     let (python, abi_default) = check_python(r.python)?;
     let target = FetchTarget {
@@ -194,18 +185,19 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
         if !name.ends_with(".whl") {
             continue;
         }
-        let bytes = std::fs::read(e.path()).map_err(|err| Error::io("read", e.path(), err))?;
-        let sha = crate::codec::hex_sha256(&bytes);
-        if let Some((dist, version)) = wheel_name_version(&name) {
-            if let Some(req) = pinned.iter().find(|i| {
-                i.name.as_ref() == dist
-                    && i.version.as_ref().is_some_and(|v| v.to_string() == version)
-            }) {
+        let sha = crate::codec::sha256_file_hex(&e.path())
+            .map_err(|err| Error::io("read", e.path(), err))?;
+        if let Some(w) = crate::tags::WheelName::parse(&name) {
+            if let Some(req) = pinned
+                .iter()
+                .find(|i| i.name == w.name && i.version.as_ref() == Some(&w.version))
+            {
                 if !req.hashes.contains(&sha) {
                     return Err(Error::Usage(format!(
-                        "`{}` in the wheelhouse does not match any hash the lock allows for {}=={version}; remove it and fetch again",
+                        "`{}` in the wheelhouse does not match any hash the lock allows for {}=={}; remove it and fetch again",
                         e.path().display(),
-                        req.name
+                        req.name,
+                        w.version
                     )));
                 }
             }
@@ -248,15 +240,6 @@ mod tests {
         for bad in ["3", "2.7", "3.x", "3.11.2", ""] {
             assert!(check_python(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn wheel_names() {
-        assert_eq!(
-            wheel_name_version("python_gitlab-8.6.0-py3-none-any.whl"),
-            Some(("python-gitlab".into(), "8.6.0".into()))
-        );
-        assert_eq!(wheel_name_version("x.tar.gz"), None);
     }
 
     #[test]

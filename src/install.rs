@@ -160,11 +160,6 @@ pub fn select(
     Ok(out)
 }
 
-/// sha256 (hex) of a file.
-pub fn sha256_hex(path: &Path) -> std::io::Result<String> {
-    Ok(crate::codec::hex(&crate::codec::sha256_file(path)?.0))
-}
-
 /// What the installer needs besides the wheels.
 pub struct Job<'a> {
     pub layout: Layout,
@@ -179,13 +174,6 @@ pub struct Job<'a> {
     /// Host path of a scratch directory inside the generation.
     pub scratch: &'a Path,
     pub threads: usize,
-}
-
-/// One installed distribution: its name and the sha256 (hex) of its file.
-#[derive(Debug, Clone)]
-pub struct Done {
-    pub name: PackageName,
-    pub sha256: String,
 }
 
 /// What [`install`] did, for the log.
@@ -211,8 +199,12 @@ impl Stats {
     }
 }
 
-/// Check, unpack, compile and record every wheel of `wheels`.
-pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), InstallError> {
+/// Check, unpack, compile and record every wheel of `wheels`. Returns the
+/// sha256 (hex) of each distribution's file, by name, and what was done.
+pub fn install(
+    job: &Job,
+    wheels: &[Chosen],
+) -> Result<(BTreeMap<PackageName, String>, Stats), InstallError> {
     let started = std::time::Instant::now();
     let mut stats = Stats::default();
     // Largest first, so the last file to finish is a small one.
@@ -245,13 +237,10 @@ pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), Insta
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
     let mut installed = Vec::new();
-    let mut done = Vec::new();
+    let mut hashes = BTreeMap::new();
     for (i, r) in results {
         let (inst, sha) = r?;
-        done.push(Done {
-            name: wheels[i].name.clone(),
-            sha256: sha,
-        });
+        hashes.insert(wheels[i].name.clone(), sha);
         installed.push(inst);
     }
 
@@ -280,7 +269,7 @@ pub fn install(job: &Job, wheels: &[Chosen]) -> Result<(Vec<Done>, Stats), Insta
         inst.add_files(site, &compiled)?;
     }
     stats.compile_s = compiling.elapsed().as_secs_f64();
-    Ok((done, stats))
+    Ok((hashes, stats))
 }
 
 /// One wheel unpacked (its files and the sha256 of the wheel), or why not.
@@ -288,7 +277,7 @@ type Unpacked = Result<(Installed, String), InstallError>;
 
 /// Check one wheel's hash, then unpack it.
 fn unpack(job: &Job, w: &Chosen) -> Unpacked {
-    let sha = sha256_hex(&w.file).map_err(|source| WheelError::Io {
+    let sha = crate::codec::sha256_file_hex(&w.file).map_err(|source| WheelError::Io {
         action: "read",
         path: w.file.clone(),
         source,
@@ -390,14 +379,6 @@ fn compile(job: &Job, installed: &[Installed]) -> Result<(), InstallError> {
         r.map_err(|e| InstallError::Compile(Box::new(e)))?;
     }
     Ok(())
-}
-
-/// The distributions' files by normalised name: what [`install`] reports,
-/// as a map for the manifest.
-pub fn hashes(done: &[Done]) -> BTreeMap<PackageName, String> {
-    done.iter()
-        .map(|d| (d.name.clone(), d.sha256.clone()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -668,12 +668,12 @@ fn install_native(
             .unwrap_or(1)
             .clamp(1, 16),
     };
-    let (done, stats) = crate::install::install(&job, chosen).map_err(|e| Error::Install {
+    let (hashes, stats) = crate::install::install(&job, chosen).map_err(|e| Error::Install {
         hint: install_hint(&e),
         source: Box::new(e),
     })?;
     reporter.info(&stats.summary());
-    Ok(crate::install::hashes(&done))
+    Ok(hashes)
 }
 
 /// Fill the generation with pip (ensurepip first); returns each distribution's file hash.
