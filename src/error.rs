@@ -170,7 +170,7 @@ impl Error {
                 None => "another apt or dpkg process (cloud-init, unattended-upgrades) holds the lock; wait for it or raise `[apt] lock_timeout_s`".into(),
             }),
             Error::Busy { .. } => Some("two applies of one profile never interleave; run them one after the other".into()),
-            Error::CheckFailed { .. } => Some("the previous generation is still active; fix the lock (missing or incompatible pins) and apply again".into()),
+            Error::CheckFailed { .. } => Some("the previous generation is still active; fix the lock (missing or incompatible pins) or add the system libraries a failing module needs to `[apt] packages`, and apply again".into()),
             Error::Io { source, .. } if source.raw_os_error() == Some(28) => Some(
                 "the disk is full; free space (old generations: `venvbake gc`) and apply again; the previous generation is still active".into(),
             ),

@@ -2,7 +2,8 @@
 //!
 //! Steps describe a command as plain data ([`Cmd`]: program, arguments,
 //! environment, optional chroot) so unit tests can check it without running
-//! it. [`run`] executes it through duct with stdin closed, stderr merged into
+//! it. [`run`] executes it through duct with stdin closed (or, [`run_fed`],
+//! fed through a pipe by the caller), stderr merged into
 //! stdout and a *clean, explicit environment* (nothing of venvbake's own
 //! environment leaks into the target), streams every line to a callback as it
 //! arrives, and keeps the tail for the error message. No shell is ever used.
@@ -102,7 +103,7 @@ impl Cmd {
         words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
     }
 
-    fn expression(&self) -> duct::Expression {
+    fn expression(&self, input: Option<std::io::PipeReader>) -> duct::Expression {
         let expr = match &self.chroot {
             Some(root) => {
                 let mut argv: Vec<std::ffi::OsString> = vec![root.as_os_str().to_owned()];
@@ -114,10 +115,13 @@ impl Cmd {
             }
             None => duct::cmd(&self.program, &self.args),
         };
-        expr.full_env(self.env.iter().cloned())
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked()
+        let expr = expr.full_env(self.env.iter().cloned());
+        match input {
+            Some(pipe) => expr.stdin_file(pipe),
+            None => expr.stdin_null(),
+        }
+        .stderr_to_stdout()
+        .unchecked()
     }
 }
 
@@ -168,11 +172,7 @@ pub fn base_env(host_env: &[(String, String)]) -> Vec<(String, String)> {
 
 /// A command that failed to start or exited non-zero.
 #[derive(Debug, thiserror::Error)]
-#[error("`{command}` {}", match (.status, .spawn) {
-    (_, Some(e)) => format!("could not be started: {e}"),
-    (Some(code), None) => format!("exited with status {code}"),
-    (None, None) => "was killed by a signal".to_string(),
-})]
+#[error("`{command}` {}", self.outcome())]
 pub struct CommandError {
     pub command: String,
     pub status: Option<i32>,
@@ -184,6 +184,15 @@ pub struct CommandError {
 }
 
 impl CommandError {
+    /// How it ended: `exited with status 1`, `was killed by a signal`, ...
+    pub fn outcome(&self) -> String {
+        match (self.status, &self.spawn) {
+            (_, Some(e)) => format!("could not be started: {e}"),
+            (Some(code), None) => format!("exited with status {code}"),
+            (None, None) => "was killed by a signal".to_string(),
+        }
+    }
+
     /// The tail of the command's output, framed, for the error message.
     pub fn render_tail(&self) -> String {
         if self.tail.is_empty() {
@@ -240,6 +249,26 @@ impl Output {
 /// Run `cmd`, streaming each output line to `on_line`. Keeps at most
 /// `keep` lines of output in the returned [`Output`] (0: only the tail for errors).
 pub fn run(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Output, CommandError> {
+    run_with(cmd, None, keep, on_line)
+}
+
+/// [`run`], with the child's stdin read from `input` (the caller writes to
+/// the other end of the pipe and closes it when done) instead of closed.
+pub fn run_fed(
+    cmd: &Cmd,
+    input: std::io::PipeReader,
+    keep: usize,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Output, CommandError> {
+    run_with(cmd, Some(input), keep, on_line)
+}
+
+fn run_with(
+    cmd: &Cmd,
+    input: Option<std::io::PipeReader>,
+    keep: usize,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Output, CommandError> {
     let command = cmd.display();
     let fail = |status, spawn, recent: &VecDeque<String>| CommandError {
         command: command.clone(),
@@ -252,7 +281,7 @@ pub fn run(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Outp
             .collect(),
         recent: recent.iter().cloned().collect(),
     };
-    let reader = match cmd.expression().reader() {
+    let reader = match cmd.expression(input).reader() {
         Ok(r) => r,
         Err(e) => return Err(fail(None, Some(e), &VecDeque::new())),
     };

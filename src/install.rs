@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 use pep508_rs::PackageName;
 
@@ -26,44 +26,52 @@ use crate::requirements::Requirement;
 use crate::tags::WheelName;
 use crate::wheel::{Installed, Layout, WheelError};
 
-/// Compiles the `.py` files listed (one target path a line) in `argv[3]`;
-/// the `argv[1]` prefix of those paths is shown as `argv[2]` in code objects.
-/// Writes checked-hash `.pyc` files (PEP 552) with public APIs only, each
-/// straight to its place (no temporary file and rename per module: a
-/// generation is only used once complete). A module that does not compile
-/// gets no `.pyc`, as with pip; a write error (a full disk) fails the run.
+/// Compiles the `.py` files whose target paths arrive on stdin, each ended
+/// by a NUL byte, as they come (the installer sends a wheel's files as soon
+/// as it is unpacked). The `argv[1]` prefix of those paths is shown as
+/// `argv[2]` in code objects. Writes checked-hash `.pyc` files (PEP 552) with
+/// public APIs only, each straight to its place (no temporary file and
+/// rename per module: a generation is only used once complete). A module
+/// that does not compile gets no `.pyc`, as with pip; a write error (a full
+/// disk) fails the run.
 const COMPILE: &str = r#"
 import importlib.util, marshal, os, sys, warnings
 warnings.filterwarnings("ignore")
-real, shown, listing = sys.argv[1:4]
+real, shown = sys.argv[1:3]
 head = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
 made = set()
-with open(listing, encoding="utf-8", errors="surrogateescape") as f:
-    for line in f:
-        src = line.rstrip("\n")
-        if not src:
-            continue
-        dfile = shown + src[len(real):] if src.startswith(real) else src
-        with open(src, "rb") as s:
-            data = s.read()
+
+def one(src):
+    dfile = shown + src[len(real):] if src.startswith(real) else src
+    with open(src, "rb") as s:
+        data = s.read()
+    try:
+        code = compile(data, dfile, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, UnicodeError):
+        return
+    pyc = importlib.util.cache_from_source(src)
+    d = os.path.dirname(pyc)
+    if d not in made:
+        os.makedirs(d, exist_ok=True)
+        made.add(d)
+    try:
+        with open(pyc, "wb") as out:
+            out.write(head + importlib.util.source_hash(data) + marshal.dumps(code))
+    except OSError:
         try:
-            code = compile(data, dfile, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError, UnicodeError):
-            continue
-        pyc = importlib.util.cache_from_source(src)
-        d = os.path.dirname(pyc)
-        if d not in made:
-            os.makedirs(d, exist_ok=True)
-            made.add(d)
-        try:
-            with open(pyc, "wb") as out:
-                out.write(head + importlib.util.source_hash(data) + marshal.dumps(code))
+            os.unlink(pyc)
         except OSError:
-            try:
-                os.unlink(pyc)
-            except OSError:
-                pass
-            raise
+            pass
+        raise
+
+rest = b""
+while True:
+    chunk = os.read(0, 1 << 16)
+    if not chunk:
+        break
+    *paths, rest = (rest + chunk).split(b"\0")
+    for p in paths:
+        one(os.fsdecode(p))
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +179,6 @@ pub struct Job<'a> {
     pub shown_path: &'a Path,
     /// `sys.implementation.cache_tag` (`cpython-311`).
     pub cache_tag: &'a str,
-    /// Host path of a scratch directory inside the generation.
-    pub scratch: &'a Path,
     pub threads: usize,
 }
 
@@ -181,26 +187,32 @@ pub struct Job<'a> {
 pub struct Stats {
     pub files: usize,
     pub bytes: u64,
+    /// Until the last wheel was unpacked.
     pub unpack_s: f64,
     pub compiled: usize,
-    pub compile_s: f64,
+    /// Until the last module was compiled and recorded.
+    pub total_s: f64,
 }
 
 impl Stats {
     pub fn summary(&self) -> String {
         format!(
-            "unpacked {} files ({:.1} MB) in {:.2}s; compiled {} modules in {:.2}s",
+            "unpacked {} files ({:.1} MB) in {:.2}s; compiled {} modules, meanwhile and then, in {:.2}s in all",
             self.files,
             self.bytes as f64 / 1e6,
             self.unpack_s,
             self.compiled,
-            self.compile_s
+            self.total_s
         )
     }
 }
 
 /// Check, unpack, compile and record every wheel of `wheels`. Returns the
 /// sha256 (hex) of each distribution's file, by name, and what was done.
+///
+/// Unpacking runs on `job.threads` threads, largest wheel first; the
+/// compilers start at once and get each wheel's `.py` files as soon as it
+/// is unpacked, so byte-code compilation overlaps the unpacking.
 pub fn install(
     job: &Job,
     wheels: &[Chosen],
@@ -216,39 +228,46 @@ pub fn install(
     order.sort_by(|a, b| b.cmp(a));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(_, i)) = order.get(k) else { break };
-                let r = unpack(job, &wheels[i]);
-                let failed = r.is_err();
-                if let Ok(mut v) = results.lock() {
-                    v.push((i, r));
-                }
-                if failed {
-                    // Stop handing out work; the generation is removed anyway.
-                    next.store(order.len(), Ordering::SeqCst);
-                    break;
-                }
-            });
-        }
+    let compiled = std::thread::scope(|s| -> Result<(), InstallError> {
+        let compilers = Compilers::start(s, job)?;
+        std::thread::scope(|u| {
+            for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
+                u.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&(_, i)) = order.get(k) else { break };
+                    let r = unpack(job, &wheels[i]);
+                    match &r {
+                        Ok((inst, _)) => compilers.send(job, inst),
+                        // Stop handing out work; the generation is removed anyway.
+                        Err(_) => next.store(order.len(), Ordering::SeqCst),
+                    }
+                    let failed = r.is_err();
+                    if let Ok(mut v) = results.lock() {
+                        v.push((i, r));
+                    }
+                    if failed {
+                        break;
+                    }
+                });
+            }
+        });
+        stats.unpack_s = started.elapsed().as_secs_f64();
+        compilers.finish()
     });
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
     let mut installed = Vec::new();
     let mut hashes = BTreeMap::new();
+    // An unpacking error explains more than what it made the compilers do.
     for (i, r) in results {
         let (inst, sha) = r?;
         hashes.insert(wheels[i].name.clone(), sha);
         installed.push(inst);
     }
+    compiled?;
 
     stats.files = installed.iter().map(|i| i.files).sum();
     stats.bytes = installed.iter().map(|i| i.bytes).sum();
-    stats.unpack_s = started.elapsed().as_secs_f64();
-    let compiling = std::time::Instant::now();
-    compile(job, &installed)?;
     let site = &job.layout.site;
     let pyc = |src: &Path| -> Option<PathBuf> {
         let stem = src.file_stem()?.to_string_lossy().into_owned();
@@ -262,13 +281,13 @@ pub fn install(
         let compiled: Vec<PathBuf> = inst
             .sources
             .iter()
-            .filter_map(|s| pyc(s))
+            .filter_map(|(s, _)| pyc(s))
             .filter(|p| p.is_file())
             .collect();
         stats.compiled += compiled.len();
         inst.add_files(site, &compiled)?;
     }
-    stats.compile_s = compiling.elapsed().as_secs_f64();
+    stats.total_s = started.elapsed().as_secs_f64();
     Ok((hashes, stats))
 }
 
@@ -294,91 +313,127 @@ fn unpack(job: &Job, w: &Chosen) -> Unpacked {
     Ok((inst, sha))
 }
 
-/// Split `items` (with weights) into `n` lists of about equal weight.
-fn balance<T: Clone>(mut items: Vec<(u64, T)>, n: usize) -> Vec<Vec<T>> {
-    items.sort_by_key(|i| std::cmp::Reverse(i.0));
-    let mut bins: Vec<(u64, Vec<T>)> = (0..n.max(1)).map(|_| (0, Vec::new())).collect();
-    for (w, item) in items {
-        if let Some(bin) = bins.iter_mut().min_by_key(|b| b.0) {
-            bin.0 += w.max(1);
-            bin.1.push(item);
-        }
-    }
-    bins.into_iter()
-        .map(|b| b.1)
-        .filter(|b| !b.is_empty())
-        .collect()
+/// The byte-code compilers: one target interpreter (the venv's) per
+/// thread, each reading NUL-ended target paths from a pipe ([`COMPILE`]).
+/// A feeder thread per compiler writes what [`Compilers::send`] queues, so
+/// an unpacking thread never waits on a busy compiler.
+struct Compilers<'scope> {
+    queues: Vec<mpsc::Sender<Vec<PathBuf>>>,
+    /// Bytes of source sent to each compiler so far.
+    load: Mutex<Vec<u64>>,
+    runs: Vec<std::thread::ScopedJoinHandle<'scope, Result<exec::Output, exec::CommandError>>>,
 }
 
-/// Compile every installed `.py` file with the venv's interpreter, in parallel processes.
-fn compile(job: &Job, installed: &[Installed]) -> Result<(), InstallError> {
-    let host_prefix = &job.layout.prefix;
-    let items: Vec<(u64, PathBuf)> = installed
-        .iter()
-        .flat_map(|i| i.sources.iter())
-        .filter_map(|src| {
-            let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
-            let rel = src.strip_prefix(host_prefix).ok()?;
-            Some((size, job.gen_path.join(rel)))
-        })
-        .collect();
-    if items.is_empty() {
-        return Ok(());
-    }
-    let lists = balance(items, job.threads);
-    let python = job.gen_path.join("bin/python").display().to_string();
-    let mut cmds = Vec::new();
-    for (i, list) in lists.iter().enumerate() {
-        let name = format!("compile-{i}.lst");
-        let mut text = String::new();
-        for p in list {
-            text.push_str(&p.display().to_string());
-            text.push('\n');
-        }
-        let host = job.scratch.join(&name);
-        std::fs::write(&host, text).map_err(|source| WheelError::Io {
-            action: "write",
-            path: host.clone(),
-            source,
-        })?;
-        let listing = job.gen_path.join(".venvbake").join(&name);
-        cmds.push(
-            Cmd::new(python.clone(), job.base_env)
+impl<'scope> Compilers<'scope> {
+    fn start<'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        job: &Job,
+    ) -> Result<Self, InstallError> {
+        let n = job.threads.max(1);
+        let python = job.gen_path.join("bin/python").display().to_string();
+        let mut queues = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..n {
+            let (input, pipe) = std::io::pipe().map_err(|source| WheelError::Io {
+                action: "open a pipe for",
+                path: job.layout.prefix.clone(),
+                source,
+            })?;
+            let cmd = Cmd::new(python.clone(), job.base_env)
                 .chroot(job.chroot)
                 .env("PYTHONHASHSEED", "0")
                 .args(["-I", "-c", COMPILE])
                 .arg(job.gen_path.display().to_string())
-                .arg(job.shown_path.display().to_string())
-                .arg(listing.display().to_string()),
-        );
+                .arg(job.shown_path.display().to_string());
+            runs.push(s.spawn(move || exec::run_fed(&cmd, input, 0, &mut |_| {})));
+            let (queue, batches) = mpsc::channel::<Vec<PathBuf>>();
+            s.spawn(move || feed(pipe, batches));
+            queues.push(queue);
+        }
+        Ok(Compilers {
+            queues,
+            load: Mutex::new(vec![0; n]),
+            runs,
+        })
     }
-    let results: Vec<Result<exec::Output, exec::CommandError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cmds
+
+    /// Queue the `.py` files of one unpacked wheel, each to the compiler
+    /// with the fewest bytes so far (largest file first).
+    fn send(&self, job: &Job, inst: &Installed) {
+        let items: Vec<(u64, PathBuf)> = inst
+            .sources
             .iter()
-            .map(|c| s.spawn(move || exec::run(c, 0, &mut |_| {})))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(exec::CommandError {
-                        command: "byte-code compiler".into(),
-                        status: None,
-                        spawn: None,
-                        tail: vec![],
-                        recent: vec![],
-                    })
-                })
+            .filter_map(|(src, size)| {
+                let rel = src.strip_prefix(&job.layout.prefix).ok()?;
+                Some((*size, job.gen_path.join(rel)))
             })
-            .collect()
-    });
-    for i in 0..lists.len() {
-        let _ = std::fs::remove_file(job.scratch.join(format!("compile-{i}.lst")));
+            .collect();
+        let batches = match self.load.lock() {
+            Ok(mut load) => assign(&mut load, items),
+            Err(_) => return,
+        };
+        for (queue, batch) in self.queues.iter().zip(batches) {
+            if !batch.is_empty() {
+                // A compiler that is gone has failed; finish() reports it.
+                let _ = queue.send(batch);
+            }
+        }
     }
-    for r in results {
-        r.map_err(|e| InstallError::Compile(Box::new(e)))?;
+
+    /// Close the queues and wait for every compiler to finish.
+    fn finish(self) -> Result<(), InstallError> {
+        drop(self.queues);
+        let mut first = Ok(());
+        for run in self.runs {
+            let r = run.join().unwrap_or_else(|_| {
+                Err(exec::CommandError {
+                    command: "byte-code compiler".into(),
+                    status: None,
+                    spawn: None,
+                    tail: vec![],
+                    recent: vec![],
+                })
+            });
+            if let (Err(e), Ok(())) = (r, &first) {
+                first = Err(InstallError::Compile(Box::new(e)));
+            }
+        }
+        first
     }
-    Ok(())
+}
+
+/// Give each item, heaviest first, to the bin with the least weight so far
+/// (`load`, updated); one list per bin.
+fn assign<T>(load: &mut [u64], mut items: Vec<(u64, T)>) -> Vec<Vec<T>> {
+    items.sort_by_key(|i| std::cmp::Reverse(i.0));
+    let mut bins: Vec<Vec<T>> = (0..load.len()).map(|_| Vec::new()).collect();
+    for (weight, item) in items {
+        let Some(k) = (0..load.len()).min_by_key(|&k| load[k]) else {
+            break;
+        };
+        load[k] += weight.max(1);
+        bins[k].push(item);
+    }
+    bins
+}
+
+/// Write each batch of paths to a compiler's stdin, NUL after each path;
+/// closing the pipe (on return) ends the compiler's input.
+fn feed(mut pipe: std::io::PipeWriter, batches: mpsc::Receiver<Vec<PathBuf>>) {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = Vec::new();
+    for batch in batches {
+        buf.clear();
+        for p in batch {
+            buf.extend_from_slice(p.as_os_str().as_bytes());
+            buf.push(0);
+        }
+        if pipe.write_all(&buf).is_err() {
+            // The compiler has exited (its error is what finish() reports).
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,19 +443,13 @@ mod tests {
     #[test]
     fn work_is_split_evenly() {
         let items = vec![(10, "a"), (9, "b"), (1, "c"), (1, "d"), (1, "e")];
-        let bins = balance(items, 2);
-        let weight = |b: &Vec<&str>| -> u64 {
-            b.iter()
-                .map(|x| match *x {
-                    "a" => 10,
-                    "b" => 9,
-                    _ => 1,
-                })
-                .sum()
-        };
+        let mut load = vec![0, 0];
+        let bins = assign(&mut load, items);
         assert_eq!(bins.len(), 2);
-        assert!((weight(&bins[0]) as i64 - weight(&bins[1]) as i64).abs() <= 1);
-        assert_eq!(balance(vec![(1, "x")], 4).len(), 1);
+        assert!(load[0].abs_diff(load[1]) <= 1, "{load:?}");
+        assert_eq!(bins.iter().map(Vec::len).sum::<usize>(), 5);
+        // Later batches go where there is least so far.
+        assert_eq!(assign(&mut [5, 0], vec![(3, "x")]), [vec![], vec!["x"]]);
     }
 
     #[test]

@@ -85,18 +85,28 @@ print(json.dumps({
 }))
 "#;
 
-/// Imports every module named on the command line; prints each failure.
+/// Imports the modules whose names arrive on stdin, one a line; prints each
+/// failure, and [`NEXT`] after each module so that the next one is sent.
+/// Several of these share a build's modules ([`import_all`]).
 const IMPORT_CHECK: &str = r#"
 import importlib, sys
 bad = 0
-for name in sys.argv[1:]:
+while True:
+    name = sys.stdin.readline()
+    if not name:
+        break
+    name = name.strip()
     try:
         importlib.import_module(name)
     except BaseException as exc:
         bad += 1
         print("import %s: %s: %s" % (name, type(exc).__name__, exc))
+    print("venvbake-import-check: next", flush=True)
 sys.exit(1 if bad else 0)
 "#;
+
+/// What [`IMPORT_CHECK`] prints when it is ready for the next module.
+const NEXT: &str = "venvbake-import-check: next";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Probe {
@@ -648,7 +658,6 @@ fn install_native(
         .interp()
         .map(|i| (i.major, i.minor))
         .unwrap_or((3, 0));
-    let scratch = host_gen.join(".venvbake");
     let job = crate::install::Job {
         layout: crate::wheel::Layout {
             prefix: host_gen.to_path_buf(),
@@ -662,7 +671,6 @@ fn install_native(
         gen_path: &b.gen_path,
         shown_path: &b.profile.venv.path,
         cache_tag: &b.probe.cache_tag,
-        scratch: &scratch,
         threads: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -754,7 +762,6 @@ fn check_generation(
     host_gen: &Path,
     reporter: &mut Reporter,
 ) -> Result<BTreeMap<PackageName, crate::dists::DistInfo>> {
-    let chroot = b.target.chroot();
     reporter.step("venv: check imports and dependencies");
     let site = site_packages(host_gen)?;
     let dists = crate::dists::scan(&site);
@@ -798,20 +805,113 @@ fn check_generation(
             failures,
         });
     }
+    import_all(b, &modules, reporter).map_err(|failures| Error::CheckFailed {
+        generation: b.gen_name.clone(),
+        failures,
+    })?;
+    Ok(dists)
+}
+
+/// Import every module of `modules` with the generation's interpreter, in
+/// one process per core that each take the next module when done with one
+/// (import times differ by far: a module's size does not predict them).
+/// Returns what the failing imports printed.
+fn import_all(
+    b: &Build,
+    modules: &[String],
+    reporter: &mut Reporter,
+) -> std::result::Result<(), Vec<String>> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16)
+        .min(modules.len());
     let python = b.gen_path.join("bin/python").display().to_string();
     // -B: the check must not add byte-code of its own to the generation.
-    let import = Cmd::new(python, b.base_env)
-        .chroot(chroot)
-        .args(["-I", "-B", "-c", IMPORT_CHECK])
-        .args(modules.iter().cloned());
-    if let Err(e) = exec::run(&import, 0, &mut |l| reporter.output(l)) {
-        return Err(Error::CheckFailed {
-            generation: b.gen_name.clone(),
-            failures: e.tail,
-        });
+    let cmd = Cmd::new(python, b.base_env)
+        .chroot(b.target.chroot())
+        .args(["-I", "-B", "-c", IMPORT_CHECK]);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Send the next module (and return it), or close the input when none is left.
+    let send_next = |pipe: &mut Option<std::io::PipeWriter>| -> Option<String> {
+        use std::io::Write;
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let (Some(m), Some(w)) = (modules.get(k), pipe.as_mut()) {
+            if w.write_all(format!("{m}\n").as_bytes()).is_ok() {
+                return Some(m.clone());
+            }
+        }
+        *pipe = None;
+        None
+    };
+    // Each worker: what it printed, and whether it failed.
+    let results: Vec<(Vec<String>, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let (input, pipe) = match std::io::pipe() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return (
+                                vec![format!("could not open a pipe for the check: {e}")],
+                                true,
+                            )
+                        }
+                    };
+                    let mut pipe = Some(pipe);
+                    let mut current = send_next(&mut pipe);
+                    let mut printed = Vec::new();
+                    let r = exec::run_fed(&cmd, input, 0, &mut |l| {
+                        if l == NEXT {
+                            current = send_next(&mut pipe);
+                        } else {
+                            printed.push(l.to_string());
+                        }
+                    });
+                    match r {
+                        Ok(_) => (printed, false),
+                        // A crash prints little or nothing: say which import, and how it ended.
+                        Err(e) => {
+                            match &current {
+                                Some(m) => printed
+                                    .push(format!("import {m}: the interpreter {}", e.outcome())),
+                                None if printed.is_empty() => {
+                                    printed.push(format!("the import check {}", e.outcome()))
+                                }
+                                None => {}
+                            }
+                            (printed, true)
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (vec!["an import check thread failed".into()], true))
+            })
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for (printed, failed) in results {
+        for l in &printed {
+            reporter.output(l);
+        }
+        if failed {
+            let skip = printed.len().saturating_sub(exec::TAIL_LINES);
+            failures.extend(printed.into_iter().skip(skip));
+        }
     }
-
-    Ok(dists)
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
+    }
 }
 
 /// [`check_generation`], with the generation's tree hash computed on other

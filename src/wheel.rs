@@ -80,8 +80,8 @@ pub struct Installed {
     pub name: String,
     /// Host path of the `.dist-info` directory.
     pub dist_info: PathBuf,
-    /// `.py` files written (host paths), for byte-code.
-    pub sources: Vec<PathBuf>,
+    /// `.py` files written (host paths) and their sizes, for byte-code.
+    pub sources: Vec<(PathBuf, u64)>,
     /// Files written and their bytes.
     pub files: usize,
     pub bytes: u64,
@@ -465,7 +465,7 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
         };
         // pip compiles every installed `.py` file, a `.py` script in `bin` too.
         if dest.extension().is_some_and(|e| e == "py") {
-            out.sources.push(dest.clone());
+            out.sources.push((dest.clone(), size));
         }
         rows.push(RecordRow {
             path: rel_to_site(site, &dest),
@@ -695,7 +695,7 @@ mod tests {
             std::fs::read(site.join("demo/__init__.py")).unwrap(),
             b"X = 1\n"
         );
-        assert_eq!(got.sources, [site.join("demo/__init__.py")]);
+        assert_eq!(got.sources, [(site.join("demo/__init__.py"), 6)]);
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&site.join("demo/tool.so")), 0o755);

@@ -280,3 +280,103 @@ fn a_missing_wheel_is_named_or_left_to_pip() {
         assert!(run.stderr.contains("cowsay"), "{}", run.stderr);
     });
 }
+
+/// Make `dir/NAME-1.0-py3-none-any.whl` whose package's `__init__.py` is
+/// `init`, with the host's Python; returns the wheel's sha256.
+fn make_wheel(dir: &Path, name: &str, init: &str) -> String {
+    const MAKE: &str = r#"
+import base64, hashlib, sys, zipfile
+dest, name, init = sys.argv[1:4]
+info = name + "-1.0.dist-info"
+files = {
+    name + "/__init__.py": init.encode(),
+    info + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n" % name).encode(),
+    info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: venvbake-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+rows = []
+for p, data in files.items():
+    h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    rows.append("%s,sha256=%s,%d" % (p, h, len(data)))
+rows.append(info + "/RECORD,,")
+files[info + "/RECORD"] = ("\n".join(rows) + "\n").encode()
+path = "%s/%s-1.0-py3-none-any.whl" % (dest, name)
+with zipfile.ZipFile(path, "w") as z:
+    for p, data in files.items():
+        z.writestr(p, data)
+print(hashlib.sha256(open(path, "rb").read()).hexdigest())
+"#;
+    let out = std::process::Command::new("python3")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["-I", "-c", MAKE])
+        .arg(dir)
+        .args([name, init])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A module that raises at import, and one that kills its interpreter: the
+/// build stops before the switch and names both (and nothing else), and the
+/// previous generation stays active. The two wheels are made here: no real
+/// distribution is broken in these ways on purpose.
+#[test]
+fn a_module_that_fails_to_import_stops_the_switch() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = dir.path().join("wheels");
+        copy_wheels(&wheelhouse(), &wh, |_| true);
+        let mut text = std::fs::read_to_string(lock()).unwrap();
+        for (name, init) in [
+            ("brokenmod", "raise RuntimeError('boom at import')\n"),
+            ("crashmod", "import os\nos.abort()\n"),
+        ] {
+            let sha = make_wheel(&wh, name, init);
+            text.push_str(&format!("{name}==1.0 \\\n    --hash=sha256:{sha}\n"));
+        }
+        let broken_lock = dir.path().join("broken.txt");
+        std::fs::write(&broken_lock, text).unwrap();
+        let source = ["--wheelhouse", wh.to_str().unwrap()];
+
+        let good = write_profile(dir.path(), "imp", "/opt/venvs/imp", &lock(), "");
+        tree.apply_from(&good, &source, &[]).ok();
+        let before = tree.link("/opt/venvs/imp").unwrap();
+
+        let bad = write_profile(dir.path(), "imp", "/opt/venvs/imp", &broken_lock, "");
+        let run = tree.apply_from(&bad, &source, &[]);
+        assert_eq!(run.code, 7, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("import brokenmod: RuntimeError: boom at import"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("import crashmod: the interpreter was killed by a signal"),
+            "{}",
+            run.stderr
+        );
+        for fine in ["cowsay", "jmespath", "markupsafe"] {
+            assert!(
+                !run.stderr.contains(&format!("import {fine}:")),
+                "{}",
+                run.stderr
+            );
+        }
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert_eq!(tree.link("/opt/venvs/imp").unwrap(), before);
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/imp.generations").len(),
+            1,
+            "the failed generation was left behind"
+        );
+        tree.run(&["/opt/venvs/imp/bin/cowsay", "-t", "still here"])
+            .ok();
+    });
+}
