@@ -51,7 +51,8 @@ impl Inputs {
             self.system_site_packages,
             self.allow_sdist
         );
-        // Only a venv without pip says so: existing fingerprints stay as they were.
+        // Only a venv without pip says so: venvs with pip keep the
+        // fingerprints of the releases that always installed it.
         let text = if self.pip { text } else { text + "pip=false\n" };
         hex_sha256(text.as_bytes())
     }
@@ -1101,6 +1102,17 @@ mod tests {
         obs.interpreter.identity = "9:9:9".into();
         let b = make(&p, &root(), &obs, None).unwrap().venv.fingerprint;
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn pip_in_the_venv_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = profile(dir.path());
+        let without = make(&p, &root(), &observed(&[]), None).unwrap().venv;
+        p.venv.pip = true;
+        let with = make(&p, &root(), &observed(&[]), None).unwrap().venv;
+        assert!(!without.inputs.pip && with.inputs.pip);
+        assert_ne!(without.fingerprint, with.fingerprint);
     }
 
     #[test]

@@ -257,7 +257,10 @@ pub struct VenvSpec {
     pub keep_generations: u32,
     pub allow_sdist: bool,
     pub installer: Installer,
-    /// pip in the venv, as `python -m venv` gives it (default true).
+    /// pip (and setuptools where `ensurepip` adds it) in the venv, as
+    /// `python -m venv` gives it. Default false: the venv holds the lock's
+    /// distributions only, changes go through the profile, and there are
+    /// some 700 modules fewer to compile.
     pub pip: bool,
 }
 
@@ -669,7 +672,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             keep_generations,
             allow_sdist: raw.venv.allow_sdist,
             installer: raw.venv.installer,
-            pip: raw.venv.pip.unwrap_or(true),
+            pip: raw.venv.pip.unwrap_or(false),
         },
         apt: AptSpec {
             packages,
@@ -867,6 +870,13 @@ packages = ["git", "git"]
             invalid(&GOOD.replace("requirements = ", "installer = \"uv\"\nrequirements = "));
         assert_eq!(line, 8, "{msg}");
         assert!(msg.contains("`auto`") && msg.contains("`pip`"), "{msg}");
+    }
+
+    #[test]
+    fn pip_is_left_out_unless_asked_for() {
+        assert!(!parse_in(GOOD).unwrap().venv.pip);
+        let with = GOOD.replace("requirements = ", "pip = true\nrequirements = ");
+        assert!(parse_in(&with).unwrap().venv.pip);
     }
 
     #[test]

@@ -36,7 +36,14 @@ fn stamp(tree: &Tree, profile: &Path, bundle: &Path) -> Run {
 #[test]
 fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let profile = write_profile(dir.path(), "stamp", "/opt/venvs/stamp", &lock(), "");
+    // With pip, so that pip itself checks the stamped venv.
+    let profile = write_profile(
+        dir.path(),
+        "stamp",
+        "/opt/venvs/stamp",
+        &lock(),
+        "pip = true\n",
+    );
     let bundle = dir.path().join("stamp.bundle");
     let source: Arc<Mutex<Option<serde_json::Value>>> = Arc::new(Mutex::new(None));
 

@@ -26,27 +26,22 @@ fn small_lock() -> PathBuf {
 /// Every importable top-level name the ansible profile promises.
 const ANSIBLE_IMPORTS: &str = "import ansible, gitlab, lxml.etree, jmespath, netaddr, yaml, jinja2, cryptography, requests; print('imports ok')";
 
-/// `pip list` in the tree, as name -> version.
-fn pip_list(tree: &Tree, python: &str) -> BTreeMap<String, String> {
+/// What the venv's interpreter itself finds installed (`importlib.metadata`,
+/// which `pip list` reads too), as name -> version. The venv has no pip by
+/// default, so the standard library is the client here.
+fn installed(tree: &Tree, python: &str) -> BTreeMap<String, String> {
     let out = tree
         .run(&[
             python,
-            "-m",
-            "pip",
-            "list",
-            "--format",
-            "json",
-            "--disable-pip-version-check",
+            "-I",
+            "-c",
+            "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
         ])
         .ok();
-    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    list.iter()
-        .map(|d| {
-            (
-                d["name"].as_str().unwrap().to_lowercase().replace('_', "-"),
-                d["version"].as_str().unwrap().to_string(),
-            )
-        })
+    let found: BTreeMap<String, String> = serde_json::from_str(&out.stdout).unwrap();
+    found
+        .into_iter()
+        .map(|(name, version)| (name.to_lowercase().replace(['_', '.'], "-"), version))
         .collect()
 }
 
@@ -57,7 +52,11 @@ fn manifest_dists(m: &serde_json::Value) -> BTreeMap<String, String> {
         .iter()
         .map(|d| {
             (
-                d["name"].as_str().unwrap().to_lowercase().replace('_', "-"),
+                d["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .replace(['_', '.'], "-"),
                 d["version"].as_str().unwrap().to_string(),
             )
         })
@@ -100,7 +99,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
         .ok();
     assert!(ansible.stdout.contains("core 2.17."), "{}", ansible.stdout);
 
-    // The manifest says what is there: pip list and dpkg in the tree agree.
+    // The manifest says what is there: the venv's interpreter and dpkg in the tree agree.
     let m = tree.read_json("/var/lib/venvbake/ansible.json");
     assert_eq!(m["schema_version"], 1);
     assert_eq!(m["interpreter"], "/opt/venvs/ansible/bin/python");
@@ -111,7 +110,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
         .starts_with(python_minor));
     assert_eq!(
         manifest_dists(&m),
-        pip_list(tree, "/opt/venvs/ansible/bin/python")
+        installed(tree, "/opt/venvs/ansible/bin/python")
     );
     for d in m["distributions"].as_array().unwrap() {
         if d["requirement"] == true {
@@ -348,7 +347,7 @@ fn host_environment_does_not_leak_into_the_tree() {
         let m = tree.read_json("/var/lib/venvbake/small.json");
         let dists = manifest_dists(&m);
         assert_eq!(dists.get("six").map(String::as_str), Some("1.17.0"));
-        assert_eq!(dists, pip_list(tree, "/opt/venvs/small/bin/python"));
+        assert_eq!(dists, installed(tree, "/opt/venvs/small/bin/python"));
     });
 }
 
@@ -481,7 +480,7 @@ fn apply_on_the_running_system_as_a_provisioner_does() {
         assert_eq!(m["venv"]["path"], "/opt/venvs/small");
         assert_eq!(
             manifest_dists(&m),
-            pip_list(tree, "/opt/venvs/small/bin/python")
+            installed(tree, "/opt/venvs/small/bin/python")
         );
         let again = tree
             .run(&[

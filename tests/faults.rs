@@ -94,7 +94,7 @@ fn verify_rollback_and_gc() {
         let g2 = tree.link("/opt/venvs/small").unwrap();
         let (code, report) = verify(tree, "small");
         assert_eq!(code, 0, "{report}");
-        assert!(report["files_checked"].as_u64().unwrap() > 100, "{report}");
+        assert!(report["files_checked"].as_u64().unwrap() > 25, "{report}");
 
         // Rollback: back to g1, manifest and fact follow, and it verifies clean.
         let rb = venvbake(

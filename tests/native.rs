@@ -88,7 +88,13 @@ fn same_as_pip(tree: &Tree, native: &str, viapip: &str, minor: &str) -> (PathBuf
 fn native_matches_pip(suite: &str, minor: &'static str) {
     with_tree(suite, move |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let native = write_profile(dir.path(), "native", "/opt/venvs/native", &lock(), "");
+        let native = write_profile(
+            dir.path(),
+            "native",
+            "/opt/venvs/native",
+            &lock(),
+            "pip = true\n",
+        );
         let run = tree.apply(&native, &[]).ok();
         assert!(
             run.stderr.contains("(native installer,"),
@@ -101,7 +107,7 @@ fn native_matches_pip(suite: &str, minor: &'static str) {
             "viapip",
             "/opt/venvs/viapip",
             &lock(),
-            "installer = \"pip\"\n",
+            "installer = \"pip\"\npip = true\n",
         );
         let run = tree.apply(&viapip, &[]).ok();
         assert!(
@@ -183,18 +189,12 @@ fn native_install_matches_pip_on_trixie() {
     native_matches_pip("trixie", "3.13");
 }
 
-/// `pip = false`: a venv without pip, like uv's, by either installer.
+/// The default, `pip = false`: a venv without pip, like uv's, by either installer.
 #[test]
 fn a_venv_without_pip() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let lean = write_profile(
-            dir.path(),
-            "lean",
-            "/opt/venvs/lean",
-            &lock(),
-            "pip = false\n",
-        );
+        let lean = write_profile(dir.path(), "lean", "/opt/venvs/lean", &lock(), "");
         let run = tree.apply(&lean, &[]).ok();
         assert!(
             run.stderr.contains("(native installer, 3 wheels)"),
@@ -206,7 +206,7 @@ fn a_venv_without_pip() {
             "leanpip",
             "/opt/venvs/leanpip",
             &lock(),
-            "pip = false\ninstaller = \"pip\"\n",
+            "installer = \"pip\"\n",
         );
         tree.apply(&viapip, &[]).ok();
         let (n, _) = same_as_pip(tree, "lean", "leanpip", "3.11");
@@ -228,7 +228,13 @@ fn a_venv_without_pip() {
         .ok();
         assert!(v.stdout.contains("is clean"), "{}", v.stdout);
         // Turning pip back on is a change of inputs: a new generation, with pip.
-        let fat = write_profile(dir.path(), "lean", "/opt/venvs/lean", &lock(), "");
+        let fat = write_profile(
+            dir.path(),
+            "lean",
+            "/opt/venvs/lean",
+            &lock(),
+            "pip = true\n",
+        );
         tree.apply(&fat, &[]).ok();
         assert!(tree.path("/opt/venvs/lean/bin/pip").exists());
     });

@@ -191,7 +191,7 @@ fn private_index_with_basic_auth_keeps_the_secret_out_of_everything() {
             "corp",
             "/opt/venvs/corp",
             &small_lock(),
-            &format!("\n[index]\nurl = \"{url}\"\nusername_env = \"VB_INDEX_USER\"\npassword_env = \"VB_INDEX_TOKEN\"\n"),
+            &format!("pip = true\n\n[index]\nurl = \"{url}\"\nusername_env = \"VB_INDEX_USER\"\npassword_env = \"VB_INDEX_TOKEN\"\n"),
         );
         let root = tree.root.to_str().unwrap();
         let args = [

@@ -36,7 +36,7 @@ fn prefer_os_serves_from_apt_and_venv(tree: &Tree) {
         "osfirst",
         "/opt/venvs/osfirst",
         &lock,
-        "system_site_packages = \"auto\"\n\n[python]\nprefer = \"os\"\n",
+        "pip = true\nsystem_site_packages = \"auto\"\n\n[python]\nprefer = \"os\"\n",
     );
     let root = tree.root.to_str().unwrap();
 
