@@ -31,11 +31,12 @@ use crate::wheel::{Installed, Layout, WheelError};
 /// as it is unpacked). The `argv[1]` prefix of those paths is shown as
 /// `argv[2]` in code objects. Writes checked-hash `.pyc` files (PEP 552) with
 /// public APIs only, each straight to its place (no temporary file and
-/// rename per module: a generation is only used once complete). A module
-/// that does not compile gets no `.pyc`, as with pip; a write error (a full
-/// disk) fails the run.
+/// rename per module: a generation is only used once complete), and prints a
+/// line for each path, in order: the `.pyc`'s `RECORD` hash and size, or `-`
+/// for a module that does not compile (it gets no `.pyc`, as with pip). A
+/// write error (a full disk) fails the run.
 const COMPILE: &str = r#"
-import importlib.util, marshal, os, sys, warnings
+import base64, hashlib, importlib.util, marshal, os, sys, warnings
 warnings.filterwarnings("ignore")
 real, shown = sys.argv[1:3]
 head = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
@@ -48,21 +49,24 @@ def one(src):
     try:
         code = compile(data, dfile, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, UnicodeError):
-        return
+        return "-"
     pyc = importlib.util.cache_from_source(src)
     d = os.path.dirname(pyc)
     if d not in made:
         os.makedirs(d, exist_ok=True)
         made.add(d)
+    blob = head + importlib.util.source_hash(data) + marshal.dumps(code)
     try:
         with open(pyc, "wb") as out:
-            out.write(head + importlib.util.source_hash(data) + marshal.dumps(code))
+            out.write(blob)
     except OSError:
         try:
             os.unlink(pyc)
         except OSError:
             pass
         raise
+    digest = base64.urlsafe_b64encode(hashlib.sha256(blob).digest()).rstrip(b"=")
+    return "sha256=%s %d" % (digest.decode(), len(blob))
 
 rest = b""
 while True:
@@ -70,8 +74,8 @@ while True:
     if not chunk:
         break
     *paths, rest = (rest + chunk).split(b"\0")
-    for p in paths:
-        one(os.fsdecode(p))
+    if paths:
+        print("\n".join("venvbake-pyc " + one(os.fsdecode(p)) for p in paths), flush=True)
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +232,7 @@ pub fn install(
     order.sort_by(|a, b| b.cmp(a));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
-    let compiled = std::thread::scope(|s| -> Result<(), InstallError> {
+    let compiled_rows = std::thread::scope(|s| -> Result<Vec<Compiled>, InstallError> {
         let compilers = Compilers::start(s, job)?;
         std::thread::scope(|u| {
             for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
@@ -237,7 +241,7 @@ pub fn install(
                     let Some(&(_, i)) = order.get(k) else { break };
                     let r = unpack(job, &wheels[i]);
                     match &r {
-                        Ok((inst, _)) => compilers.send(job, inst),
+                        Ok((inst, _)) => compilers.send(job, i, inst),
                         // Stop handing out work; the generation is removed anyway.
                         Err(_) => next.store(order.len(), Ordering::SeqCst),
                     }
@@ -262,30 +266,19 @@ pub fn install(
     for (i, r) in results {
         let (inst, sha) = r?;
         hashes.insert(wheels[i].name.clone(), sha);
-        installed.push(inst);
+        installed.push((i, inst));
     }
-    compiled?;
+    let mut compiled: BTreeMap<usize, Vec<(PathBuf, String, u64)>> = BTreeMap::new();
+    for (i, pyc, hash, size) in compiled_rows? {
+        compiled.entry(i).or_default().push((pyc, hash, size));
+    }
 
-    stats.files = installed.iter().map(|i| i.files).sum();
-    stats.bytes = installed.iter().map(|i| i.bytes).sum();
-    let site = &job.layout.site;
-    let pyc = |src: &Path| -> Option<PathBuf> {
-        let stem = src.file_stem()?.to_string_lossy().into_owned();
-        Some(
-            src.parent()?
-                .join("__pycache__")
-                .join(format!("{stem}.{}.pyc", job.cache_tag)),
-        )
-    };
-    for inst in &installed {
-        let compiled: Vec<PathBuf> = inst
-            .sources
-            .iter()
-            .filter_map(|(s, _)| pyc(s))
-            .filter(|p| p.is_file())
-            .collect();
-        stats.compiled += compiled.len();
-        inst.add_files(site, &compiled)?;
+    stats.files = installed.iter().map(|(_, i)| i.files).sum();
+    stats.bytes = installed.iter().map(|(_, i)| i.bytes).sum();
+    for (i, inst) in &installed {
+        let rows = compiled.remove(i).unwrap_or_default();
+        stats.compiled += rows.len();
+        inst.add_files(&job.layout.site, &rows)?;
     }
     stats.total_s = started.elapsed().as_secs_f64();
     Ok((hashes, stats))
@@ -313,15 +306,41 @@ fn unpack(job: &Job, w: &Chosen) -> Unpacked {
     Ok((inst, sha))
 }
 
+/// The `.pyc` path `src` compiles to (host path), as `importlib` names it.
+fn pyc_path(src: &Path, cache_tag: &str) -> Option<PathBuf> {
+    let stem = src.file_stem()?.to_string_lossy().into_owned();
+    Some(
+        src.parent()?
+            .join("__pycache__")
+            .join(format!("{stem}.{cache_tag}.pyc")),
+    )
+}
+
+/// One compiled module: the index of its wheel, its `.pyc` (host path), and
+/// that file's `RECORD` hash and size.
+type Compiled = (usize, PathBuf, String, u64);
+
+/// Modules sent to one compiler and not answered yet, in order: the index of
+/// the wheel and the `.pyc` each should become.
+type Pending = std::sync::Arc<Mutex<std::collections::VecDeque<(usize, PathBuf)>>>;
+
+/// How one compiler ended, and what it compiled.
+type CompilerRun = (Result<exec::Output, exec::CommandError>, Vec<Compiled>);
+
+/// What [`COMPILE`] prints for each module it was sent.
+const PYC_LINE: &str = "venvbake-pyc ";
+
 /// The byte-code compilers: one target interpreter (the venv's) per
 /// thread, each reading NUL-ended target paths from a pipe ([`COMPILE`]).
 /// A feeder thread per compiler writes what [`Compilers::send`] queues, so
-/// an unpacking thread never waits on a busy compiler.
+/// an unpacking thread never waits on a busy compiler. Each compiler answers
+/// every path with the `.pyc`'s hash, so `RECORD` needs no second read.
 struct Compilers<'scope> {
     queues: Vec<mpsc::Sender<Vec<PathBuf>>>,
+    pending: Vec<Pending>,
     /// Bytes of source sent to each compiler so far.
     load: Mutex<Vec<u64>>,
-    runs: Vec<std::thread::ScopedJoinHandle<'scope, Result<exec::Output, exec::CommandError>>>,
+    runs: Vec<std::thread::ScopedJoinHandle<'scope, CompilerRun>>,
 }
 
 impl<'scope> Compilers<'scope> {
@@ -332,6 +351,7 @@ impl<'scope> Compilers<'scope> {
         let n = job.threads.max(1);
         let python = job.gen_path.join("bin/python").display().to_string();
         let mut queues = Vec::new();
+        let mut pending = Vec::new();
         let mut runs = Vec::new();
         for _ in 0..n {
             let (input, pipe) = std::io::pipe().map_err(|source| WheelError::Io {
@@ -345,57 +365,93 @@ impl<'scope> Compilers<'scope> {
                 .args(["-I", "-c", COMPILE])
                 .arg(job.gen_path.display().to_string())
                 .arg(job.shown_path.display().to_string());
-            runs.push(s.spawn(move || exec::run_fed(&cmd, input, 0, &mut |_| {})));
+            let sent = Pending::default();
+            let answered = sent.clone();
+            runs.push(s.spawn(move || {
+                let mut done = Vec::new();
+                let r = exec::run_fed(&cmd, input, 0, &mut |line| {
+                    let Some(answer) = line.strip_prefix(PYC_LINE) else {
+                        return;
+                    };
+                    let Some((i, pyc)) = answered.lock().ok().and_then(|mut q| q.pop_front())
+                    else {
+                        return;
+                    };
+                    if let Some((hash, size)) = answer.split_once(' ') {
+                        if let Ok(size) = size.parse() {
+                            done.push((i, pyc, hash.to_string(), size));
+                        }
+                    }
+                });
+                (r, done)
+            }));
             let (queue, batches) = mpsc::channel::<Vec<PathBuf>>();
             s.spawn(move || feed(pipe, batches));
             queues.push(queue);
+            pending.push(sent);
         }
         Ok(Compilers {
             queues,
+            pending,
             load: Mutex::new(vec![0; n]),
             runs,
         })
     }
 
-    /// Queue the `.py` files of one unpacked wheel, each to the compiler
-    /// with the fewest bytes so far (largest file first).
-    fn send(&self, job: &Job, inst: &Installed) {
-        let items: Vec<(u64, PathBuf)> = inst
+    /// Queue the `.py` files of wheel `i`, once unpacked, each to the
+    /// compiler with the fewest bytes so far (largest file first).
+    fn send(&self, job: &Job, i: usize, inst: &Installed) {
+        let items: Vec<(u64, (PathBuf, PathBuf))> = inst
             .sources
             .iter()
             .filter_map(|(src, size)| {
                 let rel = src.strip_prefix(&job.layout.prefix).ok()?;
-                Some((*size, job.gen_path.join(rel)))
+                let pyc = pyc_path(src, job.cache_tag)?;
+                Some((*size, (job.gen_path.join(rel), pyc)))
             })
             .collect();
-        let batches = match self.load.lock() {
-            Ok(mut load) => assign(&mut load, items),
-            Err(_) => return,
+        // Under the lock: each compiler's pending list in the order of its input.
+        let Ok(mut load) = self.load.lock() else {
+            return;
         };
-        for (queue, batch) in self.queues.iter().zip(batches) {
-            if !batch.is_empty() {
-                // A compiler that is gone has failed; finish() reports it.
-                let _ = queue.send(batch);
+        let batches = assign(&mut load, items);
+        for ((queue, pending), batch) in self.queues.iter().zip(&self.pending).zip(batches) {
+            if batch.is_empty() {
+                continue;
             }
+            let mut paths = Vec::with_capacity(batch.len());
+            if let Ok(mut p) = pending.lock() {
+                for (target, pyc) in batch {
+                    p.push_back((i, pyc));
+                    paths.push(target);
+                }
+            }
+            // A compiler that is gone has failed; finish() reports it.
+            let _ = queue.send(paths);
         }
     }
 
-    /// Close the queues and wait for every compiler to finish.
-    fn finish(self) -> Result<(), InstallError> {
+    /// Close the queues, wait for every compiler, and return what they compiled.
+    fn finish(self) -> Result<Vec<Compiled>, InstallError> {
         drop(self.queues);
-        let mut first = Ok(());
+        let mut first = Ok(Vec::new());
         for run in self.runs {
-            let r = run.join().unwrap_or_else(|_| {
-                Err(exec::CommandError {
-                    command: "byte-code compiler".into(),
-                    status: None,
-                    spawn: None,
-                    tail: vec![],
-                    recent: vec![],
-                })
+            let (r, done) = run.join().unwrap_or_else(|_| {
+                (
+                    Err(exec::CommandError {
+                        command: "byte-code compiler".into(),
+                        status: None,
+                        spawn: None,
+                        tail: vec![],
+                        recent: vec![],
+                    }),
+                    Vec::new(),
+                )
             });
-            if let (Err(e), Ok(())) = (r, &first) {
-                first = Err(InstallError::Compile(Box::new(e)));
+            match (r, &mut first) {
+                (Ok(_), Ok(all)) => all.extend(done),
+                (Err(e), Ok(_)) => first = Err(InstallError::Compile(Box::new(e))),
+                _ => {}
             }
         }
         first

@@ -111,11 +111,16 @@ fn write_record(dist_info: &Path, site: &Path, mut rows: Vec<RecordRow>) -> Resu
 }
 
 impl Installed {
-    /// Add files written after installation (byte-code) to `RECORD`. The
-    /// rows live on disk in between, not in memory: a big venv has tens of
-    /// thousands, and the workers that wrote them are long gone.
-    pub fn add_files(&self, site: &Path, paths: &[PathBuf]) -> Result<(), WheelError> {
-        if paths.is_empty() {
+    /// Add files written after installation (byte-code: host path,
+    /// `sha256=...` hash and size, as their writer computed them) to
+    /// `RECORD`. The rows live on disk in between, not in memory: a big
+    /// venv has tens of thousands.
+    pub fn add_files(
+        &self,
+        site: &Path,
+        files: &[(PathBuf, String, u64)],
+    ) -> Result<(), WheelError> {
+        if files.is_empty() {
             return Ok(());
         }
         let record = self.dist_info.join("RECORD");
@@ -132,26 +137,15 @@ impl Installed {
                 size: e.size,
             })
             .collect();
-        for p in paths {
-            let (hash, size) = hash_file(p)?;
+        for (path, hash, size) in files {
             rows.push(RecordRow {
-                path: rel_to_site(site, p),
-                hash,
-                size: Some(size),
+                path: rel_to_site(site, path),
+                hash: hash.clone(),
+                size: Some(*size),
             });
         }
         write_record(&self.dist_info, site, rows)
     }
-}
-
-/// `sha256=<urlsafe base64>` and the size of a file.
-pub fn hash_file(path: &Path) -> Result<(String, u64), WheelError> {
-    let (digest, size) = crate::codec::sha256_file(path).map_err(|source| WheelError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok((record_hash(&digest), size))
 }
 
 fn record_hash(digest: &[u8]) -> String {
