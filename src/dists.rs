@@ -142,6 +142,76 @@ pub fn unmet(
     out
 }
 
+/// The import check's units of work: `dists` (indices) grouped so that
+/// distributions that require one another, directly or not, are in one group
+/// (importing one imports the others: one interpreter should pay for that
+/// once), each group with the distributions that pull in most first (their
+/// dependencies then import for free), the biggest groups first. Markers are
+/// evaluated for `env`; without one every requirement counts.
+pub fn import_groups(
+    dists: &[&DistInfo],
+    env: Option<&pep508_rs::MarkerEnvironment>,
+) -> Vec<Vec<usize>> {
+    let index: BTreeMap<&PackageName, usize> = dists
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (&d.normalized, i))
+        .collect();
+    let needs: Vec<Vec<usize>> = dists
+        .iter()
+        .map(|d| {
+            d.requires
+                .iter()
+                .filter_map(|line| crate::requirements::parse_pep508(line).ok())
+                .filter(|r| env.is_none_or(|env| r.marker.evaluate(env, &[])))
+                .filter_map(|r| index.get(&r.name).copied())
+                .collect()
+        })
+        .collect();
+    // Union-find over "requires", in either direction.
+    let mut parent: Vec<usize> = (0..dists.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, deps) in needs.iter().enumerate() {
+        for &j in deps {
+            let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+            parent[a] = b;
+        }
+    }
+    // How many distributions each one pulls in (itself excluded).
+    let pulls: Vec<usize> = (0..dists.len())
+        .map(|i| {
+            let mut seen = vec![false; dists.len()];
+            let mut stack = vec![i];
+            while let Some(k) = stack.pop() {
+                for &j in &needs[k] {
+                    if !seen[j] && j != i {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            seen.iter().filter(|s| **s).count()
+        })
+        .collect();
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..dists.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    let mut out: Vec<Vec<usize>> = groups.into_values().collect();
+    for g in &mut out {
+        g.sort_by_key(|&i| (std::cmp::Reverse(pulls[i]), i));
+    }
+    out.sort_by_key(|g| (std::cmp::Reverse(g.len()), g[0]));
+    out
+}
+
 fn is_module_name(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|part| {
@@ -191,6 +261,51 @@ pub fn top_level_from_record(record: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dist(name: &str, requires: &[&str]) -> DistInfo {
+        DistInfo {
+            name: name.into(),
+            normalized: PackageName::new(name.to_string()).unwrap(),
+            version: "1".into(),
+            top_level: vec![name.replace('-', "_")],
+            requires: requires.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn import_groups_keep_what_imports_together_and_importers_first() {
+        let all = [
+            dist("jmespath", &[]),
+            dist("requests", &["urllib3>=1", "idna"]),
+            dist("python-gitlab", &["requests>=2", "requests-toolbelt"]),
+            dist("urllib3", &[]),
+            dist("idna", &[]),
+            dist("requests-toolbelt", &["requests"]),
+            dist(
+                "ansible-core",
+                &["jinja2", "pywin32; sys_platform == 'win32'"],
+            ),
+            dist("jinja2", &["markupsafe"]),
+            dist("markupsafe", &[]),
+        ];
+        let refs: Vec<&DistInfo> = all.iter().collect();
+        let names = |g: &Vec<usize>| g.iter().map(|&i| all[i].name.as_str()).collect::<Vec<_>>();
+        let groups: Vec<Vec<&str>> = import_groups(&refs, None).iter().map(names).collect();
+        assert_eq!(
+            groups,
+            [
+                vec![
+                    "python-gitlab",
+                    "requests-toolbelt",
+                    "requests",
+                    "urllib3",
+                    "idna"
+                ],
+                vec!["ansible-core", "jinja2", "markupsafe"],
+                vec!["jmespath"],
+            ]
+        );
+    }
 
     #[test]
     fn record_top_levels() {

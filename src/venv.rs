@@ -771,7 +771,7 @@ fn check_generation(
     } else {
         Default::default()
     };
-    let mut modules = Vec::new();
+    let mut checked: Vec<&crate::dists::DistInfo> = Vec::new();
     let mut failures = Vec::new();
     for (req, d) in b.profile.requirements.items.iter().zip(b.decisions) {
         let found = match d.decision {
@@ -785,7 +785,11 @@ fn check_generation(
             _ => continue,
         };
         match found {
-            Some(dist) => modules.extend(dist.top_level.iter().cloned()),
+            Some(dist) => {
+                if !checked.iter().any(|c| c.normalized == dist.normalized) {
+                    checked.push(dist);
+                }
+            }
             None => failures.push(format!(
                 "`{}` is not installed ({} should serve it)",
                 req.text,
@@ -793,8 +797,18 @@ fn check_generation(
             )),
         }
     }
-    modules.sort();
-    modules.dedup();
+    // The modules to import, in groups that import together.
+    let mut seen = std::collections::BTreeSet::new();
+    let groups: Vec<Vec<String>> = crate::dists::import_groups(&checked, env.as_ref())
+        .into_iter()
+        .map(|g| {
+            g.into_iter()
+                .flat_map(|i| checked[i].top_level.iter())
+                .filter(|m| seen.insert(m.as_str()))
+                .cloned()
+                .collect()
+        })
+        .collect();
     // What `pip check` would find: every venv distribution's requirements met.
     if let Some(env) = &env {
         failures.extend(crate::dists::unmet(&dists, &system, env));
@@ -805,43 +819,54 @@ fn check_generation(
             failures,
         });
     }
-    import_all(b, &modules, reporter).map_err(|failures| Error::CheckFailed {
+    import_all(b, &groups, reporter).map_err(|failures| Error::CheckFailed {
         generation: b.gen_name.clone(),
         failures,
     })?;
     Ok(dists)
 }
 
-/// Import every module of `modules` with the generation's interpreter, in
-/// one process per core that each take the next module when done with one
-/// (import times differ by far: a module's size does not predict them).
-/// Returns what the failing imports printed.
+/// Import every module of `groups` with the generation's interpreter, in
+/// one process per core. Each takes the next group when done with one and
+/// sends its modules one at a time (a crash then names the module). Groups
+/// keep what imports together in one process ([`crate::dists::import_groups`]);
+/// which group is next is decided as they finish, since import times differ
+/// by far and sizes do not predict them. Returns what failing imports printed.
 fn import_all(
     b: &Build,
-    modules: &[String],
+    groups: &[Vec<String>],
     reporter: &mut Reporter,
 ) -> std::result::Result<(), Vec<String>> {
-    if modules.is_empty() {
+    let groups: Vec<&Vec<String>> = groups.iter().filter(|g| !g.is_empty()).collect();
+    if groups.is_empty() {
         return Ok(());
     }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 16)
-        .min(modules.len());
+        .min(groups.len());
     let python = b.gen_path.join("bin/python").display().to_string();
     // -B: the check must not add byte-code of its own to the generation.
     let cmd = Cmd::new(python, b.base_env)
         .chroot(b.target.chroot())
         .args(["-I", "-B", "-c", IMPORT_CHECK]);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    // Send the next module (and return it), or close the input when none is left.
-    let send_next = |pipe: &mut Option<std::io::PipeWriter>| -> Option<String> {
+    let next_group = std::sync::atomic::AtomicUsize::new(0);
+    // Send this worker's next module (and return it), taking the next group
+    // when its own is done; close the input when none is left.
+    let send_next = |pipe: &mut Option<std::io::PipeWriter>,
+                     mine: &mut std::collections::VecDeque<String>|
+     -> Option<String> {
         use std::io::Write;
-        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if let (Some(m), Some(w)) = (modules.get(k), pipe.as_mut()) {
+        if mine.is_empty() {
+            let k = next_group.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(g) = groups.get(k) {
+                mine.extend(g.iter().cloned());
+            }
+        }
+        if let (Some(m), Some(w)) = (mine.pop_front(), pipe.as_mut()) {
             if w.write_all(format!("{m}\n").as_bytes()).is_ok() {
-                return Some(m.clone());
+                return Some(m);
             }
         }
         *pipe = None;
@@ -862,11 +887,12 @@ fn import_all(
                         }
                     };
                     let mut pipe = Some(pipe);
-                    let mut current = send_next(&mut pipe);
+                    let mut mine = std::collections::VecDeque::new();
+                    let mut current = send_next(&mut pipe, &mut mine);
                     let mut printed = Vec::new();
                     let r = exec::run_fed(&cmd, input, 0, &mut |l| {
                         if l == NEXT {
-                            current = send_next(&mut pipe);
+                            current = send_next(&mut pipe, &mut mine);
                         } else {
                             printed.push(l.to_string());
                         }
