@@ -184,6 +184,51 @@ pub struct Job<'a> {
     /// `sys.implementation.cache_tag` (`cpython-311`).
     pub cache_tag: &'a str,
     pub threads: usize,
+    /// Opens when the venv's interpreter (`bin/python`, which compiles the
+    /// byte-code) is there: the venv may still be being made while the
+    /// wheels unpack.
+    pub interpreter: &'a Gate,
+}
+
+/// Opened once, waited on by many: whether something is ready (`true`) or
+/// will never be (`false`).
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<Option<bool>>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    /// A gate that is open already.
+    pub fn opened(ok: bool) -> Self {
+        Gate {
+            state: Mutex::new(Some(ok)),
+            opened: std::sync::Condvar::new(),
+        }
+    }
+
+    pub fn open(&self, ok: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Some(ok);
+        }
+        self.opened.notify_all();
+    }
+
+    /// Wait until opened; what it was opened with.
+    pub fn wait(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        loop {
+            if let Some(ok) = *s {
+                return ok;
+            }
+            s = match self.opened.wait(s) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+    }
 }
 
 /// What [`install`] did, for the log.
@@ -346,7 +391,7 @@ struct Compilers<'scope> {
 impl<'scope> Compilers<'scope> {
     fn start<'env>(
         s: &'scope std::thread::Scope<'scope, 'env>,
-        job: &Job,
+        job: &Job<'env>,
     ) -> Result<Self, InstallError> {
         let n = job.threads.max(1);
         let python = job.gen_path.join("bin/python").display().to_string();
@@ -367,8 +412,14 @@ impl<'scope> Compilers<'scope> {
                 .arg(job.shown_path.display().to_string());
             let sent = Pending::default();
             let answered = sent.clone();
+            let gate = job.interpreter;
             runs.push(s.spawn(move || {
                 let mut done = Vec::new();
+                if !gate.wait() {
+                    // The venv was not made: its own error says why.
+                    let why = std::io::Error::other("the venv's interpreter is missing");
+                    return (Err(not_started(&cmd, why)), done);
+                }
                 let r = exec::run_fed(&cmd, input, 0, &mut |line| {
                     let Some(answer) = line.strip_prefix(PYC_LINE) else {
                         return;
@@ -455,6 +506,17 @@ impl<'scope> Compilers<'scope> {
             }
         }
         first
+    }
+}
+
+/// The error of a command that was never started.
+fn not_started(cmd: &Cmd, why: std::io::Error) -> exec::CommandError {
+    exec::CommandError {
+        command: cmd.display(),
+        status: None,
+        spawn: Some(why),
+        tail: vec![],
+        recent: vec![],
     }
 }
 

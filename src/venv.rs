@@ -639,25 +639,24 @@ fn install_hint(e: &crate::install::InstallError) -> String {
     }
 }
 
-/// Fill the generation with the native installer; returns each distribution's file hash.
+/// Fill the generation with the native installer while `interpreter` opens
+/// when the venv is made; returns each distribution's file hash.
 fn install_native(
     b: &Build,
     host_gen: &Path,
     chosen: &[crate::install::Chosen],
+    interpreter: &crate::install::Gate,
     reporter: &mut Reporter,
 ) -> Result<BTreeMap<PackageName, String>> {
     let locked = chosen.iter().filter(|c| c.from_lock).count();
     reporter.step(format!(
-        "venv: install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels{})",
+        "venv: create {} and install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels{})",
+        b.gen_path.display(),
         chosen.len(),
         if locked < chosen.len() { " with pip" } else { "" }
     ));
-    let site = site_packages(host_gen)?;
-    let (major, minor) = b
-        .probe
-        .interp()
-        .map(|i| (i.major, i.minor))
-        .unwrap_or((3, 0));
+    let (major, minor) = native_version(b);
+    let site = native_site(host_gen, major, minor);
     let job = crate::install::Job {
         layout: crate::wheel::Layout {
             prefix: host_gen.to_path_buf(),
@@ -671,6 +670,7 @@ fn install_native(
         gen_path: &b.gen_path,
         shown_path: &b.profile.venv.path,
         cache_tag: &b.probe.cache_tag,
+        interpreter,
         threads: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -1016,10 +1016,36 @@ pub fn stamp(
     result
 }
 
+/// What venvbake adds to a made venv besides the distributions: the venv's
+/// `pip.conf` (the organisation's index, no credentials) and the lines of
+/// the lock it installs (`.venvbake/requirements.txt`).
+fn write_venv_extras(b: &Build, host_gen: &Path) -> Result<()> {
+    if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
+        crate::fsutil::atomic_write(&host_gen.join("pip.conf"), conf.as_bytes(), 0o644)?;
+    }
+    let meta = host_gen.join(".venvbake");
+    crate::fsutil::create_dirs(&meta)?;
+    let mut lines = b.pip_lines.join("\n");
+    lines.push('\n');
+    crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)
+}
+
+/// The target's `major.minor`, as the native installer lays out the venv.
+fn native_version(b: &Build) -> (u32, u32) {
+    b.probe
+        .interp()
+        .map(|i| (i.major, i.minor))
+        .unwrap_or((3, 0))
+}
+
+/// `lib/pythonX.Y/site-packages` of a CPython venv (what `python -m venv` makes).
+fn native_site(host_gen: &Path, major: u32, minor: u32) -> PathBuf {
+    host_gen.join(format!("lib/python{major}.{minor}/site-packages"))
+}
+
 fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
     let chroot = b.target.chroot();
     let spec = &b.profile.venv;
-    reporter.step(format!("venv: create {}", b.gen_path.display()));
     if let Some(parent) = host_gen.parent() {
         crate::fsutil::create_dirs(parent)?;
     }
@@ -1033,21 +1059,51 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         venv_cmd = venv_cmd.arg("--system-site-packages");
     }
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
-
-    // A later `pip install` in the venv uses the organisation's index (no credentials).
-    if let Some(conf) = crate::credentials::venv_pip_conf(&b.profile.index) {
-        crate::fsutil::atomic_write(&host_gen.join("pip.conf"), conf.as_bytes(), 0o644)?;
-    }
-    let meta = host_gen.join(".venvbake");
-    crate::fsutil::create_dirs(&meta)?;
-    let mut lines = b.pip_lines.join("\n");
-    lines.push('\n');
-    crate::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)?;
-
-    let hashes = match choose_way(b)? {
-        Way::Native(chosen) => install_native(b, host_gen, &chosen, reporter)?,
-        Way::Pip(why) => install_pip(b, host_gen, &why, reporter)?,
+    let way = choose_way(b)?;
+    let hashes = match &way {
+        Way::Native(chosen) => {
+            // The wheels unpack while `venv` makes the venv around them; the
+            // byte-code compilers (the venv's interpreter) wait for it. The
+            // directories both write into exist first: `venv` makes only
+            // what is missing, and would trip over one made meanwhile.
+            let (major, minor) = native_version(b);
+            crate::fsutil::create_dirs(&host_gen.join("bin"))?;
+            crate::fsutil::create_dirs(&native_site(host_gen, major, minor))?;
+            let interpreter = crate::install::Gate::default();
+            let (made, hashes) = std::thread::scope(|s| {
+                let venv = s.spawn(|| {
+                    // Opens the gate however this ends, so no compiler waits forever.
+                    struct Opens<'g>(&'g crate::install::Gate, bool);
+                    impl Drop for Opens<'_> {
+                        fn drop(&mut self) {
+                            self.0.open(self.1);
+                        }
+                    }
+                    let mut opens = Opens(&interpreter, false);
+                    let mut lines = Vec::new();
+                    let r = exec::run(&venv_cmd, 0, &mut |l| lines.push(l.to_string()));
+                    opens.1 = r.is_ok();
+                    (r, lines)
+                });
+                let hashes = install_native(b, host_gen, chosen, &interpreter, reporter);
+                (venv.join(), hashes)
+            });
+            let (made, lines) =
+                made.map_err(|_| Error::Internal("the venv thread failed".into()))?;
+            for l in &lines {
+                reporter.output(l);
+            }
+            // Without a venv, its error is the one to tell.
+            made.map_err(venv_error)?;
+            write_venv_extras(b, host_gen)?;
+            hashes?
+        }
+        Way::Pip(why) => {
+            reporter.step(format!("venv: create {}", b.gen_path.display()));
+            exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
+            write_venv_extras(b, host_gen)?;
+            install_pip(b, host_gen, why, reporter)?
+        }
     };
 
     let (checked, tree_sha256) = check_and_hash(b, host_gen, reporter);
@@ -1092,7 +1148,11 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     };
     let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
     text.push('\n');
-    crate::fsutil::atomic_write(&meta.join("generation.json"), text.as_bytes(), 0o644)?;
+    crate::fsutil::atomic_write(
+        &host_gen.join(".venvbake/generation.json"),
+        text.as_bytes(),
+        0o644,
+    )?;
     reporter.finish();
     Ok(record)
 }

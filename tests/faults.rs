@@ -415,14 +415,16 @@ fn kill_at(marker: &str, before_switch: bool) {
     });
 }
 
+/// The venv is made while the wheels unpack (one step of the log).
 #[test]
-fn sigkill_while_creating_the_venv() {
+fn sigkill_while_creating_the_venv_and_unpacking() {
     kill_at("venv: create", true);
 }
 
+/// Everything unpacked and compiled, nothing checked yet.
 #[test]
-fn sigkill_while_installing() {
-    kill_at("venv: install", true);
+fn sigkill_after_installing() {
+    kill_at("venvbake: unpacked ", true);
 }
 
 #[test]
