@@ -157,9 +157,7 @@ fn packer_template_provisions_a_tree_over_ssh() {
         assert!(build.status.success(), "packer build failed:\n{log}");
         // venvbake's plain step lines appear in Packer's log.
         assert!(
-            log.contains(
-                "venvbake: venv: install 19 pinned requirements offline from the wheelhouse"
-            ),
+            log.contains("and install 19 pinned requirements offline from the wheelhouse"),
             "{log}"
         );
 
