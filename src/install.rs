@@ -199,14 +199,6 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate that is open already.
-    pub fn opened(ok: bool) -> Self {
-        Gate {
-            state: Mutex::new(Some(ok)),
-            opened: std::sync::Condvar::new(),
-        }
-    }
-
     pub fn open(&self, ok: bool) {
         if let Ok(mut s) = self.state.lock() {
             *s = Some(ok);
@@ -381,8 +373,8 @@ const PYC_LINE: &str = "venvbake-pyc ";
 /// an unpacking thread never waits on a busy compiler. Each compiler answers
 /// every path with the `.pyc`'s hash, so `RECORD` needs no second read.
 struct Compilers<'scope> {
-    queues: Vec<mpsc::Sender<Vec<PathBuf>>>,
-    pending: Vec<Pending>,
+    /// Per compiler: its feeder's queue, and what it was sent and has not answered.
+    inputs: Vec<(mpsc::Sender<Vec<PathBuf>>, Pending)>,
     /// Bytes of source sent to each compiler so far.
     load: Mutex<Vec<u64>>,
     runs: Vec<std::thread::ScopedJoinHandle<'scope, CompilerRun>>,
@@ -395,8 +387,7 @@ impl<'scope> Compilers<'scope> {
     ) -> Result<Self, InstallError> {
         let n = job.threads.max(1);
         let python = job.gen_path.join("bin/python").display().to_string();
-        let mut queues = Vec::new();
-        let mut pending = Vec::new();
+        let mut inputs = Vec::new();
         let mut runs = Vec::new();
         for _ in 0..n {
             let (input, pipe) = std::io::pipe().map_err(|source| WheelError::Io {
@@ -438,12 +429,10 @@ impl<'scope> Compilers<'scope> {
             }));
             let (queue, batches) = mpsc::channel::<Vec<PathBuf>>();
             s.spawn(move || feed(pipe, batches));
-            queues.push(queue);
-            pending.push(sent);
+            inputs.push((queue, sent));
         }
         Ok(Compilers {
-            queues,
-            pending,
+            inputs,
             load: Mutex::new(vec![0; n]),
             runs,
         })
@@ -466,7 +455,7 @@ impl<'scope> Compilers<'scope> {
             return;
         };
         let batches = assign(&mut load, items);
-        for ((queue, pending), batch) in self.queues.iter().zip(&self.pending).zip(batches) {
+        for ((queue, pending), batch) in self.inputs.iter().zip(batches) {
             if batch.is_empty() {
                 continue;
             }
@@ -484,7 +473,7 @@ impl<'scope> Compilers<'scope> {
 
     /// Close the queues, wait for every compiler, and return what they compiled.
     fn finish(self) -> Result<Vec<Compiled>, InstallError> {
-        drop(self.queues);
+        drop(self.inputs);
         let mut first = Ok(Vec::new());
         for run in self.runs {
             let (r, done) = run.join().unwrap_or_else(|_| {

@@ -177,9 +177,21 @@ pub fn read(host_path: &Path) -> Result<Option<Manifest>> {
         })
 }
 
+/// Mark a generation complete: write its record (temp file, fsync, rename).
+pub fn write_generation(host_gen_dir: &Path, record: &GenerationRecord) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(record).unwrap_or_default();
+    text.push('\n');
+    atomic_write(&record_path(host_gen_dir), text.as_bytes(), 0o644)
+}
+
+/// Where a generation keeps its completion record.
+fn record_path(host_gen_dir: &Path) -> std::path::PathBuf {
+    host_gen_dir.join(".venvbake/generation.json")
+}
+
 /// Read a generation's completion record; None when missing or unreadable.
 pub fn read_generation(host_gen_dir: &Path) -> Option<GenerationRecord> {
-    let text = std::fs::read_to_string(host_gen_dir.join(".venvbake/generation.json")).ok()?;
+    let text = std::fs::read_to_string(record_path(host_gen_dir)).ok()?;
     serde_json::from_str(&text).ok()
 }
 

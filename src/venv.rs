@@ -1000,13 +1000,7 @@ pub fn stamp(
             });
         }
         checked?;
-        let mut text = serde_json::to_string_pretty(&header.record).unwrap_or_default();
-        text.push('\n');
-        crate::fsutil::atomic_write(
-            &host_gen.join(".venvbake/generation.json"),
-            text.as_bytes(),
-            0o644,
-        )?;
+        crate::manifest::write_generation(&host_gen, &header.record)?;
         reporter.finish();
         Ok(header.record.clone())
     })();
@@ -1146,13 +1140,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         decisions: b.decisions.to_vec(),
         tree_sha256: Some(tree_sha256),
     };
-    let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
-    text.push('\n');
-    crate::fsutil::atomic_write(
-        &host_gen.join(".venvbake/generation.json"),
-        text.as_bytes(),
-        0o644,
-    )?;
+    crate::manifest::write_generation(host_gen, &record)?;
     reporter.finish();
     Ok(record)
 }
