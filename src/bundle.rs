@@ -119,9 +119,10 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |e| Error::io(action, path, e)
 }
 
-/// Files of a generation that the bundle does not carry (the record goes in the header).
+/// Files of a generation that the bundle carries: not those that describe
+/// it (the record goes in the header).
 fn carried(rel: &Path) -> bool {
-    rel != Path::new(".venvbake/generation.json") && rel != Path::new(".venvbake/manifest.json")
+    !crate::verify::describes_generation(rel)
 }
 
 /// Pack the generation at `gen_host` behind `header` into `out` (written

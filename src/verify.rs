@@ -395,8 +395,25 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// Files of a generation that describe it rather than belong to it.
-const OWN_FILES: [&str; 2] = [".venvbake/generation.json", ".venvbake/manifest.json"];
+/// Whether `rel` (relative to a generation) describes the generation rather
+/// than belongs to it: its completion record and manifest, which are written
+/// after the content hash, and what a killed write of either left behind
+/// (`fsutil::atomic_write`'s `.NAME.venvbake-tmp-PID`). The tree hash and
+/// bundles leave these out.
+pub fn describes_generation(rel: &Path) -> bool {
+    const OWN: [&str; 2] = ["generation.json", "manifest.json"];
+    let Ok(name) = rel.strip_prefix(".venvbake") else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    OWN.iter().any(|own| {
+        name == *own
+            || name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_prefix(own))
+                .is_some_and(|rest| rest.starts_with(".venvbake-tmp-"))
+    })
+}
 
 /// A content hash of a generation's file tree: every path (sorted), its kind
 /// and permission bits, and the sha256 of each file or the target of each
@@ -406,7 +423,7 @@ pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
     // Relative paths: the same order as full ones, less memory for big venvs.
     let mut entries: Vec<PathBuf> = Vec::new();
     collect(gen_host, Path::new(""), &mut entries)?;
-    entries.retain(|rel| !OWN_FILES.iter().any(|o| rel == Path::new(o)));
+    entries.retain(|rel| !describes_generation(rel));
     entries.sort();
     // Files are hashed in parallel (every core), then each entry's record is
     // fed to the one hash in path order: the same value as a sequential walk.
@@ -502,6 +519,27 @@ pub fn kinds(report: &Report) -> BTreeMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_and_their_leftover_temporaries_describe_a_generation() {
+        for own in [
+            ".venvbake/generation.json",
+            ".venvbake/manifest.json",
+            ".venvbake/.manifest.json.venvbake-tmp-8833",
+            ".venvbake/.generation.json.venvbake-tmp-1",
+        ] {
+            assert!(describes_generation(Path::new(own)), "{own}");
+        }
+        for content in [
+            ".venvbake/requirements.txt",
+            ".venvbake/.requirements.txt.venvbake-tmp-1",
+            "manifest.json",
+            "lib/.venvbake/manifest.json",
+            ".venvbake/.manifest.json.bak",
+        ] {
+            assert!(!describes_generation(Path::new(content)), "{content}");
+        }
+    }
 
     #[test]
     fn the_tree_hash_keeps_its_format() {
