@@ -220,13 +220,6 @@ fn write_new(
 }
 
 fn open_new(path: &Path, mode: u32, replace: bool) -> Result<Hashing<File>, WheelError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| WheelError::Io {
-            action: "create directory",
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
     let mut o = OpenOptions::new();
     o.write(true).mode(mode);
     if replace {
@@ -234,7 +227,22 @@ fn open_new(path: &Path, mode: u32, replace: bool) -> Result<Hashing<File>, Whee
     } else {
         o.create_new(true);
     }
-    let f = o.open(path).map_err(|source| WheelError::Io {
+    // Most files go where an earlier one made the directory: make it only
+    // when missing (a failed mkdir per file is not free).
+    let f = match o.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| WheelError::Io {
+                    action: "create directory",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            o.open(path)
+        }
+        r => r,
+    }
+    .map_err(|source| WheelError::Io {
         action: "create",
         path: path.to_path_buf(),
         source,
