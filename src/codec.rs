@@ -85,9 +85,46 @@ pub fn base64(bytes: &[u8], url_safe: bool) -> String {
     s
 }
 
+/// The bytes of URL-safe base64 without padding (as `RECORD` writes
+/// digests); `None` for anything else.
+pub fn base64_url_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_url_round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_url_decode(&base64(&bytes, true)), Some(bytes));
+        }
+        assert_eq!(base64_url_decode("a+b/"), None);
+        assert_eq!(base64_url_decode("abcde"), None);
+    }
 
     #[test]
     fn base64_matches_rfc4648() {

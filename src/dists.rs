@@ -142,22 +142,32 @@ pub fn unmet(
     out
 }
 
+/// One distribution of an import group: its index in the list given to
+/// [`import_groups`], and every distribution of that list it requires,
+/// directly or not (its import may import theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportUnit {
+    pub dist: usize,
+    pub needs: Vec<usize>,
+}
+
 /// The import check's units of work: `dists` (indices) grouped so that
 /// distributions that require one another, directly or not, are in one group
 /// (importing one imports the others: one interpreter should pay for that
-/// once), each group with the distributions that pull in most first (their
-/// dependencies then import for free), the biggest groups first. Markers are
-/// evaluated for `env`; without one every requirement counts.
+/// once), each group with a distribution after those it requires (a broken
+/// dependency is then named itself, and an importer can be checked as soon
+/// as it and its `needs` are in place), the biggest groups first. Markers
+/// are evaluated for `env`; without one every requirement counts.
 pub fn import_groups(
     dists: &[&DistInfo],
     env: Option<&pep508_rs::MarkerEnvironment>,
-) -> Vec<Vec<usize>> {
+) -> Vec<Vec<ImportUnit>> {
     let index: BTreeMap<&PackageName, usize> = dists
         .iter()
         .enumerate()
         .map(|(i, d)| (&d.normalized, i))
         .collect();
-    let needs: Vec<Vec<usize>> = dists
+    let direct: Vec<Vec<usize>> = dists
         .iter()
         .map(|d| {
             d.requires
@@ -177,26 +187,27 @@ pub fn import_groups(
         }
         i
     }
-    for (i, deps) in needs.iter().enumerate() {
+    for (i, deps) in direct.iter().enumerate() {
         for &j in deps {
             let (a, b) = (root(&mut parent, i), root(&mut parent, j));
             parent[a] = b;
         }
     }
-    // How many distributions each one pulls in (itself excluded).
-    let pulls: Vec<usize> = (0..dists.len())
+    // What each one requires, directly or not (itself excluded). One that
+    // requires another needs strictly more, unless they require each other.
+    let needs: Vec<Vec<usize>> = (0..dists.len())
         .map(|i| {
             let mut seen = vec![false; dists.len()];
             let mut stack = vec![i];
             while let Some(k) = stack.pop() {
-                for &j in &needs[k] {
+                for &j in &direct[k] {
                     if !seen[j] && j != i {
                         seen[j] = true;
                         stack.push(j);
                     }
                 }
             }
-            seen.iter().filter(|s| **s).count()
+            (0..dists.len()).filter(|&j| seen[j]).collect()
         })
         .collect();
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -206,10 +217,19 @@ pub fn import_groups(
     }
     let mut out: Vec<Vec<usize>> = groups.into_values().collect();
     for g in &mut out {
-        g.sort_by_key(|&i| (std::cmp::Reverse(pulls[i]), i));
+        g.sort_by_key(|&i| (needs[i].len(), i));
     }
     out.sort_by_key(|g| (std::cmp::Reverse(g.len()), g[0]));
-    out
+    out.into_iter()
+        .map(|g| {
+            g.into_iter()
+                .map(|i| ImportUnit {
+                    dist: i,
+                    needs: needs[i].clone(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn is_module_name(s: &str) -> bool {
@@ -273,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn import_groups_keep_what_imports_together_and_importers_first() {
+    fn import_groups_keep_what_imports_together_and_dependencies_first() {
         let all = [
             dist("jmespath", &[]),
             dist("requests", &["urllib3>=1", "idna"]),
@@ -289,22 +309,31 @@ mod tests {
             dist("markupsafe", &[]),
         ];
         let refs: Vec<&DistInfo> = all.iter().collect();
-        let names = |g: &Vec<usize>| g.iter().map(|&i| all[i].name.as_str()).collect::<Vec<_>>();
-        let groups: Vec<Vec<&str>> = import_groups(&refs, None).iter().map(names).collect();
+        let groups = import_groups(&refs, None);
+        let names = |g: &Vec<ImportUnit>| {
+            g.iter()
+                .map(|u| all[u.dist].name.as_str())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            groups,
+            groups.iter().map(names).collect::<Vec<_>>(),
             [
                 vec![
-                    "python-gitlab",
-                    "requests-toolbelt",
-                    "requests",
                     "urllib3",
-                    "idna"
+                    "idna",
+                    "requests",
+                    "requests-toolbelt",
+                    "python-gitlab"
                 ],
-                vec!["ansible-core", "jinja2", "markupsafe"],
+                vec!["markupsafe", "jinja2", "ansible-core"],
                 vec!["jmespath"],
             ]
         );
+        // What each waits for: everything it pulls in, and nothing else.
+        let gitlab = &groups[0][4];
+        assert_eq!(gitlab.needs, [1, 3, 4, 5]);
+        assert_eq!(groups[1][1].needs, [8]);
+        assert!(groups[2][0].needs.is_empty());
     }
 
     #[test]

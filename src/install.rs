@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Condvar, Mutex};
 
 use pep508_rs::PackageName;
 
@@ -27,20 +27,21 @@ use crate::tags::WheelName;
 use crate::wheel::{Installed, Layout, WheelError};
 
 /// Compiles the `.py` files whose target paths arrive on stdin, each ended
-/// by a NUL byte, as they come (the installer sends a wheel's files as soon
-/// as it is unpacked). The `argv[1]` prefix of those paths is shown as
+/// by a NUL byte, as they come (the installer feeds each compiler a few at a
+/// time, most urgent first). The `argv[1]` prefix of those paths is shown as
 /// `argv[2]` in code objects. Writes checked-hash `.pyc` files (PEP 552) with
-/// public APIs only, each straight to its place (no temporary file and
-/// rename per module: a generation is only used once complete), and prints a
-/// line for each path, in order: the `.pyc`'s `RECORD` hash and size, or `-`
-/// for a module that does not compile (it gets no `.pyc`, as with pip). A
-/// write error (a full disk) fails the run.
+/// public APIs only, each through a temporary file renamed into place (the
+/// import check reads finished distributions while others still compile),
+/// and prints a line for each path as soon as it is done: the `.pyc`'s
+/// `RECORD` hash and size, or `-` for a module that does not compile (it gets
+/// no `.pyc`, as with pip). A write error (a full disk) fails the run.
 const COMPILE: &str = r#"
 import base64, hashlib, importlib.util, marshal, os, sys, warnings
 warnings.filterwarnings("ignore")
 real, shown = sys.argv[1:3]
 head = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
 made = set()
+out = sys.stdout
 
 def one(src):
     dfile = shown + src[len(real):] if src.startswith(real) else src
@@ -56,12 +57,14 @@ def one(src):
         os.makedirs(d, exist_ok=True)
         made.add(d)
     blob = head + importlib.util.source_hash(data) + marshal.dumps(code)
+    tmp = pyc + ".venvbake-tmp"
     try:
-        with open(pyc, "wb") as out:
-            out.write(blob)
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, pyc)
     except OSError:
         try:
-            os.unlink(pyc)
+            os.unlink(tmp)
         except OSError:
             pass
         raise
@@ -74,8 +77,9 @@ while True:
     if not chunk:
         break
     *paths, rest = (rest + chunk).split(b"\0")
-    if paths:
-        print("\n".join("venvbake-pyc " + one(os.fsdecode(p)) for p in paths), flush=True)
+    for p in paths:
+        out.write("venvbake-pyc " + one(os.fsdecode(p)) + "\n")
+        out.flush()
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -248,15 +252,31 @@ impl Stats {
     }
 }
 
+/// What [`install`] tells as it goes, from its own threads (the import check
+/// starts on distributions that are ready while others still compile).
+pub trait Watch: Sync {
+    /// Every wheel is unpacked: each distribution's files and metadata are
+    /// in place (called once, only when all unpacked without error).
+    fn unpacked(&self) {}
+    /// Every module of wheel `i` (an index of `wheels`) is compiled.
+    fn compiled(&self, _i: usize) {}
+}
+
+/// A [`Watch`] that does nothing.
+pub struct Unwatched;
+impl Watch for Unwatched {}
+
 /// Check, unpack, compile and record every wheel of `wheels`. Returns the
 /// sha256 (hex) of each distribution's file, by name, and what was done.
 ///
 /// Unpacking runs on `job.threads` threads, largest wheel first; the
 /// compilers start at once and get each wheel's `.py` files as soon as it
-/// is unpacked, so byte-code compilation overlaps the unpacking.
+/// is unpacked, so byte-code compilation overlaps the unpacking. The
+/// smallest distributions compile first, so most are complete early.
 pub fn install(
     job: &Job,
     wheels: &[Chosen],
+    watch: &dyn Watch,
 ) -> Result<(BTreeMap<PackageName, String>, Stats), InstallError> {
     let started = std::time::Instant::now();
     let mut stats = Stats::default();
@@ -269,8 +289,9 @@ pub fn install(
     order.sort_by(|a, b| b.cmp(a));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
+    let shared = Shared::new(job.threads.max(1), wheels.len());
     let compiled_rows = std::thread::scope(|s| -> Result<Vec<Compiled>, InstallError> {
-        let compilers = Compilers::start(s, job)?;
+        let compilers = Compilers::start(s, job, &shared, watch)?;
         std::thread::scope(|u| {
             for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
                 u.spawn(|| loop {
@@ -293,6 +314,12 @@ pub fn install(
             }
         });
         stats.unpack_s = started.elapsed().as_secs_f64();
+        let all_unpacked = results
+            .lock()
+            .is_ok_and(|v| v.len() == wheels.len() && v.iter().all(|(_, r)| r.is_ok()));
+        if all_unpacked {
+            watch.unpacked();
+        }
         compilers.finish()
     });
     let mut results = results.into_inner().unwrap_or_default();
@@ -357,26 +384,81 @@ fn pyc_path(src: &Path, cache_tag: &str) -> Option<PathBuf> {
 /// that file's `RECORD` hash and size.
 type Compiled = (usize, PathBuf, String, u64);
 
-/// Modules sent to one compiler and not answered yet, in order: the index of
-/// the wheel and the `.pyc` each should become.
-type Pending = std::sync::Arc<Mutex<std::collections::VecDeque<(usize, PathBuf)>>>;
-
 /// How one compiler ended, and what it compiled.
 type CompilerRun = (Result<exec::Output, exec::CommandError>, Vec<Compiled>);
 
 /// What [`COMPILE`] prints for each module it was sent.
 const PYC_LINE: &str = "venvbake-pyc ";
 
+/// Modules a compiler may have been sent and not yet answered: enough to
+/// keep it busy, few enough that a more urgent module queued later is next.
+const IN_FLIGHT: usize = 8;
+
+/// A module waiting to be compiled. The most urgent is the greatest: of the
+/// wheel with the least source (small distributions are complete early and
+/// their import check can start), then the wheel's index, then the biggest file.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Task {
+    urgency: (std::cmp::Reverse<u64>, std::cmp::Reverse<usize>, u64),
+    /// Index of the wheel.
+    wheel: usize,
+    /// The source as the interpreter sees it (target path).
+    target: PathBuf,
+    /// The `.pyc` it becomes (host path).
+    pyc: PathBuf,
+}
+
+/// What the compilers and their feeders share.
+struct Shared {
+    /// The queue and who was sent what, and its signal: something changed.
+    work: (Mutex<Work>, Condvar),
+    /// Per wheel: modules not yet answered (set when the wheel is queued).
+    left: Vec<AtomicUsize>,
+}
+
+impl Shared {
+    fn new(compilers: usize, wheels: usize) -> Self {
+        Shared {
+            work: (
+                Mutex::new(Work {
+                    sent: vec![Default::default(); compilers],
+                    gone: vec![false; compilers],
+                    ..Default::default()
+                }),
+                Condvar::new(),
+            ),
+            left: (0..wheels).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    fn sent_len(&self) -> usize {
+        self.work.0.lock().map(|w| w.sent.len()).unwrap_or(0)
+    }
+}
+
+/// The compile queue, under one lock.
+#[derive(Default)]
+struct Work {
+    queue: std::collections::BinaryHeap<Task>,
+    /// No more modules will be queued.
+    closed: bool,
+    /// Per compiler: what it was sent and has not answered, in order.
+    sent: Vec<std::collections::VecDeque<(usize, PathBuf)>>,
+    /// Per compiler: it has exited (or never started).
+    gone: Vec<bool>,
+}
+
 /// The byte-code compilers: one target interpreter (the venv's) per
 /// thread, each reading NUL-ended target paths from a pipe ([`COMPILE`]).
-/// A feeder thread per compiler writes what [`Compilers::send`] queues, so
-/// an unpacking thread never waits on a busy compiler. Each compiler answers
-/// every path with the `.pyc`'s hash, so `RECORD` needs no second read.
+/// A feeder thread per compiler writes the most urgent queued modules to it,
+/// at most [`IN_FLIGHT`] ahead of its answers, so whichever compiler is free
+/// takes the next one. Each compiler answers every path with the `.pyc`'s
+/// hash, so `RECORD` needs no second read.
 struct Compilers<'scope> {
-    /// Per compiler: its feeder's queue, and what it was sent and has not answered.
-    inputs: Vec<(mpsc::Sender<Vec<PathBuf>>, Pending)>,
-    /// Bytes of source sent to each compiler so far.
-    load: Mutex<Vec<u64>>,
+    work: &'scope (Mutex<Work>, Condvar),
+    /// Per wheel: modules not yet answered (set when the wheel is queued).
+    left: &'scope [AtomicUsize],
+    watch: &'scope dyn Watch,
     runs: Vec<std::thread::ScopedJoinHandle<'scope, CompilerRun>>,
 }
 
@@ -384,12 +466,14 @@ impl<'scope> Compilers<'scope> {
     fn start<'env>(
         s: &'scope std::thread::Scope<'scope, 'env>,
         job: &Job<'env>,
+        shared: &'scope Shared,
+        watch: &'scope dyn Watch,
     ) -> Result<Self, InstallError> {
-        let n = job.threads.max(1);
+        let n = shared.sent_len();
+        let (work, left) = (&shared.work, &shared.left[..]);
         let python = job.gen_path.join("bin/python").display().to_string();
-        let mut inputs = Vec::new();
         let mut runs = Vec::new();
-        for _ in 0..n {
+        for k in 0..n {
             let (input, pipe) = std::io::pipe().map_err(|source| WheelError::Io {
                 action: "open a pipe for",
                 path: job.layout.prefix.clone(),
@@ -401,79 +485,80 @@ impl<'scope> Compilers<'scope> {
                 .args(["-I", "-c", COMPILE])
                 .arg(job.gen_path.display().to_string())
                 .arg(job.shown_path.display().to_string());
-            let sent = Pending::default();
-            let answered = sent.clone();
             let gate = job.interpreter;
             runs.push(s.spawn(move || {
                 let mut done = Vec::new();
-                if !gate.wait() {
+                let r = if gate.wait() {
+                    exec::run_fed(&cmd, input, 0, &mut |line| {
+                        let Some(answer) = line.strip_prefix(PYC_LINE) else {
+                            return;
+                        };
+                        let Some((i, pyc)) = answered(work, k) else {
+                            return;
+                        };
+                        if let Some((hash, size)) = answer.split_once(' ') {
+                            if let Ok(size) = size.parse() {
+                                done.push((i, pyc, hash.to_string(), size));
+                            }
+                        }
+                        if left[i].fetch_sub(1, Ordering::SeqCst) == 1 {
+                            watch.compiled(i);
+                        }
+                    })
+                } else {
                     // The venv was not made: its own error says why.
                     let why = std::io::Error::other("the venv's interpreter is missing");
-                    return (Err(not_started(&cmd, why)), done);
+                    Err(not_started(&cmd, why))
+                };
+                if let Ok(mut w) = work.0.lock() {
+                    w.gone[k] = true;
                 }
-                let r = exec::run_fed(&cmd, input, 0, &mut |line| {
-                    let Some(answer) = line.strip_prefix(PYC_LINE) else {
-                        return;
-                    };
-                    let Some((i, pyc)) = answered.lock().ok().and_then(|mut q| q.pop_front())
-                    else {
-                        return;
-                    };
-                    if let Some((hash, size)) = answer.split_once(' ') {
-                        if let Ok(size) = size.parse() {
-                            done.push((i, pyc, hash.to_string(), size));
-                        }
-                    }
-                });
+                work.1.notify_all();
                 (r, done)
             }));
-            let (queue, batches) = mpsc::channel::<Vec<PathBuf>>();
-            s.spawn(move || feed(pipe, batches));
-            inputs.push((queue, sent));
+            s.spawn(move || feed(pipe, work, k));
         }
         Ok(Compilers {
-            inputs,
-            load: Mutex::new(vec![0; n]),
+            work,
+            left,
+            watch,
             runs,
         })
     }
 
-    /// Queue the `.py` files of wheel `i`, once unpacked, each to the
-    /// compiler with the fewest bytes so far (largest file first).
+    /// Queue the `.py` files of wheel `i`, once unpacked.
     fn send(&self, job: &Job, i: usize, inst: &Installed) {
-        let items: Vec<(u64, (PathBuf, PathBuf))> = inst
+        let total: u64 = inst.sources.iter().map(|(_, size)| size).sum();
+        let tasks: Vec<Task> = inst
             .sources
             .iter()
             .filter_map(|(src, size)| {
                 let rel = src.strip_prefix(&job.layout.prefix).ok()?;
-                let pyc = pyc_path(src, job.cache_tag)?;
-                Some((*size, (job.gen_path.join(rel), pyc)))
+                Some(Task {
+                    urgency: (std::cmp::Reverse(total), std::cmp::Reverse(i), *size),
+                    wheel: i,
+                    target: job.gen_path.join(rel),
+                    pyc: pyc_path(src, job.cache_tag)?,
+                })
             })
             .collect();
-        // Under the lock: each compiler's pending list in the order of its input.
-        let Ok(mut load) = self.load.lock() else {
+        if tasks.is_empty() {
+            self.watch.compiled(i);
             return;
-        };
-        let batches = assign(&mut load, items);
-        for ((queue, pending), batch) in self.inputs.iter().zip(batches) {
-            if batch.is_empty() {
-                continue;
-            }
-            let mut paths = Vec::with_capacity(batch.len());
-            if let Ok(mut p) = pending.lock() {
-                for (target, pyc) in batch {
-                    p.push_back((i, pyc));
-                    paths.push(target);
-                }
-            }
-            // A compiler that is gone has failed; finish() reports it.
-            let _ = queue.send(paths);
         }
+        self.left[i].store(tasks.len(), Ordering::SeqCst);
+        if let Ok(mut w) = self.work.0.lock() {
+            w.queue.extend(tasks);
+        }
+        self.work.1.notify_all();
     }
 
-    /// Close the queues, wait for every compiler, and return what they compiled.
+    /// Close the queue, wait for every compiler, and return what they compiled.
     fn finish(self) -> Result<Vec<Compiled>, InstallError> {
-        drop(self.inputs);
+        if let Ok(mut w) = self.work.0.lock() {
+            w.closed = true;
+        }
+        self.work.1.notify_all();
         let mut first = Ok(Vec::new());
         for run in self.runs {
             let (r, done) = run.join().unwrap_or_else(|_| {
@@ -498,6 +583,14 @@ impl<'scope> Compilers<'scope> {
     }
 }
 
+/// The wheel and `.pyc` of compiler `k`'s oldest unanswered module, which
+/// its answer is for; its feeder may then send another.
+fn answered(work: &(Mutex<Work>, Condvar), k: usize) -> Option<(usize, PathBuf)> {
+    let front = work.0.lock().ok()?.sent[k].pop_front();
+    work.1.notify_all();
+    front
+}
+
 /// The error of a command that was never started.
 fn not_started(cmd: &Cmd, why: std::io::Error) -> exec::CommandError {
     exec::CommandError {
@@ -509,36 +602,39 @@ fn not_started(cmd: &Cmd, why: std::io::Error) -> exec::CommandError {
     }
 }
 
-/// Give each item, heaviest first, to the bin with the least weight so far
-/// (`load`, updated); one list per bin.
-fn assign<T>(load: &mut [u64], mut items: Vec<(u64, T)>) -> Vec<Vec<T>> {
-    items.sort_by_key(|i| std::cmp::Reverse(i.0));
-    let mut bins: Vec<Vec<T>> = (0..load.len()).map(|_| Vec::new()).collect();
-    for (weight, item) in items {
-        let Some(k) = (0..load.len()).min_by_key(|&k| load[k]) else {
-            break;
-        };
-        load[k] += weight.max(1);
-        bins[k].push(item);
-    }
-    bins
-}
-
-/// Write each batch of paths to a compiler's stdin, NUL after each path;
-/// closing the pipe (on return) ends the compiler's input.
-fn feed(mut pipe: std::io::PipeWriter, batches: mpsc::Receiver<Vec<PathBuf>>) {
+/// Feed compiler `k`: whenever it has room, write the most urgent queued
+/// modules to its stdin, NUL after each path. Returns (closing the pipe,
+/// which ends the compiler's input) once the queue is closed and empty, or
+/// when the compiler is gone (its error is what `finish` reports).
+fn feed(mut pipe: std::io::PipeWriter, work: &(Mutex<Work>, Condvar), k: usize) {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
     let mut buf = Vec::new();
-    for batch in batches {
+    loop {
         buf.clear();
-        for p in batch {
-            buf.extend_from_slice(p.as_os_str().as_bytes());
-            buf.push(0);
+        {
+            let Ok(mut w) = work.0.lock() else { return };
+            loop {
+                if w.gone[k] || (w.closed && w.queue.is_empty()) {
+                    return;
+                }
+                if w.sent[k].len() < IN_FLIGHT && !w.queue.is_empty() {
+                    break;
+                }
+                w = match work.1.wait(w) {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
+            }
+            while w.sent[k].len() < IN_FLIGHT {
+                let Some(t) = w.queue.pop() else { break };
+                buf.extend_from_slice(t.target.as_os_str().as_bytes());
+                buf.push(0);
+                w.sent[k].push_back((t.wheel, t.pyc));
+            }
         }
         if pipe.write_all(&buf).is_err() {
-            // The compiler has exited (its error is what finish() reports).
-            break;
+            return;
         }
     }
 }
@@ -548,15 +644,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn work_is_split_evenly() {
-        let items = vec![(10, "a"), (9, "b"), (1, "c"), (1, "d"), (1, "e")];
-        let mut load = vec![0, 0];
-        let bins = assign(&mut load, items);
-        assert_eq!(bins.len(), 2);
-        assert!(load[0].abs_diff(load[1]) <= 1, "{load:?}");
-        assert_eq!(bins.iter().map(Vec::len).sum::<usize>(), 5);
-        // Later batches go where there is least so far.
-        assert_eq!(assign(&mut [5, 0], vec![(3, "x")]), [vec![], vec!["x"]]);
+    fn small_distributions_compile_first() {
+        use std::cmp::Reverse;
+        let task = |wheel_bytes, wheel, size, name: &str| Task {
+            urgency: (Reverse(wheel_bytes), Reverse(wheel), size),
+            wheel,
+            target: PathBuf::from(name),
+            pyc: PathBuf::new(),
+        };
+        let mut queue = std::collections::BinaryHeap::new();
+        queue.push(task(900, 0, 50, "big/a.py"));
+        queue.push(task(900, 0, 850, "big/b.py"));
+        queue.push(task(30, 2, 10, "small/x.py"));
+        queue.push(task(30, 1, 30, "other/y.py"));
+        queue.push(task(30, 2, 20, "small/z.py"));
+        let order: Vec<String> = std::iter::from_fn(|| queue.pop())
+            .map(|t| t.target.display().to_string())
+            .collect();
+        // The smallest wheels first (ties: the lower index, all of one wheel
+        // together), each wheel's biggest files first.
+        assert_eq!(
+            order,
+            [
+                "other/y.py",
+                "small/z.py",
+                "small/x.py",
+                "big/b.py",
+                "big/a.py"
+            ]
+        );
     }
 
     #[test]

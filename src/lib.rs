@@ -22,6 +22,7 @@ pub mod error;
 pub mod exec;
 pub mod fetch;
 pub mod fsutil;
+pub mod imports;
 pub mod install;
 pub mod inventory;
 pub mod lifecycle;

@@ -85,29 +85,6 @@ print(json.dumps({
 }))
 "#;
 
-/// Imports the modules whose names arrive on stdin, one a line; prints each
-/// failure, and [`NEXT`] after each module so that the next one is sent.
-/// Several of these share a build's modules ([`import_all`]).
-const IMPORT_CHECK: &str = r#"
-import importlib, sys
-bad = 0
-while True:
-    name = sys.stdin.readline()
-    if not name:
-        break
-    name = name.strip()
-    try:
-        importlib.import_module(name)
-    except BaseException as exc:
-        bad += 1
-        print("import %s: %s: %s" % (name, type(exc).__name__, exc))
-    print("venvbake-import-check: next", flush=True)
-sys.exit(1 if bad else 0)
-"#;
-
-/// What [`IMPORT_CHECK`] prints when it is ready for the next module.
-const NEXT: &str = "venvbake-import-check: next";
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct Probe {
     pub version: String,
@@ -646,6 +623,7 @@ fn install_native(
     host_gen: &Path,
     chosen: &[crate::install::Chosen],
     interpreter: &crate::install::Gate,
+    watch: &dyn crate::install::Watch,
     reporter: &mut Reporter,
 ) -> Result<BTreeMap<PackageName, String>> {
     let locked = chosen.iter().filter(|c| c.from_lock).count();
@@ -676,10 +654,11 @@ fn install_native(
             .unwrap_or(1)
             .clamp(1, 16),
     };
-    let (hashes, stats) = crate::install::install(&job, chosen).map_err(|e| Error::Install {
-        hint: install_hint(&e),
-        source: Box::new(e),
-    })?;
+    let (hashes, stats) =
+        crate::install::install(&job, chosen, watch).map_err(|e| Error::Install {
+            hint: install_hint(&e),
+            source: Box::new(e),
+        })?;
     reporter.info(&stats.summary());
     Ok(hashes)
 }
@@ -753,26 +732,17 @@ fn venv_error(e: exec::CommandError) -> Error {
     }
 }
 
-/// Check a filled generation: every requirement is installed by whoever
-/// serves it, every venv distribution's requirements are met (what `pip
-/// check` reports) and every requirement's top-level modules import with
-/// the generation's own interpreter. Returns the venv's distributions.
-fn check_generation(
+/// The distributions the check covers, each requirement's from whoever
+/// serves it (`dists`: the venv's, `system`: the system's), and a line for
+/// each requirement that nobody installed.
+fn to_check<'d>(
     b: &Build,
-    host_gen: &Path,
-    reporter: &mut Reporter,
-) -> Result<BTreeMap<PackageName, crate::dists::DistInfo>> {
-    reporter.step("venv: check imports and dependencies");
-    let site = site_packages(host_gen)?;
-    let dists = crate::dists::scan(&site);
+    dists: &'d BTreeMap<PackageName, crate::dists::DistInfo>,
+    system: &'d BTreeMap<PackageName, crate::dists::DistInfo>,
+) -> (Vec<&'d crate::dists::DistInfo>, Vec<String>) {
     let env = b.probe.marker_env();
-    let system = if b.system_site_packages {
-        system_dists(b)
-    } else {
-        Default::default()
-    };
     let mut checked: Vec<&crate::dists::DistInfo> = Vec::new();
-    let mut failures = Vec::new();
+    let mut missing = Vec::new();
     for (req, d) in b.profile.requirements.items.iter().zip(b.decisions) {
         let found = match d.decision {
             Choice::Venv => {
@@ -790,27 +760,85 @@ fn check_generation(
                     checked.push(dist);
                 }
             }
-            None => failures.push(format!(
+            None => missing.push(format!(
                 "`{}` is not installed ({} should serve it)",
                 req.text,
                 d.decision.label()
             )),
         }
     }
-    // The modules to import, in groups that import together.
+    (checked, missing)
+}
+
+/// The import check's groups for `checked`: each distribution's top-level
+/// modules (a module two claim, once), waiting for the tokens `token` gives
+/// it and what it requires (none: in place already).
+fn import_units(
+    b: &Build,
+    checked: &[&crate::dists::DistInfo],
+    token: impl Fn(&crate::dists::DistInfo) -> Option<usize>,
+) -> Vec<Vec<crate::imports::Unit>> {
+    let env = b.probe.marker_env();
     let mut seen = std::collections::BTreeSet::new();
-    let groups: Vec<Vec<String>> = crate::dists::import_groups(&checked, env.as_ref())
+    crate::dists::import_groups(checked, env.as_ref())
         .into_iter()
         .map(|g| {
             g.into_iter()
-                .flat_map(|i| checked[i].top_level.iter())
-                .filter(|m| seen.insert(m.as_str()))
-                .cloned()
+                .map(|u| crate::imports::Unit {
+                    modules: checked[u.dist]
+                        .top_level
+                        .iter()
+                        .filter(|m| seen.insert(m.as_str()))
+                        .cloned()
+                        .collect(),
+                    waits: std::iter::once(u.dist)
+                        .chain(u.needs)
+                        .filter_map(|d| token(checked[d]))
+                        .collect(),
+                })
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The distributions a system-site-packages venv also sees.
+fn seen_system(b: &Build) -> BTreeMap<PackageName, crate::dists::DistInfo> {
+    if b.system_site_packages {
+        system_dists(b)
+    } else {
+        Default::default()
+    }
+}
+
+/// The generation's interpreter, as a command.
+fn venv_python(b: &Build) -> Cmd {
+    Cmd::new(
+        b.gen_path.join("bin/python").display().to_string(),
+        b.base_env,
+    )
+    .chroot(b.target.chroot())
+}
+
+/// Check a filled generation: every requirement is installed by whoever
+/// serves it, every venv distribution's requirements are met (what `pip
+/// check` reports) and every requirement's top-level modules import with
+/// the generation's own interpreter: `imports` runs that check (or waits
+/// for the one that ran meanwhile) given the groups. Returns the venv's
+/// distributions.
+fn check_generation(
+    b: &Build,
+    host_gen: &Path,
+    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>>,
+    reporter: &mut Reporter,
+) -> Result<BTreeMap<PackageName, crate::dists::DistInfo>> {
+    reporter.step("venv: check imports and dependencies");
+    let site = site_packages(host_gen)?;
+    let dists = crate::dists::scan(&site);
+    let system = seen_system(b);
+    let (checked, mut failures) = to_check(b, &dists, &system);
+    let groups = import_units(b, &checked, |_| None);
     // What `pip check` would find: every venv distribution's requirements met.
-    if let Some(env) = &env {
+    if let Some(env) = &b.probe.marker_env() {
         failures.extend(crate::dists::unmet(&dists, &system, env));
     }
     if !failures.is_empty() {
@@ -819,132 +847,49 @@ fn check_generation(
             failures,
         });
     }
-    import_all(b, &groups, reporter).map_err(|failures| Error::CheckFailed {
+    imports(groups).map_err(|failures| Error::CheckFailed {
         generation: b.gen_name.clone(),
         failures,
     })?;
     Ok(dists)
 }
 
-/// Import every module of `groups` with the generation's interpreter, in
-/// one process per core. Each takes the next group when done with one and
-/// sends its modules one at a time (a crash then names the module). Groups
-/// keep what imports together in one process ([`crate::dists::import_groups`]);
-/// which group is next is decided as they finish, since import times differ
-/// by far and sizes do not predict them. Returns what failing imports printed.
-fn import_all(
-    b: &Build,
-    groups: &[Vec<String>],
-    reporter: &mut Reporter,
-) -> std::result::Result<(), Vec<String>> {
-    let groups: Vec<&Vec<String>> = groups.iter().filter(|g| !g.is_empty()).collect();
-    if groups.is_empty() {
-        return Ok(());
+/// Runs the import check as the native installer goes: when every wheel is
+/// unpacked, the groups go to the check, each distribution waiting for its
+/// wheel (and those it requires) to be compiled.
+struct ImportAsCompiled<'a> {
+    b: &'a Build<'a>,
+    site: PathBuf,
+    chosen: &'a [crate::install::Chosen],
+    check: &'a crate::imports::Check<'a>,
+}
+
+impl crate::install::Watch for ImportAsCompiled<'_> {
+    fn unpacked(&self) {
+        let dists = crate::dists::scan(&self.site);
+        let system = seen_system(self.b);
+        // What is missing is reported by the check after the install.
+        let (checked, _) = to_check(self.b, &dists, &system);
+        let groups = import_units(self.b, &checked, |d| {
+            self.chosen.iter().position(|c| c.name == d.normalized)
+        });
+        self.check.add(groups);
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16)
-        .min(groups.len());
-    let python = b.gen_path.join("bin/python").display().to_string();
-    // -B: the check must not add byte-code of its own to the generation.
-    let cmd = Cmd::new(python, b.base_env)
-        .chroot(b.target.chroot())
-        .args(["-I", "-B", "-c", IMPORT_CHECK]);
-    let next_group = std::sync::atomic::AtomicUsize::new(0);
-    // Send this worker's next module (and return it), taking the next group
-    // when its own is done; close the input when none is left.
-    let send_next = |pipe: &mut Option<std::io::PipeWriter>,
-                     mine: &mut std::collections::VecDeque<String>|
-     -> Option<String> {
-        use std::io::Write;
-        if mine.is_empty() {
-            let k = next_group.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if let Some(g) = groups.get(k) {
-                mine.extend(g.iter().cloned());
-            }
-        }
-        if let (Some(m), Some(w)) = (mine.pop_front(), pipe.as_mut()) {
-            if w.write_all(format!("{m}\n").as_bytes()).is_ok() {
-                return Some(m);
-            }
-        }
-        *pipe = None;
-        None
-    };
-    // Each worker: what it printed, and whether it failed.
-    let results: Vec<(Vec<String>, bool)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let (input, pipe) = match std::io::pipe() {
-                        Ok(p) => p,
-                        Err(e) => {
-                            return (
-                                vec![format!("could not open a pipe for the check: {e}")],
-                                true,
-                            )
-                        }
-                    };
-                    let mut pipe = Some(pipe);
-                    let mut mine = std::collections::VecDeque::new();
-                    let mut current = send_next(&mut pipe, &mut mine);
-                    let mut printed = Vec::new();
-                    let r = exec::run_fed(&cmd, input, 0, &mut |l| {
-                        if l == NEXT {
-                            current = send_next(&mut pipe, &mut mine);
-                        } else {
-                            printed.push(l.to_string());
-                        }
-                    });
-                    match r {
-                        Ok(_) => (printed, false),
-                        // A crash prints little or nothing: say which import, and how it ended.
-                        Err(e) => {
-                            match &current {
-                                Some(m) => printed
-                                    .push(format!("import {m}: the interpreter {}", e.outcome())),
-                                None if printed.is_empty() => {
-                                    printed.push(format!("the import check {}", e.outcome()))
-                                }
-                                None => {}
-                            }
-                            (printed, true)
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| (vec!["an import check thread failed".into()], true))
-            })
-            .collect()
-    });
-    let mut failures = Vec::new();
-    for (printed, failed) in results {
-        for l in &printed {
-            reporter.output(l);
-        }
-        if failed {
-            let skip = printed.len().saturating_sub(exec::TAIL_LINES);
-            failures.extend(printed.into_iter().skip(skip));
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures)
+
+    fn compiled(&self, i: usize) {
+        self.check.done(i);
     }
 }
 
 /// [`check_generation`], with the generation's tree hash computed on other
-/// threads at the same time (both only read the generation).
+/// threads at the same time (both only read the generation). `recorded`:
+/// venvbake wrote the generation's `RECORD` files itself, just now, so the
+/// hash takes their digests instead of reading those files again.
 fn check_and_hash(
     b: &Build,
     host_gen: &Path,
+    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>>,
+    recorded: bool,
     reporter: &mut Reporter,
 ) -> (
     Result<BTreeMap<PackageName, crate::dists::DistInfo>>,
@@ -952,14 +897,26 @@ fn check_and_hash(
 ) {
     std::thread::scope(|s| {
         let hashing = s.spawn(|| {
-            crate::verify::tree_sha256(host_gen).map_err(|e| Error::io("hash", host_gen, e))
+            let known = match site_packages(host_gen) {
+                Ok(site) if recorded => crate::verify::recorded_digests(host_gen, &site),
+                _ => Default::default(),
+            };
+            crate::verify::tree_sha256_known(host_gen, &known)
+                .map_err(|e| Error::io("hash", host_gen, e))
         });
-        let checked = check_generation(b, host_gen, reporter);
+        let checked = check_generation(b, host_gen, imports, reporter);
         let hash = hashing
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("the tree hash thread failed".into())));
         (checked, hash)
     })
+}
+
+/// The import check, run now over every group.
+fn import_now<'a>(
+    b: &'a Build<'a>,
+) -> impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>> + 'a {
+    move |groups| crate::imports::Check::now(venv_python(b), groups)
 }
 
 /// Stamp a generation from a bundle: unpack, check the content hash against
@@ -987,7 +944,7 @@ pub fn stamp(
             "unpacked {n} entries in {:.2}s",
             started.elapsed().as_secs_f64()
         ));
-        let (checked, got) = check_and_hash(b, &host_gen, reporter);
+        let (checked, got) = check_and_hash(b, &host_gen, import_now(b), false, reporter);
         // A damaged bundle is the first thing to say, whatever else failed.
         let got = got?;
         if got != header.tree_sha256 {
@@ -1054,7 +1011,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     }
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
     let way = choose_way(b)?;
-    let hashes = match &way {
+    let (hashes, dists, tree_sha256) = match &way {
         Way::Native(chosen) => {
             // The wheels unpack while `venv` makes the venv around them; the
             // byte-code compilers (the venv's interpreter) wait for it. The
@@ -1064,7 +1021,17 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             crate::fsutil::create_dirs(&host_gen.join("bin"))?;
             crate::fsutil::create_dirs(&native_site(host_gen, major, minor))?;
             let interpreter = crate::install::Gate::default();
-            let (made, hashes) = std::thread::scope(|s| {
+            // The import check starts on what is compiled while the rest compiles.
+            let check = crate::imports::Check::new(venv_python(b), Some(&interpreter));
+            let watch = ImportAsCompiled {
+                b,
+                site: native_site(host_gen, major, minor),
+                chosen,
+                check: &check,
+            };
+            std::thread::scope(|s| -> Result<_> {
+                // On every way out, the check's workers stop.
+                let _stops = crate::imports::Abandons(&check);
                 let venv = s.spawn(|| {
                     // Opens the gate however this ends, so no compiler waits forever.
                     struct Opens<'g>(&'g crate::install::Gate, bool);
@@ -1079,30 +1046,44 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     opens.1 = r.is_ok();
                     (r, lines)
                 });
-                let hashes = install_native(b, host_gen, chosen, &interpreter, reporter);
-                (venv.join(), hashes)
-            });
-            let (made, lines) =
-                made.map_err(|_| Error::Internal("the venv thread failed".into()))?;
-            for l in &lines {
-                reporter.output(l);
-            }
-            // Without a venv, its error is the one to tell.
-            made.map_err(venv_error)?;
-            write_venv_extras(b, host_gen)?;
-            hashes?
+                let imported = s.spawn(|| check.run());
+                let hashes = install_native(b, host_gen, chosen, &interpreter, &watch, reporter);
+                // Everything is compiled (or never will be): what waits now, never goes.
+                check.close();
+                let (made, lines) = venv
+                    .join()
+                    .map_err(|_| Error::Internal("the venv thread failed".into()))?;
+                for l in &lines {
+                    reporter.output(l);
+                }
+                // Without a venv, its error is the one to tell.
+                made.map_err(venv_error)?;
+                write_venv_extras(b, host_gen)?;
+                let hashes = hashes?;
+                let (checked, tree_sha256) = check_and_hash(
+                    b,
+                    host_gen,
+                    |_| {
+                        imported.join().unwrap_or_else(|_| {
+                            Err(vec!["the import check thread failed".to_string()])
+                        })
+                    },
+                    true,
+                    reporter,
+                );
+                Ok((hashes, checked?, tree_sha256?))
+            })?
         }
         Way::Pip(why) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
             write_venv_extras(b, host_gen)?;
-            install_pip(b, host_gen, why, reporter)?
+            let hashes = install_pip(b, host_gen, why, reporter)?;
+            let (checked, tree_sha256) =
+                check_and_hash(b, host_gen, import_now(b), false, reporter);
+            (hashes, checked?, tree_sha256?)
         }
     };
-
-    let (checked, tree_sha256) = check_and_hash(b, host_gen, reporter);
-    let dists = checked?;
-    let tree_sha256 = tree_sha256?;
 
     let required: Vec<&PackageName> = b
         .profile

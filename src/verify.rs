@@ -415,11 +415,77 @@ pub fn describes_generation(rel: &Path) -> bool {
     })
 }
 
+/// Digests already known for files of a generation, by path relative to
+/// it: the size and sha256 of what the native installer just wrote and
+/// recorded, so the tree hash need not read those files again.
+pub type Known = std::collections::HashMap<PathBuf, (u64, [u8; 32])>;
+
+/// The `RECORD` rows of every distribution in `site` (a generation's
+/// site-packages) as [`Known`] digests, paths relative to `gen_host`. Only
+/// for a generation whose `RECORD` files venvbake wrote itself, just now.
+pub fn recorded_digests(gen_host: &Path, site: &Path) -> Known {
+    let mut known = Known::new();
+    let Ok(base) = site.strip_prefix(gen_host) else {
+        return known;
+    };
+    let Ok(entries) = std::fs::read_dir(site) else {
+        return known;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".dist-info") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("RECORD")) else {
+            continue;
+        };
+        for row in parse_record(&text) {
+            let (Some(b64), Some(size)) = (&row.sha256, row.size) else {
+                continue;
+            };
+            let (Some(rel), Some(digest)) = (
+                lexical_join(base, &row.path),
+                crate::codec::base64_url_decode(b64),
+            ) else {
+                continue;
+            };
+            if let Ok(digest) = <[u8; 32]>::try_from(digest) {
+                known.insert(rel, (size, digest));
+            }
+        }
+    }
+    known
+}
+
+/// `base` joined with the relative path `rel`, `..` resolved without the
+/// file system; `None` if it leaves `base`'s root or is absolute.
+fn lexical_join(base: &Path, rel: &str) -> Option<PathBuf> {
+    let mut out = base.to_path_buf();
+    for c in Path::new(rel).components() {
+        match c {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// A content hash of a generation's file tree: every path (sorted), its kind
 /// and permission bits, and the sha256 of each file or the target of each
 /// symlink. Timestamps and owners are left out, so two builds from the same
 /// inputs with `SOURCE_DATE_EPOCH` hash the same.
 pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
+    tree_sha256_known(gen_host, &Known::new())
+}
+
+/// [`tree_sha256`], taking the digest of a file of the size `known` gives
+/// from there instead of reading it.
+pub fn tree_sha256_known(gen_host: &Path, known: &Known) -> std::io::Result<String> {
     // Relative paths: the same order as full ones, less memory for big venvs.
     let mut entries: Vec<PathBuf> = Vec::new();
     collect(gen_host, Path::new(""), &mut entries)?;
@@ -436,7 +502,11 @@ pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
         let handles: Vec<_> = entries
             .chunks(chunk)
             .map(|part| {
-                s.spawn(move || part.iter().map(|rel| entry(&gen_host.join(rel))).collect())
+                s.spawn(move || {
+                    part.iter()
+                        .map(|rel| entry(&gen_host.join(rel), known.get(rel)))
+                        .collect()
+                })
             })
             .collect();
         handles
@@ -478,7 +548,9 @@ enum Entry {
     File(u32, [u8; 32]),
 }
 
-fn entry(p: &Path) -> std::io::Result<Entry> {
+/// One entry of the tree hash; a file's digest comes from `known` when its
+/// size there is the file's.
+fn entry(p: &Path, known: Option<&(u64, [u8; 32])>) -> std::io::Result<Entry> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(p)?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -486,6 +558,8 @@ fn entry(p: &Path) -> std::io::Result<Entry> {
         Entry::Link(mode, std::fs::read_link(p)?)
     } else if meta.is_dir() {
         Entry::Dir(mode)
+    } else if let Some(&(_, digest)) = known.filter(|(size, _)| *size == meta.len()) {
+        Entry::File(mode, digest)
     } else {
         let (digest, _) = crate::codec::sha256_file(p)?;
         let mut d = [0u8; 32];
@@ -570,6 +644,45 @@ mod tests {
         want.update(b"\n");
         want.update(b"l\0l\x00777\0a\n");
         assert_eq!(tree_sha256(g).unwrap(), crate::codec::hex(&want.finalize()));
+    }
+
+    #[test]
+    fn recorded_digests_give_the_same_tree_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path();
+        let site = g.join("lib/python3.11/site-packages");
+        let di = site.join("demo-1.dist-info");
+        std::fs::create_dir_all(&di).unwrap();
+        std::fs::create_dir_all(g.join("bin")).unwrap();
+        std::fs::write(site.join("demo.py"), b"x = 1\n").unwrap();
+        std::fs::write(g.join("bin/demo"), b"#!/venv/bin/python\n").unwrap();
+        let row = |path: &str, bytes: &[u8]| {
+            format!(
+                "{path},sha256={},{}\n",
+                crate::codec::base64(&Sha256::digest(bytes), true),
+                bytes.len()
+            )
+        };
+        std::fs::write(
+            di.join("RECORD"),
+            row("demo.py", b"x = 1\n")
+                + &row("../../../bin/demo", b"#!/venv/bin/python\n")
+                + "demo-1.dist-info/RECORD,,\n",
+        )
+        .unwrap();
+        let known = recorded_digests(g, &site);
+        assert_eq!(known.len(), 2, "{known:?}");
+        assert!(known.contains_key(Path::new("bin/demo")));
+        assert_eq!(
+            tree_sha256_known(g, &known).unwrap(),
+            tree_sha256(g).unwrap()
+        );
+        // A file whose size is not the recorded one is read, not trusted.
+        std::fs::write(site.join("demo.py"), b"x = 22\n").unwrap();
+        assert_eq!(
+            tree_sha256_known(g, &known).unwrap(),
+            tree_sha256(g).unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! The import check: each requirement's top-level modules are imported by
+//! the generation's own interpreter, the way Ansible will import them, so a
+//! module that needs a missing system library or is broken stops the build
+//! before the switch.
+//!
+//! Work comes in groups (distributions that require one another, from
+//! [`crate::dists::import_groups`]): one interpreter takes all of a group,
+//! so imports they share are paid once. There is one interpreter per core;
+//! modules are sent one at a time, so a crash names the module. A unit (one
+//! distribution's modules) can wait for tokens: while the native installer
+//! still compiles, a distribution is checked as soon as it and what it
+//! requires are compiled ([`Check::done`]), which hides most of the check
+//! behind the compilation. With nothing to wait for, the check simply runs
+//! over every group (a stamp, a pip install).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex};
+
+use crate::exec::{self, Cmd};
+use crate::install::Gate;
+
+/// Imports each module named on its own line of stdin, reports an import
+/// that fails, and prints [`NEXT`] after each, ready for the next one.
+/// Warnings are not failures; `-B` keeps the check's own byte-code out of
+/// the generation.
+const IMPORT_CHECK: &str = r#"
+import importlib, sys
+bad = 0
+while True:
+    name = sys.stdin.readline()
+    if not name:
+        break
+    name = name.strip()
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        bad += 1
+        print("import %s: %s: %s" % (name, type(exc).__name__, exc))
+    print("venvbake-import-check: next", flush=True)
+sys.exit(1 if bad else 0)
+"#;
+
+/// What [`IMPORT_CHECK`] prints when it is ready for the next module.
+const NEXT: &str = "venvbake-import-check: next";
+
+/// The modules of one distribution, and the tokens they wait for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unit {
+    pub modules: Vec<String>,
+    pub waits: Vec<usize>,
+}
+
+/// The import check of one generation, fed groups of [`Unit`]s and tokens
+/// from other threads while [`Check::run`] works through them.
+pub struct Check<'a> {
+    python: String,
+    cmd: Cmd,
+    /// Opens when the interpreter exists (the venv may still be being made).
+    gate: Option<&'a Gate>,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    groups: Vec<Group>,
+    done: BTreeSet<usize>,
+    /// No more groups or tokens will come.
+    closed: bool,
+}
+
+struct Group {
+    units: VecDeque<Unit>,
+    /// The worker that took this group; only it takes the rest.
+    owner: Option<usize>,
+}
+
+impl<'a> Check<'a> {
+    /// The check run by `python` (a target path) with the target's
+    /// environment `cmd` was built from; `cmd` is that interpreter's command
+    /// (chroot, environment).
+    pub fn new(cmd: Cmd, gate: Option<&'a Gate>) -> Self {
+        Check {
+            python: cmd.display(),
+            cmd: cmd.args(["-I", "-B", "-c", IMPORT_CHECK]),
+            gate,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Every group at once, nothing to wait for: check now.
+    pub fn now(cmd: Cmd, groups: Vec<Vec<Unit>>) -> Result<(), Vec<String>> {
+        let check = Check::new(cmd, None);
+        check.add(groups);
+        check.close();
+        check.run()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+        }
+        self.changed.notify_all();
+    }
+
+    /// More groups to check, biggest first.
+    pub fn add(&self, groups: Vec<Vec<Unit>>) {
+        self.update(|s| {
+            s.groups.extend(
+                groups
+                    .into_iter()
+                    .filter(|g| g.iter().any(|u| !u.modules.is_empty()))
+                    .map(|g| Group {
+                        units: g.into(),
+                        owner: None,
+                    }),
+            )
+        });
+    }
+
+    /// Units waiting for `token` may go.
+    pub fn done(&self, token: usize) {
+        self.update(|s| {
+            s.done.insert(token);
+        });
+    }
+
+    /// Nothing more will come: what still waits never goes, and the workers
+    /// stop when they are through what can.
+    pub fn close(&self) {
+        self.update(|s| s.closed = true);
+    }
+
+    /// The result no longer matters: the workers stop after their current module.
+    pub fn abandon(&self) {
+        self.update(|s| {
+            s.groups.clear();
+            s.closed = true;
+        });
+    }
+
+    /// Worker `w`'s next unit: one of its own groups' first, else the first
+    /// ready one of a group nobody has taken (which becomes its own); waits
+    /// while none is ready and more may come. `None`: nothing more for it.
+    fn next(&self, w: usize) -> Option<Unit> {
+        let mut s = self.state.lock().ok()?;
+        loop {
+            let done = &s.done;
+            let ready = |u: &Unit| u.waits.iter().all(|t| done.contains(t));
+            let pick = [Some(w), None].into_iter().find_map(|owner| {
+                s.groups.iter().enumerate().find_map(|(g, group)| {
+                    let k = group.units.iter().position(ready)?;
+                    (group.owner == owner).then_some((g, k))
+                })
+            });
+            if let Some((g, k)) = pick {
+                let group = &mut s.groups[g];
+                group.owner = Some(w);
+                return group.units.remove(k);
+            }
+            if s.closed {
+                return None;
+            }
+            s = self.changed.wait(s).ok()?;
+        }
+    }
+
+    /// Check until closed and through: one interpreter per core, each
+    /// started when it first has a module. Returns what failing imports
+    /// printed (the last lines of each failing interpreter).
+    pub fn run(&self) -> Result<(), Vec<String>> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16);
+        let results: Vec<(Vec<String>, bool)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| s.spawn(move || self.work(w)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (vec!["the import check thread failed".to_string()], true)
+                    })
+                })
+                .collect()
+        });
+        let mut failures = Vec::new();
+        for (printed, failed) in results {
+            if failed {
+                let skip = printed.len().saturating_sub(exec::TAIL_LINES);
+                failures.extend(printed.into_iter().skip(skip));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
+    }
+
+    /// One worker: what its interpreter printed, and whether it failed.
+    fn work(&self, w: usize) -> (Vec<String>, bool) {
+        let mut mine: VecDeque<String> = VecDeque::new();
+        // The next module for this worker, waiting for one if need be.
+        let take = |mine: &mut VecDeque<String>| loop {
+            if let Some(m) = mine.pop_front() {
+                return Some(m);
+            }
+            mine.extend(self.next(w)?.modules);
+        };
+        let Some(first) = take(&mut mine) else {
+            return (Vec::new(), false);
+        };
+        if self.gate.is_some_and(|g| !g.wait()) {
+            // The venv was not made: its own error says why.
+            return (Vec::new(), false);
+        }
+        let (input, pipe) = match std::io::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    vec![format!("could not open a pipe for the import check: {e}")],
+                    true,
+                )
+            }
+        };
+        let mut pipe = Some(pipe);
+        let send = |pipe: &mut Option<std::io::PipeWriter>, m: Option<String>| {
+            use std::io::Write;
+            if let (Some(m), Some(p)) = (m, pipe.as_mut()) {
+                if p.write_all(format!("{m}\n").as_bytes()).is_ok() {
+                    return Some(m);
+                }
+            }
+            // Closing the input ends the interpreter.
+            *pipe = None;
+            None
+        };
+        let mut current = send(&mut pipe, Some(first));
+        let mut printed = Vec::new();
+        let r = exec::run_fed(&self.cmd, input, 0, &mut |l| {
+            if l == NEXT {
+                let m = take(&mut mine);
+                current = send(&mut pipe, m);
+            } else {
+                printed.push(l.to_string());
+            }
+        });
+        match r {
+            Ok(_) => (printed, false),
+            // A crash prints little or nothing: say which import, and how it ended.
+            Err(e) => {
+                match &current {
+                    Some(m) => printed.push(format!("import {m}: the interpreter {}", e.outcome())),
+                    None if printed.is_empty() => printed.push(format!(
+                        "the import check ({}) {}",
+                        self.python,
+                        e.outcome()
+                    )),
+                    None => {}
+                }
+                (printed, true)
+            }
+        }
+    }
+}
+
+/// Abandons a [`Check`] when dropped, so its workers end on every path
+/// (after its result was taken, that changes nothing).
+pub struct Abandons<'c, 'a>(pub &'c Check<'a>);
+
+impl Drop for Abandons<'_, '_> {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(m: &str, waits: &[usize]) -> Unit {
+        Unit {
+            modules: vec![m.into()],
+            waits: waits.to_vec(),
+        }
+    }
+
+    fn check() -> Check<'static> {
+        Check::new(Cmd::new("python3", &[]), None)
+    }
+
+    #[test]
+    fn a_worker_keeps_its_group_and_units_wait_for_their_tokens() {
+        let c = check();
+        c.add(vec![
+            vec![unit("a1", &[1]), unit("a2", &[1, 2])],
+            vec![unit("b", &[])],
+        ]);
+        // Worker 0 finds nothing of group A ready, so it takes group B.
+        assert_eq!(c.next(0).unwrap().modules, ["b"]);
+        c.done(1);
+        // Worker 1 takes group A; a2 waits for token 2.
+        assert_eq!(c.next(1).unwrap().modules, ["a1"]);
+        c.done(2);
+        c.close();
+        // Group A is worker 1's: worker 0 gets nothing more.
+        assert!(c.next(0).is_none());
+        assert_eq!(c.next(1).unwrap().modules, ["a2"]);
+        assert!(c.next(1).is_none());
+    }
+
+    #[test]
+    fn after_close_what_still_waits_never_goes() {
+        let c = check();
+        c.add(vec![vec![unit("x", &[7])]]);
+        c.close();
+        assert!(c.next(0).is_none());
+    }
+
+    #[test]
+    fn a_waiting_worker_wakes_when_its_token_comes() {
+        let c = check();
+        c.add(vec![vec![unit("late", &[3])]]);
+        std::thread::scope(|s| {
+            let got = s.spawn(|| c.next(0).map(|u| u.modules));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            c.done(3);
+            assert_eq!(got.join().unwrap(), Some(vec!["late".to_string()]));
+        });
+    }
+}
