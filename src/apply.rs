@@ -155,6 +155,13 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         crate::apt::clean_stale_policy(target);
     }
     let base_env = crate::exec::base_env(&req.host_env);
+    // The interpreter is probed while the rest is planned; if apt then
+    // installs anything (it may upgrade the interpreter), it is probed again.
+    let early_probe = {
+        let (target, env) = (target.clone(), base_env.clone());
+        let (python, pip) = (profile.venv.python.clone(), profile.venv.pip);
+        std::thread::spawn(move || crate::venv::probe(&target, &env, &python, pip))
+    };
     crate::cloudinit::wait_if_needed(
         req.cloud_init_wait,
         target.is_tree(),
@@ -187,7 +194,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         profile.apt.install_recommends,
         reporter,
     )?;
-    if !plan.apt.install.is_empty() {
+    let apt_changed = !plan.apt.install.is_empty();
+    if apt_changed {
         // apt may have upgraded the interpreter itself: plan the venv again.
         observed = observe(ask_apt)?;
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
@@ -196,7 +204,14 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let creds = crate::credentials::Credentials::from_profile(profile, &req.host_env)?;
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
-    let probe = crate::venv::probe(target, &base_env, &profile.venv.python)?;
+    let early_probe = early_probe
+        .join()
+        .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
+    let probe = if apt_changed {
+        crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?
+    } else {
+        early_probe?
+    };
     reporter.finish();
     reporter.info(&format!(
         "python {} ({}), externally managed (PEP 668): {}",

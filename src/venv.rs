@@ -24,24 +24,19 @@ use crate::profile::Profile;
 use crate::report::Reporter;
 use crate::target::{Target, TargetError};
 
-/// Prints what venvbake needs to know about an interpreter, as JSON.
+/// Prints what venvbake needs to know about an interpreter, as JSON. The
+/// `venv` and `ensurepip` modules are looked for, not imported (importing
+/// them took a third of the probe's time); the wheels `ensurepip` would
+/// install are only looked up when `argv[1]` is `wheels` (a venv with pip).
 const PROBE: &str = r#"
-import json, os, platform, sys, sysconfig
+import importlib.util, json, os, platform, sys, sysconfig
 def fmt(i):
     v = "%d.%d.%d" % (i.major, i.minor, i.micro)
     if i.releaselevel != "final":
         v += i.releaselevel[0] + str(i.serial)
     return v
-try:
-    import ensurepip
-    ensurepip_ok = True
-except Exception:
-    ensurepip_ok = False
-try:
-    import venv
-    venv_ok = True
-except Exception:
-    venv_ok = False
+ensurepip_ok = importlib.util.find_spec("ensurepip") is not None
+venv_ok = importlib.util.find_spec("venv") is not None
 stdlib = sysconfig.get_path("stdlib")
 try:
     libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
@@ -49,16 +44,17 @@ except (AttributeError, ValueError, OSError):
     libc = ""
 # The wheels the interpreter's ensurepip would install into a venv.
 wheels = []
-try:
-    import ensurepip
-    if hasattr(ensurepip, "_get_packages"):
-        for p in ensurepip._get_packages().values():
-            wheels.append(p.wheel_path or os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", p.wheel_name))
-    elif hasattr(ensurepip, "_get_pip_whl_path_ctx"):
-        with ensurepip._get_pip_whl_path_ctx() as p:
-            wheels.append(str(p))
-except Exception:
-    wheels = []
+if sys.argv[1:] == ["wheels"]:
+    try:
+        import ensurepip
+        if hasattr(ensurepip, "_get_packages"):
+            for p in ensurepip._get_packages().values():
+                wheels.append(p.wheel_path or os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", p.wheel_name))
+        elif hasattr(ensurepip, "_get_pip_whl_path_ctx"):
+            with ensurepip._get_pip_whl_path_ctx() as p:
+                wheels.append(str(p))
+    except Exception:
+        wheels = []
 print(json.dumps({
     "version": platform.python_version(),
     "soabi": sysconfig.get_config_var("SOABI") or "",
@@ -142,11 +138,20 @@ impl Probe {
     }
 }
 
-/// Run the interpreter once to learn its version, ABI and PEP 668 marker.
-pub fn probe(target: &Target, base: &[(String, String)], python: &Path) -> Result<Probe> {
-    let cmd = Cmd::new(python.display().to_string(), base)
+/// Run the interpreter once to learn its version, ABI and PEP 668 marker;
+/// `pip_wheels`: also where the wheels its `ensurepip` installs are.
+pub fn probe(
+    target: &Target,
+    base: &[(String, String)],
+    python: &Path,
+    pip_wheels: bool,
+) -> Result<Probe> {
+    let mut cmd = Cmd::new(python.display().to_string(), base)
         .chroot(target.chroot())
         .args(["-I", "-c", PROBE]);
+    if pip_wheels {
+        cmd = cmd.arg("wheels");
+    }
     let out = exec::run(&cmd, 200, &mut |_| {}).map_err(|e| Error::Command {
         phase: Phase::Probe,
         what: format!("the interpreter `{}` does not run", python.display()),
