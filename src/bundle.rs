@@ -238,6 +238,8 @@ const IN_FLIGHT: u64 = 16 << 20;
 /// One file for a writer thread.
 struct Job {
     dest: PathBuf,
+    /// `dest` relative to the generation.
+    rel: PathBuf,
     mode: u32,
     mtime: u64,
     data: Vec<u8>,
@@ -264,7 +266,9 @@ impl Budget {
     }
 }
 
-fn write_job(job: &Job) -> std::io::Result<()> {
+/// Write one file; returns the sha256 of what was written.
+fn write_job(job: &Job) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest;
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
@@ -274,13 +278,15 @@ fn write_job(job: &Job) -> std::io::Result<()> {
         .open(&job.dest)?;
     f.write_all(&job.data)?;
     f.set_permissions(std::fs::Permissions::from_mode(job.mode))?;
-    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(job.mtime))
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(job.mtime))?;
+    Ok(sha2::Sha256::digest(&job.data).into())
 }
 
 /// Unpack the generation files of `file` into `gen_host` (which must not
 /// exist): directories and symlinks in order, file contents by a pool of
-/// writer threads. Returns the number of entries written.
-pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
+/// writer threads. Returns the number of entries written, and the size and
+/// sha256 of each file as written (the tree hash then need not read them).
+pub fn unpack(file: &Path, gen_host: &Path) -> Result<(usize, crate::verify::Known)> {
     let f = File::open(file).map_err(io("open", file))?;
     let mut a = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
     std::fs::create_dir(gen_host).map_err(io("create", gen_host))?;
@@ -289,6 +295,7 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
         freed: Condvar::new(),
     };
     let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let written: Mutex<crate::verify::Known> = Mutex::default();
     // One queue per writer, chosen by the file's directory: creating files in
     // one directory is serialised by the kernel, so each directory's files go
     // to one writer while the others work on other directories.
@@ -302,13 +309,20 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
     let mut n = 0;
     let read = std::thread::scope(|s| -> Result<()> {
         for rx in rxs {
-            let (failed, budget) = (&failed, &budget);
+            let (failed, budget, written) = (&failed, &budget, &written);
             s.spawn(move || {
                 for job in rx {
                     let size = job.data.len() as u64;
-                    if let Err(e) = write_job(&job) {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(Error::io("write", &job.dest, e));
+                    match write_job(&job) {
+                        Ok(digest) => {
+                            if let Ok(mut w) = written.lock() {
+                                w.insert(job.rel, (size, digest));
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(Error::io("write", &job.dest, e));
+                            }
                         }
                     }
                     budget.give(size);
@@ -369,6 +383,7 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
                     if txs[writer]
                         .send(Job {
                             dest,
+                            rel,
                             mode,
                             mtime,
                             data,
@@ -394,7 +409,7 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<usize> {
     if let Some(e) = failed.into_inner().ok().flatten() {
         return Err(e);
     }
-    Ok(n)
+    Ok((n, written.into_inner().unwrap_or_default()))
 }
 
 /// The path of a member inside the generation, refused when it would land

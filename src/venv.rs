@@ -887,14 +887,14 @@ impl crate::install::Watch for ImportAsCompiled<'_> {
 }
 
 /// [`check_generation`], with the generation's tree hash computed on other
-/// threads at the same time (both only read the generation). `recorded`:
-/// venvbake wrote the generation's `RECORD` files itself, just now, so the
-/// hash takes their digests instead of reading those files again.
+/// threads at the same time (both only read the generation). `known`
+/// gives the digests of files venvbake has just written (computed as they
+/// were), which the hash takes instead of reading those files again.
 fn check_and_hash(
     b: &Build,
     host_gen: &Path,
     imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>>,
-    recorded: bool,
+    known: impl FnOnce() -> crate::verify::Known + Send,
     reporter: &mut Reporter,
 ) -> (
     Result<BTreeMap<PackageName, crate::dists::DistInfo>>,
@@ -902,11 +902,7 @@ fn check_and_hash(
 ) {
     std::thread::scope(|s| {
         let hashing = s.spawn(|| {
-            let known = match site_packages(host_gen) {
-                Ok(site) if recorded => crate::verify::recorded_digests(host_gen, &site),
-                _ => Default::default(),
-            };
-            crate::verify::tree_sha256_known(host_gen, &known)
+            crate::verify::tree_sha256_known(host_gen, &known())
                 .map_err(|e| Error::io("hash", host_gen, e))
         });
         let checked = check_generation(b, host_gen, imports, reporter);
@@ -944,12 +940,12 @@ pub fn stamp(
             crate::fsutil::create_dirs(parent)?;
         }
         let started = std::time::Instant::now();
-        let n = crate::bundle::unpack(file, &host_gen)?;
+        let (n, written) = crate::bundle::unpack(file, &host_gen)?;
         reporter.info(&format!(
             "unpacked {n} entries in {:.2}s",
             started.elapsed().as_secs_f64()
         ));
-        let (checked, got) = check_and_hash(b, &host_gen, import_now(b), false, reporter);
+        let (checked, got) = check_and_hash(b, &host_gen, import_now(b), || written, reporter);
         // A damaged bundle is the first thing to say, whatever else failed.
         let got = got?;
         if got != header.tree_sha256 {
@@ -1073,7 +1069,8 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                             Err(vec!["the import check thread failed".to_string()])
                         })
                     },
-                    true,
+                    // The native installer wrote every RECORD, just now.
+                    || crate::verify::recorded_digests(host_gen, &watch.site),
                     reporter,
                 );
                 Ok((hashes, checked?, tree_sha256?))
@@ -1085,7 +1082,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             write_venv_extras(b, host_gen)?;
             let hashes = install_pip(b, host_gen, why, reporter)?;
             let (checked, tree_sha256) =
-                check_and_hash(b, host_gen, import_now(b), false, reporter);
+                check_and_hash(b, host_gen, import_now(b), Default::default, reporter);
             (hashes, checked?, tree_sha256?)
         }
     };
