@@ -316,7 +316,7 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<(usize, crate::verify::Kno
                     match write_job(&job) {
                         Ok(digest) => {
                             if let Ok(mut w) = written.lock() {
-                                w.insert(job.rel, (size, digest));
+                                w.insert(&job.rel, size, digest);
                             }
                         }
                         Err(e) => {

@@ -53,6 +53,7 @@ pub struct Unit {
 /// The import check of one generation, fed groups of [`Unit`]s and tokens
 /// from other threads while [`Check::run`] works through them.
 pub struct Check<'a> {
+    /// The interpreter's command as the log shows it.
     python: String,
     cmd: Cmd,
     /// Opens when the interpreter exists (the venv may still be being made).
@@ -76,9 +77,8 @@ struct Group {
 }
 
 impl<'a> Check<'a> {
-    /// The check run by `python` (a target path) with the target's
-    /// environment `cmd` was built from; `cmd` is that interpreter's command
-    /// (chroot, environment).
+    /// The check, run by the interpreter `cmd` names (the generation's,
+    /// with its chroot and clean environment) once `gate` (if any) opens.
     pub fn new(cmd: Cmd, gate: Option<&'a Gate>) -> Self {
         Check {
             python: cmd.display(),

@@ -902,7 +902,7 @@ fn check_and_hash(
 ) {
     std::thread::scope(|s| {
         let hashing = s.spawn(|| {
-            crate::verify::tree_sha256_known(host_gen, &known())
+            crate::verify::tree_sha256_known(host_gen, known())
                 .map_err(|e| Error::io("hash", host_gen, e))
         });
         let checked = check_generation(b, host_gen, imports, reporter);

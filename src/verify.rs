@@ -415,16 +415,65 @@ pub fn describes_generation(rel: &Path) -> bool {
     })
 }
 
-/// Digests already known for files of a generation, by path relative to
-/// it: the size and sha256 of what the native installer just wrote and
-/// recorded, so the tree hash need not read those files again.
-pub type Known = std::collections::HashMap<PathBuf, (u64, [u8; 32])>;
+/// Digests already known for files of a generation: the size and sha256 of
+/// what venvbake just wrote, so the tree hash need not read those files
+/// again. Kept by [`Known::key`] of the path relative to the generation, in
+/// one flat list (a large venv has tens of thousands of files: no copy of
+/// each path is kept, and no hash table's slack).
+#[derive(Debug, Default)]
+pub struct Known {
+    rows: Vec<(u128, u64, [u8; 32])>,
+    sorted: bool,
+}
+
+impl Known {
+    /// The first 128 bits of the sha256 of the relative path.
+    fn key(rel: &Path) -> u128 {
+        let d = Sha256::digest(rel.as_os_str().as_encoded_bytes());
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&d[..16]);
+        u128::from_le_bytes(k)
+    }
+
+    pub fn insert(&mut self, rel: &Path, size: u64, digest: [u8; 32]) {
+        self.rows.push((Self::key(rel), size, digest));
+        self.sorted = false;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Ready for [`Known::get`].
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.rows.sort_unstable_by_key(|r| r.0);
+            self.rows.shrink_to_fit();
+            self.sorted = true;
+        }
+    }
+
+    /// The digest of `rel`, if known and recorded for a file of `size` bytes.
+    fn get(&self, rel: &Path, size: u64) -> Option<[u8; 32]> {
+        if self.rows.is_empty() || !self.sorted {
+            return None;
+        }
+        let key = Self::key(rel);
+        let i = self.rows.binary_search_by_key(&key, |r| r.0).ok()?;
+        let (_, s, digest) = self.rows[i];
+        (s == size).then_some(digest)
+    }
+}
 
 /// The `RECORD` rows of every distribution in `site` (a generation's
 /// site-packages) as [`Known`] digests, paths relative to `gen_host`. Only
 /// for a generation whose `RECORD` files venvbake wrote itself, just now.
 pub fn recorded_digests(gen_host: &Path, site: &Path) -> Known {
-    let mut known = Known::new();
+    let mut known = Known::default();
     let Ok(base) = site.strip_prefix(gen_host) else {
         return known;
     };
@@ -449,7 +498,7 @@ pub fn recorded_digests(gen_host: &Path, site: &Path) -> Known {
                 continue;
             };
             if let Ok(digest) = <[u8; 32]>::try_from(digest) {
-                known.insert(rel, (size, digest));
+                known.insert(&rel, size, digest);
             }
         }
     }
@@ -480,14 +529,16 @@ fn lexical_join(base: &Path, rel: &str) -> Option<PathBuf> {
 /// symlink. Timestamps and owners are left out, so two builds from the same
 /// inputs with `SOURCE_DATE_EPOCH` hash the same.
 pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
-    tree_sha256_known(gen_host, &Known::new())
+    tree_sha256_known(gen_host, Known::default())
 }
 
 /// [`tree_sha256`], taking the digest of a file of the size `known` gives
 /// from there instead of reading it.
-pub fn tree_sha256_known(gen_host: &Path, known: &Known) -> std::io::Result<String> {
+pub fn tree_sha256_known(gen_host: &Path, mut known: Known) -> std::io::Result<String> {
+    known.sort();
+    let known = &known;
     // Relative paths: the same order as full ones, less memory for big venvs.
-    let mut entries: Vec<PathBuf> = Vec::new();
+    let mut entries: Vec<Box<Path>> = Vec::new();
     collect(gen_host, Path::new(""), &mut entries)?;
     entries.retain(|rel| !describes_generation(rel));
     entries.sort();
@@ -503,9 +554,11 @@ pub fn tree_sha256_known(gen_host: &Path, known: &Known) -> std::io::Result<Stri
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
-                    part.iter()
-                        .map(|rel| entry(&gen_host.join(rel), known.get(rel)))
-                        .collect()
+                    let mut out = Vec::with_capacity(part.len());
+                    for rel in part {
+                        out.push(entry(&gen_host.join(rel), rel, known)?);
+                    }
+                    Ok(out)
                 })
             })
             .collect();
@@ -548,9 +601,9 @@ enum Entry {
     File(u32, [u8; 32]),
 }
 
-/// One entry of the tree hash; a file's digest comes from `known` when its
-/// size there is the file's.
-fn entry(p: &Path, known: Option<&(u64, [u8; 32])>) -> std::io::Result<Entry> {
+/// One entry of the tree hash (`p`, which is `rel` in the generation); a
+/// file's digest comes from `known` when its size there is the file's.
+fn entry(p: &Path, rel: &Path, known: &Known) -> std::io::Result<Entry> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(p)?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -558,7 +611,7 @@ fn entry(p: &Path, known: Option<&(u64, [u8; 32])>) -> std::io::Result<Entry> {
         Entry::Link(mode, std::fs::read_link(p)?)
     } else if meta.is_dir() {
         Entry::Dir(mode)
-    } else if let Some(&(_, digest)) = known.filter(|(size, _)| *size == meta.len()) {
+    } else if let Some(digest) = known.get(rel, meta.len()) {
         Entry::File(mode, digest)
     } else {
         let (digest, _) = crate::codec::sha256_file(p)?;
@@ -569,14 +622,14 @@ fn entry(p: &Path, known: Option<&(u64, [u8; 32])>) -> std::io::Result<Entry> {
 }
 
 /// Every entry under `dir`, as paths relative to the walk's start (`rel` is `dir`'s).
-fn collect(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn collect(dir: &Path, rel: &Path, out: &mut Vec<Box<Path>>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let r = rel.join(e.file_name());
         if e.file_type()?.is_dir() {
             collect(&e.path(), &r, out)?;
         }
-        out.push(r);
+        out.push(r.into_boxed_path());
     }
     Ok(())
 }
@@ -672,15 +725,18 @@ mod tests {
         .unwrap();
         let known = recorded_digests(g, &site);
         assert_eq!(known.len(), 2, "{known:?}");
-        assert!(known.contains_key(Path::new("bin/demo")));
+        let mut sorted = recorded_digests(g, &site);
+        sorted.sort();
+        assert!(sorted.get(Path::new("bin/demo"), 19).is_some());
+        assert!(sorted.get(Path::new("bin/demo"), 18).is_none());
         assert_eq!(
-            tree_sha256_known(g, &known).unwrap(),
+            tree_sha256_known(g, known).unwrap(),
             tree_sha256(g).unwrap()
         );
         // A file whose size is not the recorded one is read, not trusted.
         std::fs::write(site.join("demo.py"), b"x = 22\n").unwrap();
         assert_eq!(
-            tree_sha256_known(g, &known).unwrap(),
+            tree_sha256_known(g, recorded_digests(g, &site)).unwrap(),
             tree_sha256(g).unwrap()
         );
     }
