@@ -186,6 +186,21 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     if !unresolved.is_empty() {
         return Err(Error::Unresolved { items: unresolved });
     }
+    // A bundle for the planned generation unpacks while the interpreter is
+    // probed and the bundle's fields compared; if they differ, what it
+    // unpacked is removed again (only when nothing else runs first).
+    let mut early = match (&bundle, &plan.venv.action) {
+        (Some((file, header)), VenvAction::Build { generation, .. })
+            if header.record.generation == *generation
+                && plan.apt.install.is_empty()
+                && plan.system_pip.iter().all(|s| s.present) =>
+        {
+            let dir = target.host_path(&plan.venv.generations_dir.join(generation));
+            (std::fs::symlink_metadata(&dir).is_err())
+                .then(|| crate::bundle::Early::start(file, &dir))
+        }
+        _ => None,
+    };
 
     crate::apt::apply(
         target,
@@ -300,7 +315,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                             fields,
                         });
                     }
-                    crate::venv::stamp(&build, file, header, reporter)?
+                    crate::venv::stamp(&build, file, header, early.take(), reporter)?
                 }
                 None => crate::venv::build(&build, reporter)?,
             }

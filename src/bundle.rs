@@ -412,6 +412,56 @@ pub fn unpack(file: &Path, gen_host: &Path) -> Result<(usize, crate::verify::Kno
     Ok((n, written.into_inner().unwrap_or_default()))
 }
 
+/// A bundle unpacking into its generation on another thread while the
+/// apply does the rest (the probe, the fingerprint check). Dropped without
+/// [`Early::take`], it waits for the unpack and removes what it made: a
+/// bundle refused later leaves nothing behind.
+pub struct Early {
+    dir: PathBuf,
+    started: std::time::Instant,
+    thread: Option<std::thread::JoinHandle<Result<(usize, crate::verify::Known)>>>,
+}
+
+impl Early {
+    /// Start unpacking `file` into `gen_host`, which must not exist yet
+    /// (its parent is made).
+    pub fn start(file: &Path, gen_host: &Path) -> Early {
+        let (file, dir) = (file.to_path_buf(), gen_host.to_path_buf());
+        let thread = std::thread::spawn({
+            let dir = dir.clone();
+            move || {
+                if let Some(parent) = dir.parent() {
+                    crate::fsutil::create_dirs(parent)?;
+                }
+                unpack(&file, &dir)
+            }
+        });
+        Early {
+            dir,
+            started: std::time::Instant::now(),
+            thread: Some(thread),
+        }
+    }
+
+    /// Wait for the unpack: what [`unpack`] returns, and when it started.
+    pub fn take(mut self) -> (Result<(usize, crate::verify::Known)>, std::time::Instant) {
+        let r = match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(Error::Internal("the bundle's unpack thread failed".into())),
+        };
+        (r, self.started)
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// The path of a member inside the generation, refused when it would land
 /// outside it, on the completion record, or through a symlink unpacked before.
 fn checked(file: &Path, path: &Path, links: &[PathBuf]) -> Result<PathBuf> {

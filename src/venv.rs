@@ -927,6 +927,7 @@ pub fn stamp(
     b: &Build,
     file: &Path,
     header: &crate::bundle::Header,
+    early: Option<crate::bundle::Early>,
     reporter: &mut Reporter,
 ) -> Result<GenerationRecord> {
     let host_gen = b.target.host_path(&b.gen_path);
@@ -936,11 +937,19 @@ pub fn stamp(
             file.display(),
             b.gen_path.display()
         ));
-        if let Some(parent) = host_gen.parent() {
-            crate::fsutil::create_dirs(parent)?;
-        }
-        let started = std::time::Instant::now();
-        let (n, written) = crate::bundle::unpack(file, &host_gen)?;
+        // Begun while the apply probed and compared, or begun now.
+        let (unpacked, started) = match early {
+            Some(early) => early.take(),
+            None => {
+                let started = std::time::Instant::now();
+                let unpacked = host_gen
+                    .parent()
+                    .map_or(Ok(()), crate::fsutil::create_dirs)
+                    .and_then(|()| crate::bundle::unpack(file, &host_gen));
+                (unpacked, started)
+            }
+        };
+        let (n, written) = unpacked?;
         reporter.info(&format!(
             "unpacked {n} entries in {:.2}s",
             started.elapsed().as_secs_f64()
