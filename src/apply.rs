@@ -155,13 +155,14 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         crate::apt::clean_stale_policy(target);
     }
     let base_env = crate::exec::base_env(&req.host_env);
-    // The interpreter is probed while the rest is planned; if apt then
-    // installs anything (it may upgrade the interpreter), it is probed again.
-    let early_probe = {
+    // With no apt work planned, the interpreter is probed while the rest is
+    // planned; if apt then installs anything after all (it may upgrade the
+    // interpreter), it is probed again.
+    let early_probe = plan.apt.install.is_empty().then(|| {
         let (target, env) = (target.clone(), base_env.clone());
         let (python, pip) = (profile.venv.python.clone(), profile.venv.pip);
         std::thread::spawn(move || crate::venv::probe(&target, &env, &python, pip))
-    };
+    });
     crate::cloudinit::wait_if_needed(
         req.cloud_init_wait,
         target.is_tree(),
@@ -220,12 +221,12 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
     let early_probe = early_probe
-        .join()
+        .map(|t| t.join())
+        .transpose()
         .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
-    let probe = if apt_changed {
-        crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?
-    } else {
-        early_probe?
+    let probe = match early_probe {
+        Some(probed) if !apt_changed => probed?,
+        _ => crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?,
     };
     reporter.finish();
     reporter.info(&format!(

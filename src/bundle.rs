@@ -283,12 +283,15 @@ fn write_job(job: &Job) -> std::io::Result<[u8; 32]> {
 }
 
 /// Unpack the generation files of `file` into `gen_host` (which must not
-/// exist): directories and symlinks in order, file contents by a pool of
+/// exist; its parent is made): directories and symlinks in order, file contents by a pool of
 /// writer threads. Returns the number of entries written, and the size and
 /// sha256 of each file as written (the tree hash then need not read them).
 pub fn unpack(file: &Path, gen_host: &Path) -> Result<(usize, crate::verify::Known)> {
     let f = File::open(file).map_err(io("open", file))?;
     let mut a = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
+    if let Some(parent) = gen_host.parent() {
+        crate::fsutil::create_dirs(parent)?;
+    }
     std::fs::create_dir(gen_host).map_err(io("create", gen_host))?;
     let budget = Budget {
         used: Mutex::new(0),
@@ -423,18 +426,12 @@ pub struct Early {
 }
 
 impl Early {
-    /// Start unpacking `file` into `gen_host`, which must not exist yet
-    /// (its parent is made).
+    /// Start unpacking `file` into `gen_host`, as [`unpack`] does.
     pub fn start(file: &Path, gen_host: &Path) -> Early {
         let (file, dir) = (file.to_path_buf(), gen_host.to_path_buf());
         let thread = std::thread::spawn({
             let dir = dir.clone();
-            move || {
-                if let Some(parent) = dir.parent() {
-                    crate::fsutil::create_dirs(parent)?;
-                }
-                unpack(&file, &dir)
-            }
+            move || unpack(&file, &dir)
         });
         Early {
             dir,

@@ -262,10 +262,6 @@ pub trait Watch: Sync {
     fn compiled(&self, _i: usize) {}
 }
 
-/// A [`Watch`] that does nothing.
-pub struct Unwatched;
-impl Watch for Unwatched {}
-
 /// Check, unpack, compile and record every wheel of `wheels`. Returns the
 /// sha256 (hex) of each distribution's file, by name, and what was done.
 ///
@@ -289,9 +285,10 @@ pub fn install(
     order.sort_by(|a, b| b.cmp(a));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
-    let shared = Shared::new(job.threads.max(1), wheels.len());
+    let compilers = job.threads.max(1);
+    let shared = Shared::new(compilers, wheels.len());
     let compiled_rows = std::thread::scope(|s| -> Result<Vec<Compiled>, InstallError> {
-        let compilers = Compilers::start(s, job, &shared, watch)?;
+        let compilers = Compilers::start(s, job, compilers, &shared, watch)?;
         std::thread::scope(|u| {
             for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
                 u.spawn(|| loop {
@@ -430,10 +427,6 @@ impl Shared {
             left: (0..wheels).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
-
-    fn sent_len(&self) -> usize {
-        self.work.0.lock().map(|w| w.sent.len()).unwrap_or(0)
-    }
 }
 
 /// The compile queue, under one lock.
@@ -466,10 +459,10 @@ impl<'scope> Compilers<'scope> {
     fn start<'env>(
         s: &'scope std::thread::Scope<'scope, 'env>,
         job: &Job<'env>,
+        n: usize,
         shared: &'scope Shared,
         watch: &'scope dyn Watch,
     ) -> Result<Self, InstallError> {
-        let n = shared.sent_len();
         let (work, left) = (&shared.work, &shared.left[..]);
         let python = job.gen_path.join("bin/python").display().to_string();
         let mut runs = Vec::new();

@@ -942,11 +942,7 @@ pub fn stamp(
             Some(early) => early.take(),
             None => {
                 let started = std::time::Instant::now();
-                let unpacked = host_gen
-                    .parent()
-                    .map_or(Ok(()), crate::fsutil::create_dirs)
-                    .and_then(|()| crate::bundle::unpack(file, &host_gen));
-                (unpacked, started)
+                (crate::bundle::unpack(file, &host_gen), started)
             }
         };
         let (n, written) = unpacked?;
