@@ -156,8 +156,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     }
     let base_env = crate::exec::base_env(&req.host_env);
     // With no apt work planned, the interpreter is probed while the rest is
-    // planned; if apt then installs anything after all (it may upgrade the
-    // interpreter), it is probed again.
+    // planned; apt work may upgrade the interpreter, so then it is probed
+    // after apt.
     let early_probe = plan.apt.install.is_empty().then(|| {
         let (target, env) = (target.clone(), base_env.clone());
         let (python, pip) = (profile.venv.python.clone(), profile.venv.pip);
@@ -210,8 +210,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         profile.apt.install_recommends,
         reporter,
     )?;
-    let apt_changed = !plan.apt.install.is_empty();
-    if apt_changed {
+    if !plan.apt.install.is_empty() {
         // apt may have upgraded the interpreter itself: plan the venv again.
         observed = observe(ask_apt)?;
         plan = plan::make(profile, target, &observed, req.wheelhouse)?;
@@ -225,8 +224,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         .transpose()
         .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
     let probe = match early_probe {
-        Some(probed) if !apt_changed => probed?,
-        _ => crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?,
+        Some(probed) => probed?,
+        None => crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?,
     };
     reporter.finish();
     reporter.info(&format!(

@@ -506,7 +506,9 @@ pub fn recorded_digests(gen_host: &Path, site: &Path) -> Known {
 }
 
 /// `base` joined with the relative path `rel`, `..` resolved without the
-/// file system; `None` if it leaves `base`'s root or is absolute.
+/// file system; `None` if it leaves `base`'s root or is absolute. (Unlike
+/// [`normalize`], which `verify` uses to report what a `RECORD` names
+/// wherever it points, a digest is only ever taken for a path inside.)
 fn lexical_join(base: &Path, rel: &str) -> Option<PathBuf> {
     let mut out = base.to_path_buf();
     for c in Path::new(rel).components() {
@@ -647,6 +649,15 @@ pub fn kinds(report: &Report) -> BTreeMap<String, usize> {
 mod tests {
     use super::*;
 
+    /// The hash and size fields of a `RECORD` row for a file holding `data`.
+    fn record_hash(data: &[u8]) -> String {
+        format!(
+            "sha256={},{}",
+            crate::codec::base64(&Sha256::digest(data), true),
+            data.len()
+        )
+    }
+
     #[test]
     fn records_and_their_leftover_temporaries_describe_a_generation() {
         for own in [
@@ -709,18 +720,13 @@ mod tests {
         std::fs::create_dir_all(g.join("bin")).unwrap();
         std::fs::write(site.join("demo.py"), b"x = 1\n").unwrap();
         std::fs::write(g.join("bin/demo"), b"#!/venv/bin/python\n").unwrap();
-        let row = |path: &str, bytes: &[u8]| {
-            format!(
-                "{path},sha256={},{}\n",
-                crate::codec::base64(&Sha256::digest(bytes), true),
-                bytes.len()
-            )
-        };
         std::fs::write(
             di.join("RECORD"),
-            row("demo.py", b"x = 1\n")
-                + &row("../../../bin/demo", b"#!/venv/bin/python\n")
-                + "demo-1.dist-info/RECORD,,\n",
+            format!(
+                "demo.py,{}\n../../../bin/demo,{}\ndemo-1.dist-info/RECORD,,\n",
+                record_hash(b"x = 1\n"),
+                record_hash(b"#!/venv/bin/python\n")
+            ),
         )
         .unwrap();
         let known = recorded_digests(g, &site);
@@ -767,20 +773,13 @@ mod tests {
         std::fs::write(site.join("demo.py"), b"print(1)\n").unwrap();
         std::fs::write(site.join("gone.py"), b"x").unwrap();
         std::fs::write(dir.path().join("bin/demo"), b"#!/x\n").unwrap();
-        let rec = |data: &[u8]| {
-            format!(
-                "sha256={},{}",
-                crate::codec::base64(&Sha256::digest(data), true),
-                data.len()
-            )
-        };
         std::fs::write(
             di.join("RECORD"),
             format!(
                 "demo.py,{}\ngone.py,{}\n../../../bin/demo,{}\ndemo-1.0.dist-info/RECORD,,\n",
-                rec(b"print(1)\n"),
-                rec(b"x"),
-                rec(b"#!/x\n")
+                record_hash(b"print(1)\n"),
+                record_hash(b"x"),
+                record_hash(b"#!/x\n")
             ),
         )
         .unwrap();
