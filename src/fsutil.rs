@@ -18,6 +18,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temps(dir, &name);
     let tmp = dir.join(format!(".{name}.venvbake-tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -38,6 +39,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         return Err(Error::io("write", path, e));
     }
     Ok(())
+}
+
+/// Remove what a killed [`atomic_write`] of `name` in `dir` left behind: a
+/// `.NAME.venvbake-tmp-PID` whose process is gone. A live writer's file is
+/// left alone (only one apply of a profile runs at a time, but `fetch` and
+/// other profiles share directories). Best effort: a failure changes nothing.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.venvbake-tmp-");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let gone = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if gone {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 pub fn create_dirs(dir: &Path) -> Result<()> {
@@ -129,6 +153,26 @@ mod tests {
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_removes_what_a_killed_writer_of_the_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        // A process that has exited: its PID is gone from /proc.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".f.json.venvbake-tmp-{dead}"));
+        // PID 1 is alive: a writer that may still rename its file.
+        let live = dir.path().join(".f.json.venvbake-tmp-1");
+        let other = dir.path().join(format!(".g.json.venvbake-tmp-{dead}"));
+        for p in [&stale, &live, &other] {
+            fs::write(p, b"half").unwrap();
+        }
+        atomic_write(&dir.path().join("f.json"), b"whole", 0o644).unwrap();
+        assert!(!stale.exists(), "the dead writer's temporary file stays");
+        assert!(live.exists(), "a live writer's temporary file was removed");
+        assert!(other.exists(), "another file's temporary file was removed");
     }
 
     #[test]
