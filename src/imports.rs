@@ -49,6 +49,11 @@ sys.exit(1 if bad else 0)
 /// 917 ms with one per core from the start, 890 ms with one).
 pub const EAGER: usize = 1;
 
+/// How a check ended: `Ok` with what the interpreters printed although
+/// nothing failed (warnings at import: worth a line in the log), or `Err`
+/// with what the failing ones printed.
+pub type Outcome = Result<Vec<String>, Vec<String>>;
+
 /// What [`IMPORT_CHECK`] prints when it is ready for the next module.
 const NEXT: &str = "venvbake-import-check: next";
 
@@ -99,7 +104,7 @@ impl<'a> Check<'a> {
     }
 
     /// Every group at once, nothing to wait for: check now.
-    pub fn now(cmd: Cmd, groups: Vec<Vec<Unit>>) -> Result<(), Vec<String>> {
+    pub fn now(cmd: Cmd, groups: Vec<Vec<Unit>>) -> Outcome {
         let check = Check::new(cmd, None);
         check.add(groups);
         check.close();
@@ -185,8 +190,9 @@ impl<'a> Check<'a> {
 
     /// Check until closed and through: one interpreter per core, each
     /// started when it first has a module. Returns what failing imports
-    /// printed (the last lines of each failing interpreter).
-    pub fn run(&self) -> Result<(), Vec<String>> {
+    /// printed (the last lines of each failing interpreter), or when none
+    /// failed, everything the interpreters printed.
+    pub fn run(&self) -> Outcome {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -205,14 +211,17 @@ impl<'a> Check<'a> {
                 .collect()
         });
         let mut failures = Vec::new();
+        let mut said = Vec::new();
         for (printed, failed) in results {
             if failed {
                 let skip = printed.len().saturating_sub(exec::TAIL_LINES);
                 failures.extend(printed.into_iter().skip(skip));
+            } else {
+                said.extend(printed);
             }
         }
         if failures.is_empty() {
-            Ok(())
+            Ok(said)
         } else {
             Err(failures)
         }

@@ -833,7 +833,7 @@ fn venv_python(b: &Build) -> Cmd {
 fn check_generation(
     b: &Build,
     host_gen: &Path,
-    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>>,
+    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> crate::imports::Outcome,
     reporter: &mut Reporter,
 ) -> Result<BTreeMap<PackageName, crate::dists::DistInfo>> {
     reporter.step("venv: check imports and dependencies");
@@ -852,10 +852,13 @@ fn check_generation(
             failures,
         });
     }
-    imports(groups).map_err(|failures| Error::CheckFailed {
+    let said = imports(groups).map_err(|failures| Error::CheckFailed {
         generation: b.gen_name.clone(),
         failures,
     })?;
+    for line in &said {
+        reporter.output(line);
+    }
     Ok(dists)
 }
 
@@ -893,7 +896,7 @@ impl crate::install::Watch for ImportAsCompiled<'_> {
 fn check_and_hash(
     b: &Build,
     host_gen: &Path,
-    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>>,
+    imports: impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> crate::imports::Outcome,
     known: impl FnOnce() -> crate::verify::Known + Send,
     reporter: &mut Reporter,
 ) -> (
@@ -916,7 +919,7 @@ fn check_and_hash(
 /// The import check, run now over every group.
 fn import_now<'a>(
     b: &'a Build<'a>,
-) -> impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> std::result::Result<(), Vec<String>> + 'a {
+) -> impl FnOnce(Vec<Vec<crate::imports::Unit>>) -> crate::imports::Outcome + 'a {
     move |groups| crate::imports::Check::now(venv_python(b), groups)
 }
 

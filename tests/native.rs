@@ -329,28 +329,45 @@ print(hashlib.sha256(open(path, "rb").read()).hexdigest())
 
 /// A module that raises at import, and one that kills its interpreter: the
 /// build stops before the switch and names both (and nothing else), and the
-/// previous generation stays active. The two wheels are made here: no real
-/// distribution is broken in these ways on purpose.
+/// previous generation stays active. A module that only warns at import
+/// passes, and its warning is in the log. The three wheels are made here: no
+/// real distribution is broken in these ways on purpose.
 #[test]
 fn a_module_that_fails_to_import_stops_the_switch() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
         let wh = dir.path().join("wheels");
         copy_wheels(&wheelhouse(), &wh, |_| true);
-        let mut text = std::fs::read_to_string(lock()).unwrap();
-        for (name, init) in [
-            ("brokenmod", "raise RuntimeError('boom at import')\n"),
-            ("crashmod", "import os\nos.abort()\n"),
-        ] {
+        let add = |text: &mut String, name: &str, init: &str| {
             let sha = make_wheel(&wh, name, init);
             text.push_str(&format!("{name}==1.0 \\\n    --hash=sha256:{sha}\n"));
-        }
+        };
+        let mut text = std::fs::read_to_string(lock()).unwrap();
+        add(
+            &mut text,
+            "noisymod",
+            "import warnings\nwarnings.warn('noisymod: libfoo is older than 2.0')\n",
+        );
+        let good_lock = dir.path().join("good.txt");
+        std::fs::write(&good_lock, &text).unwrap();
+        add(
+            &mut text,
+            "brokenmod",
+            "raise RuntimeError('boom at import')\n",
+        );
+        add(&mut text, "crashmod", "import os\nos.abort()\n");
         let broken_lock = dir.path().join("broken.txt");
         std::fs::write(&broken_lock, text).unwrap();
         let source = ["--wheelhouse", wh.to_str().unwrap()];
 
-        let good = write_profile(dir.path(), "imp", "/opt/venvs/imp", &lock(), "");
-        tree.apply_from(&good, &source, &[]).ok();
+        let good = write_profile(dir.path(), "imp", "/opt/venvs/imp", &good_lock, "");
+        let run = tree.apply_from(&good, &source, &[]).ok();
+        assert!(
+            run.stderr
+                .contains("UserWarning: noisymod: libfoo is older than 2.0"),
+            "the import warning is not in the log: {}",
+            run.stderr
+        );
         let before = tree.link("/opt/venvs/imp").unwrap();
 
         let bad = write_profile(dir.path(), "imp", "/opt/venvs/imp", &broken_lock, "");
@@ -368,7 +385,7 @@ fn a_module_that_fails_to_import_stops_the_switch() {
             "{}",
             run.stderr
         );
-        for fine in ["cowsay", "jmespath", "markupsafe"] {
+        for fine in ["cowsay", "jmespath", "markupsafe", "noisymod"] {
             assert!(
                 !run.stderr.contains(&format!("import {fine}:")),
                 "{}",
