@@ -25,9 +25,11 @@ use crate::install::Gate;
 /// Imports each module named on its own line of stdin, reports an import
 /// that fails, and prints [`NEXT`] after each, ready for the next one.
 /// Warnings are not failures; `-B` keeps the check's own byte-code out of
-/// the generation.
+/// the generation. It ends with `os._exit`: the interpreter's teardown would
+/// free every module imported (for nothing, at the end of the build), and
+/// would wait for any thread an import started.
 const IMPORT_CHECK: &str = r#"
-import importlib, sys
+import importlib, os, sys
 bad = 0
 while True:
     name = sys.stdin.readline()
@@ -40,7 +42,9 @@ while True:
         bad += 1
         print("import %s: %s: %s" % (name, type(exc).__name__, exc))
     print("venvbake-import-check: next", flush=True)
-sys.exit(1 if bad else 0)
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(1 if bad else 0)
 "#;
 
 /// How many interpreters work before [`Check::close`]; the rest start after

@@ -330,8 +330,9 @@ print(hashlib.sha256(open(path, "rb").read()).hexdigest())
 /// A module that raises at import, and one that kills its interpreter: the
 /// build stops before the switch and names both (and nothing else), and the
 /// previous generation stays active. A module that only warns at import
-/// passes, and its warning is in the log. The three wheels are made here: no
-/// real distribution is broken in these ways on purpose.
+/// passes, and its warning is in the log; one that starts a thread does not
+/// hold the build up. The wheels are made here: no real distribution is
+/// broken in these ways on purpose.
 #[test]
 fn a_module_that_fails_to_import_stops_the_switch() {
     with_tree("bookworm", |tree| {
@@ -347,6 +348,15 @@ fn a_module_that_fails_to_import_stops_the_switch() {
             &mut text,
             "noisymod",
             "import warnings\nwarnings.warn('noisymod: libfoo is older than 2.0')\n",
+        );
+        // Starts a thread that would keep an interpreter from exiting for
+        // 20 s and then leave a mark: the check must not wait for it.
+        add(
+            &mut text,
+            "threadmod",
+            "import threading, time\n\
+             def later():\n    time.sleep(20)\n    open('/tmp/threadmod-outlived', 'w').close()\n\
+             threading.Thread(target=later).start()\n",
         );
         let good_lock = dir.path().join("good.txt");
         std::fs::write(&good_lock, &text).unwrap();
@@ -367,6 +377,10 @@ fn a_module_that_fails_to_import_stops_the_switch() {
                 .contains("UserWarning: noisymod: libfoo is older than 2.0"),
             "the import warning is not in the log: {}",
             run.stderr
+        );
+        assert!(
+            !tree.path("/tmp/threadmod-outlived").exists(),
+            "the import check waited for a thread an import started"
         );
         let before = tree.link("/opt/venvs/imp").unwrap();
 
