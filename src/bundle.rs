@@ -136,7 +136,7 @@ pub fn write(header: &Header, gen_host: &Path, out: &Path) -> Result<u64> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.venvbake-tmp-{}", std::process::id()));
+    let tmp = crate::fsutil::temp_path(dir, &name);
     let result = (|| -> Result<u64> {
         let file = File::create(&tmp).map_err(io("create", &tmp))?;
         let mut b = tar::Builder::new(BufWriter::new(file));

@@ -19,7 +19,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     remove_stale_temps(dir, &name);
-    let tmp = dir.join(format!(".{name}.venvbake-tmp-{}", std::process::id()));
+    let tmp = temp_path(dir, &name);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -41,6 +41,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// What marks venvbake's temporary files: `.NAME` + this + the writer's PID.
+pub const TEMP_MARK: &str = ".venvbake-tmp-";
+
+/// This process's temporary file for writing `dir/name`: `.NAME.venvbake-tmp-PID`.
+pub fn temp_path(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()))
+}
+
 /// Remove what a killed [`atomic_write`] of `name` in `dir` left behind: a
 /// `.NAME.venvbake-tmp-PID` whose process is gone. A live writer's file is
 /// left alone (only one apply of a profile runs at a time, but `fetch` and
@@ -49,7 +57,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let prefix = format!(".{name}.venvbake-tmp-");
+    let prefix = format!(".{name}{TEMP_MARK}");
     for e in entries.flatten() {
         let file = e.file_name();
         let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {

@@ -411,7 +411,7 @@ pub fn describes_generation(rel: &Path) -> bool {
             || name
                 .strip_prefix('.')
                 .and_then(|n| n.strip_prefix(own))
-                .is_some_and(|rest| rest.starts_with(".venvbake-tmp-"))
+                .is_some_and(|rest| rest.starts_with(crate::fsutil::TEMP_MARK))
     })
 }
 
