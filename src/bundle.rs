@@ -126,7 +126,8 @@ fn carried(rel: &Path) -> bool {
 }
 
 /// Pack the generation at `gen_host` behind `header` into `out` (written
-/// to a temporary file beside it, then renamed).
+/// to a temporary file beside it, then renamed; what a killed `bundle` of
+/// the same file left beside it goes first: bundles are large).
 pub fn write(header: &Header, gen_host: &Path, out: &Path) -> Result<u64> {
     let dir = out
         .parent()
@@ -136,6 +137,7 @@ pub fn write(header: &Header, gen_host: &Path, out: &Path) -> Result<u64> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    crate::fsutil::remove_stale_temps(dir, &name);
     let tmp = crate::fsutil::temp_path(dir, &name);
     let result = (|| -> Result<u64> {
         let file = File::create(&tmp).map_err(io("create", &tmp))?;
@@ -528,7 +530,14 @@ mod tests {
         std::fs::set_permissions(g.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         let out = dir.path().join("b.tar");
+        // What a killed `bundle -o b.tar` left: its PID is gone from /proc.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".b.tar.venvbake-tmp-{dead}"));
+        std::fs::write(&stale, b"half a bundle").unwrap();
         write(&header(), &g, &out).unwrap();
+        assert!(!stale.exists(), "a killed bundle's temporary file stays");
         assert_eq!(read_header(&out).unwrap(), header());
         let back = dir.path().join("back");
         unpack(&out, &back).unwrap();

@@ -49,11 +49,12 @@ pub fn temp_path(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()))
 }
 
-/// Remove what a killed [`atomic_write`] of `name` in `dir` left behind: a
-/// `.NAME.venvbake-tmp-PID` whose process is gone. A live writer's file is
-/// left alone (only one apply of a profile runs at a time, but `fetch` and
-/// other profiles share directories). Best effort: a failure changes nothing.
-fn remove_stale_temps(dir: &Path, name: &str) {
+/// Remove what a killed writer of `name` in `dir` left behind (an
+/// [`atomic_write`], a `bundle -o`): a `.NAME.venvbake-tmp-PID` whose process
+/// is gone. A live writer's file is left alone (only one apply of a profile
+/// runs at a time, but `fetch` and other profiles share directories). Best
+/// effort: a failure changes nothing.
+pub fn remove_stale_temps(dir: &Path, name: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
