@@ -339,6 +339,19 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         &system_dists,
     );
     let fixed_host = target.host_path_nofollow(&profile.venv.path);
+    if must_sync(
+        &plan.venv.action,
+        target.chroot().is_none(),
+        std::fs::symlink_metadata(&fixed_host).is_ok(),
+    ) {
+        let gen_host = target.host_path(&gens_dir.join(&generation));
+        let t = std::time::Instant::now();
+        crate::fsutil::sync_fs(&gen_host)?;
+        reporter.info(&format!(
+            "wrote generation {generation} to disk before the switch ({:.2}s)",
+            t.elapsed().as_secs_f64()
+        ));
+    }
     let adopted = if req.adopt
         && std::fs::symlink_metadata(&fixed_host).is_ok()
         && plan::generation_of_link(&fixed_host, &profile.venv.path).is_none()
@@ -488,6 +501,18 @@ pub fn commit(
         )?;
     }
     Ok(())
+}
+
+/// Whether a new generation must be on disk before the switch makes it the
+/// venv: the switch's rename is durable at once, the generation's files only
+/// once the kernel writes them back, so a power loss in between would leave
+/// the fixed path pointing at empty files. That matters when the switch
+/// replaces a venv (it would trade a working one for a broken one) and on the
+/// running system (cloud-init's `runcmd` does not run again). A first build
+/// into an image tree (`--root`) is not synced: the pipeline's unmount or
+/// shutdown writes it, and a crash before that fails the image build anyway.
+fn must_sync(action: &VenvAction, live: bool, replaces: bool) -> bool {
+    matches!(action, VenvAction::Build { .. }) && (live || replaces)
 }
 
 /// One line per requirement that does not simply go to the venv, so Packer

@@ -470,6 +470,12 @@ fn apply_on_the_running_system_as_a_provisioner_does() {
         nix::mount::umount2(&proc_dir, nix::mount::MntFlags::MNT_DETACH).unwrap();
         let run = run.ok();
         assert_eq!(run.stdout, "/opt/venvs/small/bin/python\n");
+        // On the running system the venv is on disk before the switch.
+        assert!(
+            run.stderr.contains("to disk before the switch"),
+            "{}",
+            run.stderr
+        );
         tree.run(&[
             "/opt/venvs/small/bin/python",
             "-c",
@@ -510,11 +516,23 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
             );
             tree.apply(&p, &[]).ok()
         };
-        apply(&full);
+        let first = apply(&full);
+        // A first build into an image tree is left to the pipeline's unmount.
+        assert!(
+            !first.stderr.contains("to disk before the switch"),
+            "{}",
+            first.stderr
+        );
         let g1 = tree.link("/opt/venvs/small").unwrap();
         let run = apply(&two);
         assert!(
             run.stderr.contains("the requirements changed"),
+            "{}",
+            run.stderr
+        );
+        // This switch replaces a working venv: the new one is on disk first.
+        assert!(
+            run.stderr.contains("to disk before the switch"),
             "{}",
             run.stderr
         );
