@@ -536,63 +536,129 @@ pub fn tree_sha256(gen_host: &Path) -> std::io::Result<String> {
 
 /// [`tree_sha256`], taking the digest of a file of the size `known` gives
 /// from there instead of reading it.
-pub fn tree_sha256_known(gen_host: &Path, mut known: Known) -> std::io::Result<String> {
+pub fn tree_sha256_known(gen_host: &Path, known: Known) -> std::io::Result<String> {
+    tree_sha256_windowed(gen_host, known, HASH_WINDOW)
+}
+
+/// Entries hashed between two feeds of the tree hash: the memory the hash
+/// takes does not grow with the venv (a 150-distribution venv has 30,000).
+const HASH_WINDOW: usize = 2048;
+
+fn tree_sha256_windowed(
+    gen_host: &Path,
+    mut known: Known,
+    window: usize,
+) -> std::io::Result<String> {
     known.sort();
-    let known = &known;
-    // Relative paths: the same order as full ones, less memory for big venvs.
-    let mut entries: Vec<Box<Path>> = Vec::new();
-    collect(gen_host, Path::new(""), &mut entries)?;
-    entries.retain(|rel| !describes_generation(rel));
-    entries.sort();
-    // Files are hashed in parallel (every core), then each entry's record is
-    // fed to the one hash in path order: the same value as a sequential walk.
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let chunk = entries.len().div_ceil(threads).max(1);
-    let digests: Vec<std::io::Result<Vec<Entry>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut out = Vec::with_capacity(part.len());
-                    for rel in part {
-                        out.push(entry(&gen_host.join(rel), rel, known)?);
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread failed")))
-            })
-            .collect()
-    });
     let mut h = Sha256::new();
-    let mut rels = entries.iter();
-    for part in digests {
-        for e in part? {
-            let Some(rel) = rels.next() else { break };
-            h.update(rel.as_os_str().as_encoded_bytes());
-            match e {
-                Entry::Link(mode, target) => {
-                    h.update(format!("\0l\0{mode:o}\0").as_bytes());
-                    h.update(target.as_os_str().as_encoded_bytes());
-                }
-                Entry::Dir(mode) => h.update(format!("\0d\0{mode:o}\0").as_bytes()),
-                Entry::File(mode, digest) => {
-                    h.update(format!("\0f\0{mode:o}\0").as_bytes());
-                    h.update(digest);
-                }
+    let mut batch: Vec<PathBuf> = Vec::with_capacity(window.min(HASH_WINDOW));
+    walk_sorted(gen_host, &mut PathBuf::new(), &mut |rel| {
+        if !describes_generation(rel) {
+            batch.push(rel.to_path_buf());
+            if batch.len() >= window {
+                feed(&mut h, gen_host, &batch, &known, threads)?;
+                batch.clear();
             }
-            h.update(b"\n");
+        }
+        Ok(())
+    })?;
+    feed(&mut h, gen_host, &batch, &known, threads)?;
+    Ok(crate::codec::hex(&h.finalize()))
+}
+
+/// Hash `rels` (in order) into `h`: their files are read on `threads`
+/// threads, each taking the next entry as it finishes one (a large file
+/// does not hold up the ones after it), then fed to the one hash in order.
+fn feed(
+    h: &mut Sha256,
+    gen_host: &Path,
+    rels: &[PathBuf],
+    known: &Known,
+    threads: usize,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let work = || -> std::io::Result<Vec<(usize, Entry)>> {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(rel) = rels.get(i) else {
+                return Ok(out);
+            };
+            out.push((i, entry(&gen_host.join(rel), rel, known)?));
+        }
+    };
+    let parts: Vec<std::io::Result<Vec<(usize, Entry)>>> = if threads < 2 || rels.len() < 64 {
+        vec![work()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread failed")))
+                })
+                .collect()
+        })
+    };
+    let mut entries: Vec<Option<Entry>> = Vec::new();
+    entries.resize_with(rels.len(), || None);
+    for part in parts {
+        for (i, e) in part? {
+            entries[i] = Some(e);
         }
     }
-    Ok(crate::codec::hex(&h.finalize()))
+    for (rel, e) in rels.iter().zip(entries) {
+        let Some(e) = e else {
+            return Err(std::io::Error::other("an entry was not hashed"));
+        };
+        h.update(rel.as_os_str().as_encoded_bytes());
+        match e {
+            Entry::Link(mode, target) => {
+                h.update(format!("\0l\0{mode:o}\0").as_bytes());
+                h.update(target.as_os_str().as_encoded_bytes());
+            }
+            Entry::Dir(mode) => h.update(format!("\0d\0{mode:o}\0").as_bytes()),
+            Entry::File(mode, digest) => {
+                h.update(format!("\0f\0{mode:o}\0").as_bytes());
+                h.update(digest);
+            }
+        }
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
+/// Visit every entry under `dir` (`rel` is the path walked so far, relative
+/// to the start) in the order of the sorted relative paths: each directory's
+/// names sorted, a directory before what it holds. Only one directory's
+/// listing per level is held at a time.
+fn walk_sorted(
+    dir: &Path,
+    rel: &mut PathBuf,
+    visit: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut names: Vec<(std::ffi::OsString, bool)> = std::fs::read_dir(dir)?
+        .map(|e| {
+            let e = e?;
+            Ok((e.file_name(), e.file_type()?.is_dir()))
+        })
+        .collect::<std::io::Result<_>>()?;
+    names.sort_unstable();
+    for (name, is_dir) in names {
+        rel.push(&name);
+        visit(rel)?;
+        if is_dir {
+            walk_sorted(&dir.join(&name), rel, visit)?;
+        }
+        rel.pop();
+    }
+    Ok(())
 }
 
 /// What [`tree_sha256`] takes of one entry: kind, permission bits, and the
@@ -621,19 +687,6 @@ fn entry(p: &Path, rel: &Path, known: &Known) -> std::io::Result<Entry> {
         d.copy_from_slice(&digest);
         Entry::File(mode, d)
     })
-}
-
-/// Every entry under `dir`, as paths relative to the walk's start (`rel` is `dir`'s).
-fn collect(dir: &Path, rel: &Path, out: &mut Vec<Box<Path>>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let r = rel.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            collect(&e.path(), &r, out)?;
-        }
-        out.push(r.into_boxed_path());
-    }
-    Ok(())
 }
 
 /// Group drift kinds for a summary (used by tests and the text output).
@@ -708,6 +761,44 @@ mod tests {
         want.update(b"\n");
         want.update(b"l\0l\x00777\0a\n");
         assert_eq!(tree_sha256(g).unwrap(), crate::codec::hex(&want.finalize()));
+    }
+
+    #[test]
+    fn the_tree_walk_is_in_sorted_path_order_and_windows_do_not_change_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path();
+        // Names where byte order of whole paths and of names differ: `a/b`
+        // sorts before `a-b` and `a.txt` ('/' is 0x2f, '-' 0x2d, '.' 0x2e).
+        for d in ["a/b", "a-b", "a.d/x", "B", "ab/c/d"] {
+            std::fs::create_dir_all(g.join(d)).unwrap();
+        }
+        for f in ["a.txt", "a/b/f", "a/z", "a-b/f", "ab/c/d/e.py", "B/1", "Z"] {
+            std::fs::write(g.join(f), f.as_bytes()).unwrap();
+        }
+        std::os::unix::fs::symlink("a.txt", g.join("a/l")).unwrap();
+        // Enough for a window to be hashed on several threads.
+        std::fs::create_dir(g.join("many")).unwrap();
+        for i in 0..80 {
+            std::fs::write(g.join(format!("many/{i}")), vec![b'x'; i * 100]).unwrap();
+        }
+        let mut walked = Vec::new();
+        walk_sorted(g, &mut PathBuf::new(), &mut |rel| {
+            walked.push(rel.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        let mut sorted = walked.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        assert_eq!(walked.len(), 17 + 81, "{walked:?}");
+        let whole = tree_sha256(g).unwrap();
+        for window in [1, 2, 5, 64, 97, 98, 1000] {
+            assert_eq!(
+                tree_sha256_windowed(g, Known::default(), window).unwrap(),
+                whole,
+                "window {window}"
+            );
+        }
     }
 
     #[test]
