@@ -160,7 +160,9 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     // after apt.
     let early_probe = plan.apt.install.is_empty().then(|| {
         let (target, env) = (target.clone(), base_env.clone());
-        let (python, pip) = (profile.venv.python.clone(), profile.venv.pip);
+        // The pip wheel is also what downloads from an index.
+        let pip = profile.venv.pip || req.wheelhouse.is_none();
+        let python = profile.venv.python.clone();
         std::thread::spawn(move || crate::venv::probe(&target, &env, &python, pip))
     });
     crate::cloudinit::wait_if_needed(
@@ -225,7 +227,12 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
     let probe = match early_probe {
         Some(probed) => probed?,
-        None => crate::venv::probe(target, &base_env, &profile.venv.python, profile.venv.pip)?,
+        None => crate::venv::probe(
+            target,
+            &base_env,
+            &profile.venv.python,
+            profile.venv.pip || req.wheelhouse.is_none(),
+        )?,
     };
     reporter.finish();
     reporter.info(&format!(

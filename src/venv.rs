@@ -512,35 +512,55 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
 enum Way {
     /// venvbake's own installer, with these wheels (the lock's, then pip's own).
     Native(Vec<crate::install::Chosen>),
+    /// `pip download` of the lock's wheels from the index (with the target's
+    /// own pip wheel, the one `ensurepip` installs, at this target path),
+    /// then the native installer.
+    Download(PathBuf),
     /// pip, for the reason given.
     Pip(String),
 }
 
-/// The native installer when the files come from a wheelhouse and each
-/// requirement has a wheel that fits; pip when the profile asks for it, for
-/// an index, or for a source distribution that `allow_sdist` permits.
+/// The native installer when each requirement has a wheel that fits: from
+/// the wheelhouse, or downloaded from the index first; pip when the profile
+/// asks for it, or for a source distribution that `allow_sdist` permits.
 fn choose_way(b: &Build) -> Result<Way> {
     if b.profile.venv.installer == crate::profile::Installer::Pip {
         return Ok(Way::Pip("`[venv] installer = \"pip\"`".into()));
     }
-    let Some(wheelhouse) = b.wheelhouse else {
-        return Ok(Way::Pip(
-            "files come from an index; the native installer reads a local wheelhouse (`venvbake fetch`)".into(),
-        ));
-    };
-    let Some(interp) = b.probe.interp() else {
+    if b.probe.interp().is_none() {
         return Ok(Way::Pip(
             "the native installer serves CPython on glibc Linux".into(),
         ));
-    };
+    }
     if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
         return Ok(Way::Pip(
             "the interpreter's ensurepip wheels were not found".into(),
         ));
     }
+    if let Some(r) = venv_requirements(b).iter().find(|r| r.version.is_none()) {
+        return Ok(Way::Pip(format!(
+            "`{}` is not pinned, and only pip resolves versions",
+            r.text
+        )));
+    }
+    match b.wheelhouse {
+        Some(wheelhouse) => native_from(b, wheelhouse, true),
+        None if b.profile.venv.allow_sdist => Ok(Way::Pip(
+            "files come from an index and `allow_sdist` lets pip build source distributions".into(),
+        )),
+        None => Ok(match pip_wheel(b.probe) {
+            Some(pip) => Way::Download(pip),
+            None => Way::Pip(
+                "files come from an index, and the interpreter's ensurepip has no pip wheel to download them with".into(),
+            ),
+        }),
+    }
+}
+
+/// The requirements the venv serves on this target (markers evaluated).
+fn venv_requirements<'b>(b: &'b Build) -> Vec<&'b crate::requirements::Requirement> {
     let env = b.probe.marker_env();
-    let reqs: Vec<&crate::requirements::Requirement> = b
-        .profile
+    b.profile
         .requirements
         .items
         .iter()
@@ -549,13 +569,35 @@ fn choose_way(b: &Build) -> Result<Way> {
             d.decision == Choice::Venv && env.as_ref().is_none_or(|env| r.applies(env))
         })
         .map(|(r, _)| r)
-        .collect();
-    if let Some(r) = reqs.iter().find(|r| r.version.is_none()) {
-        return Ok(Way::Pip(format!(
-            "`{}` is not pinned, and only pip resolves versions",
-            r.text
-        )));
-    }
+        .collect()
+}
+
+/// The pip wheel among the interpreter's `ensurepip` wheels (a target path).
+fn pip_wheel(probe: &Probe) -> Option<PathBuf> {
+    probe
+        .ensurepip_wheels
+        .iter()
+        .find(|w| {
+            w.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(crate::tags::WheelName::parse)
+                .is_some_and(|n| n.name.as_ref() == "pip")
+        })
+        .cloned()
+}
+
+/// The native installer with the wheels of `wheelhouse` (a host path). When
+/// a requirement has no wheel that fits, pip builds it if `allow_sdist`
+/// permits; else the build stops, with the `fetch` hint when `filled_by_user`
+/// (files downloaded from an index go to pip instead, which may accept a
+/// wheel the native installer does not).
+fn native_from(b: &Build, wheelhouse: &Path, filled_by_user: bool) -> Result<Way> {
+    let Some(interp) = b.probe.interp() else {
+        return Ok(Way::Pip(
+            "the native installer serves CPython on glibc Linux".into(),
+        ));
+    };
+    let reqs = venv_requirements(b);
     let files = crate::install::scan_wheelhouse(wheelhouse)
         .map_err(|e| Error::io("read", wheelhouse, e))?;
     let supported = crate::tags::supported(&interp);
@@ -564,6 +606,11 @@ fn choose_way(b: &Build) -> Result<Way> {
         Ok(c) => c,
         Err(e) if b.profile.venv.allow_sdist => {
             return Ok(Way::Pip(format!("{e}; `allow_sdist` lets pip build it")));
+        }
+        Err(e) if !filled_by_user => {
+            return Ok(Way::Pip(format!(
+                "{e} among the files pip downloaded; pip installs from the index instead"
+            )));
         }
         Err(e) => {
             let hint = format!(
@@ -609,6 +656,63 @@ fn choose_way(b: &Build) -> Result<Way> {
     Ok(Way::Native(chosen))
 }
 
+/// Where [`download`] puts the wheels: inside the new generation, so a
+/// killed build's files go with its partial generation.
+fn download_dir(gen: &Path) -> PathBuf {
+    gen.join(".venvbake/download")
+}
+
+/// `pip download` the venv's share of the lock (hash-checked, wheels only,
+/// no dependencies: the lock is complete) from the index into the new
+/// generation, with the target's interpreter running the pip wheel `pip`.
+fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
+    let mut staged = Vec::new();
+    let meta = b.gen_path.join(".venvbake");
+    let source = pip_source(b.target, b.profile, None, b.cert, &meta, &mut staged)?;
+    let n = b.pip_lines.len();
+    reporter.step(format!(
+        "venv: download {n} pinned requirements {} (pip download)",
+        match &source {
+            PipSource::Index { url: Some(u), .. } => format!("from {u}"),
+            _ => "from PyPI".to_string(),
+        }
+    ));
+    let cmd = pip_env(Cmd::new(
+        b.profile.venv.python.display().to_string(),
+        b.base_env,
+    ))
+    .chroot(b.target.chroot())
+    .arg("-I")
+    // pip runs from its wheel, as `ensurepip` runs it.
+    .arg(pip.join("pip").display().to_string())
+    .args([
+        "download",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "--progress-bar",
+        "off",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--require-hashes",
+        "--dest",
+    ])
+    .arg(download_dir(&b.gen_path).display().to_string());
+    let cmd = with_source(cmd, &source, b.creds)
+        .arg("-r")
+        .arg(meta.join("requirements.txt").display().to_string());
+    exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+        phase: Phase::Install,
+        what: "downloading the requirements failed".into(),
+        hint: Some(pip_hint(&e, false).to_string()),
+        source: Box::new(e),
+    })?;
+    drop(staged);
+    reporter.finish();
+    Ok(())
+}
+
 /// The hint for a failure of the native installer.
 fn install_hint(e: &crate::install::InstallError) -> String {
     use crate::install::InstallError as E;
@@ -627,13 +731,14 @@ fn install_native(
     b: &Build,
     host_gen: &Path,
     chosen: &[crate::install::Chosen],
+    from: &str,
     interpreter: &crate::install::Gate,
     watch: &dyn crate::install::Watch,
     reporter: &mut Reporter,
 ) -> Result<BTreeMap<PackageName, String>> {
     let locked = chosen.iter().filter(|c| c.from_lock).count();
     reporter.step(format!(
-        "venv: create {} and install {locked} pinned requirements offline from the wheelhouse (native installer, {} wheels{})",
+        "venv: create {} and install {locked} pinned requirements {from} (native installer, {} wheels{})",
         b.gen_path.display(),
         chosen.len(),
         if locked < chosen.len() { " with pip" } else { "" }
@@ -1019,8 +1124,22 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         venv_cmd = venv_cmd.arg("--system-site-packages");
     }
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
-    let way = choose_way(b)?;
+    // `pip.conf` and the lock's lines first: pip reads the lines.
+    write_venv_extras(b, host_gen)?;
+    let mut way = choose_way(b)?;
+    let mut downloaded = None;
+    if let Way::Download(pip) = &way {
+        download(b, pip, reporter)?;
+        let dir = download_dir(host_gen);
+        way = native_from(b, &dir, false)?;
+        downloaded = Some(dir);
+    }
     let (hashes, dists, tree_sha256) = match &way {
+        Way::Download(_) => {
+            return Err(Error::Internal(
+                "the downloaded wheels were not chosen".into(),
+            ))
+        }
         Way::Native(chosen) => {
             // The wheels unpack while `venv` makes the venv around them; the
             // byte-code compilers (the venv's interpreter) wait for it. The
@@ -1056,7 +1175,13 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     (r, lines)
                 });
                 let imported = s.spawn(|| check.run());
-                let hashes = install_native(b, host_gen, chosen, &interpreter, &watch, reporter);
+                let from = if downloaded.is_some() {
+                    "from the downloaded wheels"
+                } else {
+                    "offline from the wheelhouse"
+                };
+                let hashes =
+                    install_native(b, host_gen, chosen, from, &interpreter, &watch, reporter);
                 // Everything is compiled (or never will be): what waits now, never goes.
                 check.close();
                 let (made, lines) = venv
@@ -1067,8 +1192,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 }
                 // Without a venv, its error is the one to tell.
                 made.map_err(venv_error)?;
-                write_venv_extras(b, host_gen)?;
                 let hashes = hashes?;
+                if let Some(dir) = &downloaded {
+                    std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+                }
                 let (checked, tree_sha256) = check_and_hash(
                     b,
                     host_gen,
@@ -1086,8 +1213,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         }
         Way::Pip(why) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
+            if let Some(dir) = &downloaded {
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+            }
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
-            write_venv_extras(b, host_gen)?;
             let hashes = install_pip(b, host_gen, why, reporter)?;
             let (checked, tree_sha256) =
                 check_and_hash(b, host_gen, import_now(b), Default::default, reporter);

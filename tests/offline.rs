@@ -428,7 +428,7 @@ fn https_index_with_a_private_ca() {
         );
         // With `[index] cert` (read on the build host, bind-mounted for pip only).
         let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
-        venvbake(
+        let run = venvbake(
             &[
                 "apply",
                 p.to_str().unwrap(),
@@ -440,12 +440,25 @@ fn https_index_with_a_private_ca() {
             &[],
         )
         .ok();
+        // pip downloads the locked wheels; venvbake installs them itself.
+        assert!(run.stderr.contains("(pip download)"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("pinned requirements from the downloaded wheels (native installer"),
+            "{}",
+            run.stderr
+        );
         tree.run(&[
             "/opt/venvs/tls/bin/python",
             "-c",
             "import six, jmespath, markupsafe",
         ])
         .ok();
+        // The downloaded wheels are not left in the image, and the venv is
+        // what its manifest and RECORDs say.
+        assert!(!tree.path("/opt/venvs/tls/.venvbake/download").exists());
+        let v = venvbake(&["verify", p.to_str().unwrap(), "--root", &root], &[]);
+        assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
         // The CA was never copied into the image.
         let ca = std::fs::read(&index.ca).unwrap();
         let mut found = Vec::new();
