@@ -666,6 +666,10 @@ fn download_dir(gen: &Path) -> PathBuf {
 /// no dependencies: the lock is complete) from the index into the new
 /// generation, with the target's interpreter running the pip wheel `pip`.
 fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
+    if b.pip_lines.is_empty() {
+        // Everything comes from apt: nothing to download (pip would refuse).
+        return crate::fsutil::create_dirs(&b.target.host_path(&download_dir(&b.gen_path)));
+    }
     let mut staged = Vec::new();
     let meta = b.gen_path.join(".venvbake");
     let source = pip_source(b.target, b.profile, None, b.cert, &meta, &mut staged)?;

@@ -459,6 +459,41 @@ fn https_index_with_a_private_ca() {
         assert!(!tree.path("/opt/venvs/tls/.venvbake/download").exists());
         let v = venvbake(&["verify", p.to_str().unwrap(), "--root", &root], &[]);
         assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+        // With an index but nothing for the venv to take from it (apt serves
+        // the whole lock), there is nothing to download.
+        let six = dir.path().join("six.txt");
+        std::fs::write(&six, "six\n").unwrap();
+        let p = write_profile(
+            dir.path(),
+            "aptonly",
+            "/opt/venvs/aptonly",
+            &six,
+            &format!(
+                "system_site_packages = \"auto\"\n\n[python]\nprefer = \"os\"\n\n[index]\nurl = \"{url}\"\ncert = \"{}\"\n",
+                index.ca.display()
+            ),
+        );
+        let run = venvbake(
+            &[
+                "apply",
+                p.to_str().unwrap(),
+                "--root",
+                &root,
+                "--progress",
+                "plain",
+            ],
+            &[],
+        )
+        .ok();
+        assert!(
+            run.stderr.contains("requirement six: apt"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("pip download"), "{}", run.stderr);
+        tree.run(&["/opt/venvs/aptonly/bin/python", "-c", "import six"])
+            .ok();
+
         // The CA was never copied into the image.
         let ca = std::fs::read(&index.ca).unwrap();
         let mut found = Vec::new();
