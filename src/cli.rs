@@ -38,8 +38,9 @@ pub enum Command {
         profile: PathBuf,
         #[command(flatten)]
         target: TargetArgs,
-        /// Install offline from this folder of wheels (no index is contacted),
-        /// with venvbake's own installer: several times faster than pip.
+        /// Install offline from this folder of wheels (no index is contacted).
+        /// Without it, pip downloads the locked wheels from the profile's
+        /// index first; either way venvbake's own installer fills the venv.
         #[arg(long, value_name = "DIR")]
         wheelhouse: Option<PathBuf>,
         /// CA bundle (on this machine) that pip trusts for the index; overrides `[index] cert`.
