@@ -155,14 +155,15 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         crate::apt::clean_stale_policy(target);
     }
     let base_env = crate::exec::base_env(&req.host_env);
+    // The interpreter's pip wheel: for pip in the venv, and to download
+    // from an index (looking it up costs the probe an import).
+    let pip_wheels = profile.venv.pip || (req.wheelhouse.is_none() && bundle.is_none());
     // With no apt work planned, the interpreter is probed while the rest is
     // planned; apt work may upgrade the interpreter, so then it is probed
     // after apt.
     let early_probe = plan.apt.install.is_empty().then(|| {
         let (target, env) = (target.clone(), base_env.clone());
-        // The pip wheel is also what downloads from an index.
-        let pip = profile.venv.pip || req.wheelhouse.is_none();
-        let python = profile.venv.python.clone();
+        let (python, pip) = (profile.venv.python.clone(), pip_wheels);
         std::thread::spawn(move || crate::venv::probe(&target, &env, &python, pip))
     });
     crate::cloudinit::wait_if_needed(
@@ -227,12 +228,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
     let probe = match early_probe {
         Some(probed) => probed?,
-        None => crate::venv::probe(
-            target,
-            &base_env,
-            &profile.venv.python,
-            profile.venv.pip || req.wheelhouse.is_none(),
-        )?,
+        None => crate::venv::probe(target, &base_env, &profile.venv.python, pip_wheels)?,
     };
     reporter.finish();
     reporter.info(&format!(
