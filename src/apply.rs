@@ -154,6 +154,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         crate::ns::mount_api_filesystems(&target.root)?;
         crate::apt::clean_stale_policy(target);
     }
+    // (After the namespace is entered: a thread keeps the one it started in.)
+    crate::fsutil::prefetch(target.interpreter_files(&profile.venv.python));
     let base_env = crate::exec::base_env(&req.host_env);
     // The interpreter's pip wheel: for pip in the venv, and to download
     // from an index (looking it up costs the probe an import).

@@ -86,6 +86,50 @@ pub fn sync_fs(path: &Path) -> Result<()> {
         .map_err(|e| Error::io("write to disk", path, e))
 }
 
+/// Ask the kernel to start reading `paths` into the page cache, on a thread
+/// of its own, and return at once: each file, and under each directory the
+/// compiled modules and extensions (`.pyc`, `.so`). A hint, so every error
+/// is ignored. An image build starts with cold caches; the interpreter's
+/// standard library is then read piecemeal by every Python process the
+/// build starts, each read waiting for the disk.
+pub fn prefetch(paths: Vec<std::path::PathBuf>) {
+    fn advise(p: &Path) {
+        if let Ok(f) = File::open(p) {
+            let _ = nix::fcntl::posix_fadvise(
+                &f,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            let p = e.path();
+            if t.is_dir() && depth < 8 {
+                walk(&p, depth + 1);
+            } else if t.is_file() && p.extension().is_some_and(|x| x == "pyc" || x == "so") {
+                advise(&p);
+            }
+        }
+    }
+    let _ = std::thread::Builder::new()
+        .name("prefetch".into())
+        .spawn(move || {
+            for p in paths {
+                if p.is_dir() {
+                    walk(&p, 0);
+                } else {
+                    advise(&p);
+                }
+            }
+        });
+}
+
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -95,6 +95,31 @@ impl Target {
         }
     }
 
+    /// Host paths of what starting the interpreter `python` (a target path)
+    /// reads: the binary its symlinks end at and, when that is named
+    /// `pythonX.Y` (Debian's and Ubuntu's layout), `/usr/lib/pythonX.Y`.
+    /// A guess, for [`crate::fsutil::prefetch`] only.
+    pub fn interpreter_files(&self, python: &Path) -> Vec<PathBuf> {
+        let bin = if self.is_tree() {
+            self.host_path(python)
+        } else {
+            std::fs::canonicalize(python).unwrap_or_else(|_| python.to_path_buf())
+        };
+        let mut out = Vec::new();
+        if let Some(name) = bin.file_name().and_then(|n| n.to_str()) {
+            let version = name.strip_prefix("python").unwrap_or("");
+            let mut parts = version.split('.');
+            let numeric = |p: Option<&str>| {
+                p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            if numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none() {
+                out.push(self.host_path(&Path::new("/usr/lib").join(name)));
+            }
+        }
+        out.push(bin);
+        out
+    }
+
     /// Read a file of the target (None when it does not exist).
     pub fn read(&self, target_path: &Path) -> Result<Option<String>, TargetError> {
         let p = self.host_path(target_path);
@@ -345,6 +370,31 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn interpreter_files_follow_the_symlinks_inside_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/python3.11")).unwrap();
+        std::fs::write(root.join("usr/bin/python3.11"), b"").unwrap();
+        // Absolute, as Debian's alternatives are: resolved inside the root.
+        symlink("/usr/bin/python3.11", root.join("usr/bin/python3")).unwrap();
+        std::fs::write(root.join("usr/bin/mypython"), b"").unwrap();
+        let t = Target::new(Some(&root)).unwrap();
+        assert_eq!(
+            t.interpreter_files(Path::new("/usr/bin/python3")),
+            vec![
+                root.join("usr/lib/python3.11"),
+                root.join("usr/bin/python3.11")
+            ]
+        );
+        // Another layout: only the binary.
+        assert_eq!(
+            t.interpreter_files(Path::new("/usr/bin/mypython")),
+            vec![root.join("usr/bin/mypython")]
+        );
+    }
 
     #[test]
     fn os_release_parses_quotes() {
