@@ -1,6 +1,8 @@
 //! Small file-system primitives that must be right every time: atomic writes
-//! (temp file in the same directory, fsync, rename, fsync of the directory),
-//! atomic symlink switches, and RFC 3339 timestamps that honour
+//! (temp file in the same directory, fsync, rename, fsync of the directory)
+//! and the cleanup of what a killed writer left, atomic symlink switches,
+//! writing a whole file system to disk before a switch (`syncfs`), read-ahead
+//! hints for cold caches, and RFC 3339 timestamps that honour
 //! `SOURCE_DATE_EPOCH`.
 
 use std::fs::{self, File, OpenOptions};
