@@ -407,19 +407,22 @@ fn https_index_with_a_private_ca() {
                 &format!("\n[index]\nurl = \"{url}\"\n{extra}"),
             )
         };
+        let apply = |p: &Path| {
+            venvbake(
+                &[
+                    "apply",
+                    p.to_str().unwrap(),
+                    "--root",
+                    &root,
+                    "--progress",
+                    "plain",
+                ],
+                &[],
+            )
+        };
         // Without the CA, TLS verification fails and the hint says what to do.
         let p = profile("");
-        let run = venvbake(
-            &[
-                "apply",
-                p.to_str().unwrap(),
-                "--root",
-                &root,
-                "--progress",
-                "plain",
-            ],
-            &[],
-        );
+        let run = apply(&p);
         assert_eq!(run.code, 6, "{}", run.stderr);
         assert!(
             run.stderr.contains("hint: TLS verification failed"),
@@ -428,18 +431,7 @@ fn https_index_with_a_private_ca() {
         );
         // With `[index] cert` (read on the build host, bind-mounted for pip only).
         let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
-        let run = venvbake(
-            &[
-                "apply",
-                p.to_str().unwrap(),
-                "--root",
-                &root,
-                "--progress",
-                "plain",
-            ],
-            &[],
-        )
-        .ok();
+        let run = apply(&p).ok();
         // pip downloads the locked wheels; venvbake installs them itself.
         assert!(run.stderr.contains("(pip download)"), "{}", run.stderr);
         assert!(
@@ -473,18 +465,7 @@ fn https_index_with_a_private_ca() {
                 index.ca.display()
             ),
         );
-        let run = venvbake(
-            &[
-                "apply",
-                p.to_str().unwrap(),
-                "--root",
-                &root,
-                "--progress",
-                "plain",
-            ],
-            &[],
-        )
-        .ok();
+        let run = apply(&p).ok();
         assert!(
             run.stderr.contains("requirement six: apt"),
             "{}",
