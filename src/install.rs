@@ -45,8 +45,10 @@ out = sys.stdout
 
 def one(src):
     dfile = shown + src[len(real):] if src.startswith(real) else src
-    with open(src, "rb") as s:
-        data = s.read()
+    # Unbuffered, here and below: one read and one write per file, and no
+    # isatty() probe of each file that a buffered open makes.
+    with open(src, "rb", buffering=0) as s:
+        data = s.readall()
     try:
         code = compile(data, dfile, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, UnicodeError):
@@ -59,8 +61,10 @@ def one(src):
     blob = head + importlib.util.source_hash(data) + marshal.dumps(code)
     tmp = pyc + ".venvbake-tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
+        with open(tmp, "wb", buffering=0) as f:
+            view = memoryview(blob)
+            while view:
+                view = view[f.write(view):]
         os.replace(tmp, pyc)
     except OSError:
         try:
