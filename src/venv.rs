@@ -442,7 +442,7 @@ pub fn pip_hint(e: &crate::exec::CommandError, offline: bool) -> &'static str {
         if offline {
             "the wheelhouse lacks a file for this Python; fill it with `pip download` for the target's Python version and platform"
         } else {
-            "the index has no wheel of that version for this Python and platform"
+            "the index has no wheel of that version for this Python and platform; `[venv] allow_sdist = true` lets pip build one from source (with compilers in the image)"
         }
     } else if e.mentions("Hashes are required") {
         "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
@@ -1417,6 +1417,7 @@ mod tests {
         assert!(pip_hint(&tls, false).contains("CA bundle"));
         let missing = err(&["ERROR: No matching distribution found for x==1"]);
         assert!(pip_hint(&missing, true).contains("wheelhouse"));
+        assert!(pip_hint(&missing, false).contains("allow_sdist"));
         let tampered =
             err(&["ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."]);
         assert!(pip_hint(&tampered, true).contains("altered"));
