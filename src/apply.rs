@@ -344,11 +344,8 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         &system_dists,
     );
     let fixed_host = target.host_path_nofollow(&profile.venv.path);
-    if must_sync(
-        &plan.venv.action,
-        target.chroot().is_none(),
-        std::fs::symlink_metadata(&fixed_host).is_ok(),
-    ) {
+    let occupied = std::fs::symlink_metadata(&fixed_host).is_ok();
+    if must_sync(&plan.venv.action, target.chroot().is_none(), occupied) {
         let gen_host = target.host_path(&gens_dir.join(&generation));
         let t = std::time::Instant::now();
         crate::fsutil::sync_fs(&gen_host)?;
@@ -358,7 +355,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         ));
     }
     let adopted = if req.adopt
-        && std::fs::symlink_metadata(&fixed_host).is_ok()
+        && occupied
         && plan::generation_of_link(&fixed_host, &profile.venv.path).is_none()
     {
         let dest = (1..)

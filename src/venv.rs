@@ -233,6 +233,17 @@ pub enum PipSource {
     },
 }
 
+impl PipSource {
+    /// Where the files come from, as the log says it.
+    fn label(&self) -> String {
+        match self {
+            PipSource::Wheelhouse(_) => "offline from the wheelhouse".into(),
+            PipSource::Index { url: Some(u), .. } => format!("from {u}"),
+            PipSource::Index { url: None, .. } => "from PyPI".into(),
+        }
+    }
+}
+
 /// The pip command that fills a generation.
 pub fn pip_install_cmd(
     base: &[(String, String)],
@@ -466,11 +477,7 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
     let n = b.pip_lines.len();
     reporter.step(format!(
         "venv: install {n} pinned requirements {}",
-        match &source {
-            PipSource::Wheelhouse(_) => "offline from the wheelhouse".to_string(),
-            PipSource::Index { url: Some(u), .. } => format!("from {u}"),
-            PipSource::Index { url: None, .. } => "from PyPI".to_string(),
-        }
+        source.label()
     ));
     let pip = pip_install_cmd(
         b.base_env,
@@ -676,10 +683,7 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
     let n = b.pip_lines.len();
     reporter.step(format!(
         "venv: download {n} pinned requirements {} (pip download)",
-        match &source {
-            PipSource::Index { url: Some(u), .. } => format!("from {u}"),
-            _ => "from PyPI".to_string(),
-        }
+        source.label()
     ));
     let cmd = pip_env(Cmd::new(
         b.profile.venv.python.display().to_string(),

@@ -525,7 +525,6 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
 fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
     with_tree("bookworm", |tree| {
         let (dir, _, _, g1) = small_applied(tree);
-        let root = tree.root.to_str().unwrap().to_string();
         let apply_from = |url: &str| {
             let p = write_profile(
                 dir.path(),
@@ -534,17 +533,7 @@ fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
                 &small_lock(),
                 &format!("\n[index]\nurl = \"{url}\"\n"),
             );
-            venvbake(
-                &[
-                    "apply",
-                    p.to_str().unwrap(),
-                    "--root",
-                    &root,
-                    "--progress",
-                    "plain",
-                ],
-                &[],
-            )
+            tree.apply_from(&p, &[], &[])
         };
 
         // Nothing listens there.

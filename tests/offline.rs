@@ -407,19 +407,8 @@ fn https_index_with_a_private_ca() {
                 &format!("\n[index]\nurl = \"{url}\"\n{extra}"),
             )
         };
-        let apply = |p: &Path| {
-            venvbake(
-                &[
-                    "apply",
-                    p.to_str().unwrap(),
-                    "--root",
-                    &root,
-                    "--progress",
-                    "plain",
-                ],
-                &[],
-            )
-        };
+        // No source option: files come from the profile's index.
+        let apply = |p: &Path| tree.apply_from(p, &[], &[]);
         // Without the CA, TLS verification fails and the hint says what to do.
         let p = profile("");
         let run = apply(&p);
