@@ -519,47 +519,54 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
 enum Way {
     /// venvbake's own installer, with these wheels (the lock's, then pip's own).
     Native(Vec<crate::install::Chosen>),
-    /// `pip download` of the lock's wheels from the index (with the target's
-    /// own pip wheel, the one `ensurepip` installs, at this target path),
-    /// then the native installer.
-    Download(PathBuf),
     /// pip, for the reason given.
     Pip(String),
+}
+
+/// What [`choose_way`] found: a [`Way`] to install with now, or a download
+/// first: `pip download` of the lock's wheels from the index (with the
+/// target's own pip wheel, the one `ensurepip` installs, at this target
+/// path), after which [`native_from`] chooses among the downloaded files.
+enum Route {
+    Install(Way),
+    Download(PathBuf),
 }
 
 /// The native installer when each requirement has a wheel that fits: from
 /// the wheelhouse, or downloaded from the index first; pip when the profile
 /// asks for it, or for a source distribution that `allow_sdist` permits.
-fn choose_way(b: &Build) -> Result<Way> {
+fn choose_way(b: &Build) -> Result<Route> {
     if b.profile.venv.installer == crate::profile::Installer::Pip {
-        return Ok(Way::Pip("`[venv] installer = \"pip\"`".into()));
-    }
-    if b.probe.interp().is_none() {
-        return Ok(Way::Pip(
-            "the native installer serves CPython on glibc Linux".into(),
-        ));
-    }
-    if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
-        return Ok(Way::Pip(
-            "the interpreter's ensurepip wheels were not found".into(),
-        ));
-    }
-    if let Some(r) = venv_requirements(b).iter().find(|r| r.version.is_none()) {
-        return Ok(Way::Pip(format!(
-            "`{}` is not pinned, and only pip resolves versions",
-            r.text
+        return Ok(Route::Install(Way::Pip(
+            "`[venv] installer = \"pip\"`".into(),
         )));
     }
+    if b.probe.interp().is_none() {
+        return Ok(Route::Install(Way::Pip(
+            "the native installer serves CPython on glibc Linux".into(),
+        )));
+    }
+    if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
+        return Ok(Route::Install(Way::Pip(
+            "the interpreter's ensurepip wheels were not found".into(),
+        )));
+    }
+    if let Some(r) = venv_requirements(b).iter().find(|r| r.version.is_none()) {
+        return Ok(Route::Install(Way::Pip(format!(
+            "`{}` is not pinned, and only pip resolves versions",
+            r.text
+        ))));
+    }
     match b.wheelhouse {
-        Some(wheelhouse) => native_from(b, wheelhouse, true),
-        None if b.profile.venv.allow_sdist => Ok(Way::Pip(
+        Some(wheelhouse) => native_from(b, wheelhouse, true).map(Route::Install),
+        None if b.profile.venv.allow_sdist => Ok(Route::Install(Way::Pip(
             "files come from an index and `allow_sdist` lets pip build source distributions".into(),
-        )),
+        ))),
         None => Ok(match pip_wheel(b.probe) {
-            Some(pip) => Way::Download(pip),
-            None => Way::Pip(
+            Some(pip) => Route::Download(pip),
+            None => Route::Install(Way::Pip(
                 "files come from an index, and the interpreter's ensurepip has no pip wheel to download them with".into(),
-            ),
+            )),
         }),
     }
 }
@@ -1134,20 +1141,15 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
     // `pip.conf` and the lock's lines first: pip reads the lines.
     write_venv_extras(b, host_gen)?;
-    let mut way = choose_way(b)?;
-    let mut downloaded = None;
-    if let Way::Download(pip) = &way {
-        download(b, pip, reporter)?;
-        let dir = download_dir(host_gen);
-        way = native_from(b, &dir, false)?;
-        downloaded = Some(dir);
-    }
-    let (hashes, dists, tree_sha256) = match &way {
-        Way::Download(_) => {
-            return Err(Error::Internal(
-                "the downloaded wheels were not chosen".into(),
-            ))
+    let (way, downloaded) = match choose_way(b)? {
+        Route::Install(way) => (way, None),
+        Route::Download(pip) => {
+            download(b, &pip, reporter)?;
+            let dir = download_dir(host_gen);
+            (native_from(b, &dir, false)?, Some(dir))
         }
+    };
+    let (hashes, dists, tree_sha256) = match &way {
         Way::Native(chosen) => {
             // The wheels unpack while `venv` makes the venv around them; the
             // byte-code compilers (the venv's interpreter) wait for it. The
