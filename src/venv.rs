@@ -692,14 +692,14 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
         "venv: download {n} pinned requirements {} (pip download)",
         source.label()
     ));
+    let (run, scratch) = runnable_pip(b, pip, reporter)?;
     let cmd = pip_env(Cmd::new(
         b.profile.venv.python.display().to_string(),
         b.base_env,
     ))
     .chroot(b.target.chroot())
     .arg("-I")
-    // pip runs from its wheel, as `ensurepip` runs it.
-    .arg(pip.join("pip").display().to_string())
+    .arg(run.display().to_string())
     .args([
         "download",
         "--no-input",
@@ -717,15 +717,91 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
     let cmd = with_source(cmd, &source, b.creds)
         .arg("-r")
         .arg(meta.join("requirements.txt").display().to_string());
-    exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
+    let ran = exec::run(&cmd, 0, &mut |l| reporter.output(l));
+    // pip's own error first, if any: a failed build removes the generation anyway.
+    let removed = scratch.map_or(Ok(()), |dir| {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))
+    });
+    ran.map_err(|e| Error::Command {
         phase: Phase::Install,
         what: "downloading the requirements failed".into(),
         hint: Some(pip_hint(&e, false).to_string()),
         source: Box::new(e),
     })?;
+    removed?;
     drop(staged);
     reporter.finish();
     Ok(())
+}
+
+/// What `python -I` runs for `pip download`: the pip wheel `pip` (a target
+/// path) unpacked by the native installer into the generation's
+/// `.venvbake/pip-run` and byte-compiled there on every core, and that
+/// folder (a host path, for removal after the download). Run from its
+/// wheel, pip compiles every module it imports, one by one, on every start
+/// (`pip --version` took 1.3-1.7 s that way and 0.5 s from compiled files).
+/// Without the native installer's facts (not CPython on glibc), the wheel.
+fn runnable_pip(
+    b: &Build,
+    pip: &Path,
+    reporter: &mut Reporter,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    let Some(interp) = b.probe.interp() else {
+        return Ok((pip.join("pip"), None));
+    };
+    let target = b.gen_path.join(".venvbake/pip-run");
+    let host = b.target.host_path(&target);
+    let bin = host.join("bin");
+    crate::fsutil::create_dirs(&bin)?;
+    // The compilers run `<prefix>/bin/python`: here, the interpreter itself
+    // (no `pyvenv.cfg`, so it is the system's, as when pip runs from its wheel).
+    std::os::unix::fs::symlink(&b.profile.venv.python, bin.join("python"))
+        .map_err(|e| Error::io("create", bin.join("python"), e))?;
+    let site = format!("lib/python{}.{}/site-packages", interp.major, interp.minor);
+    let gate = crate::install::Gate::default();
+    gate.open(true);
+    let job = crate::install::Job {
+        layout: crate::wheel::Layout {
+            prefix: host.clone(),
+            site: host.join(&site),
+            python: target.join("bin/python").display().to_string(),
+            major: interp.major,
+            minor: interp.minor,
+        },
+        chroot: b.target.chroot(),
+        base_env: b.base_env,
+        gen_path: &target,
+        shown_path: &target,
+        cache_tag: &b.probe.cache_tag,
+        interpreter: &gate,
+        threads: threads(),
+    };
+    let wheel = crate::install::Chosen {
+        name: PackageName::new("pip".to_string())
+            .map_err(|e| Error::Internal(format!("the name `pip`: {e}")))?,
+        file: b.target.host_path(pip),
+        allowed: Vec::new(),
+        requested: false,
+        from_lock: false,
+        requirement: "pip".into(),
+    };
+    struct Quiet;
+    impl crate::install::Watch for Quiet {}
+    let (_, stats) =
+        crate::install::install(&job, &[wheel], &Quiet).map_err(|e| Error::Install {
+            hint: install_hint(&e),
+            source: Box::new(e),
+        })?;
+    reporter.info(&format!("pip for the download: {}", stats.summary()));
+    Ok((target.join(site).join("pip"), Some(host)))
+}
+
+/// Threads for the native installer: one per core, at most 16.
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16)
 }
 
 /// The hint for a failure of the native installer.
@@ -774,10 +850,7 @@ fn install_native(
         shown_path: &b.profile.venv.path,
         cache_tag: &b.probe.cache_tag,
         interpreter,
-        threads: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 16),
+        threads: threads(),
     };
     let (hashes, stats) =
         crate::install::install(&job, chosen, watch).map_err(|e| Error::Install {

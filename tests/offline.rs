@@ -423,6 +423,13 @@ fn https_index_with_a_private_ca() {
         let run = apply(&p).ok();
         // pip downloads the locked wheels; venvbake installs them itself.
         assert!(run.stderr.contains("(pip download)"), "{}", run.stderr);
+        // pip runs compiled: its wheel unpacked and byte-compiled first.
+        assert!(
+            run.stderr.contains("pip for the download: unpacked")
+                && run.stderr.contains("modules, meanwhile and then"),
+            "{}",
+            run.stderr
+        );
         assert!(
             run.stderr
                 .contains("pinned requirements from the downloaded wheels (native installer"),
@@ -438,6 +445,7 @@ fn https_index_with_a_private_ca() {
         // The downloaded wheels are not left in the image, and the venv is
         // what its manifest and RECORDs say.
         assert!(!tree.path("/opt/venvs/tls/.venvbake/download").exists());
+        assert!(!tree.path("/opt/venvs/tls/.venvbake/pip-run").exists());
         let v = venvbake(&["verify", p.to_str().unwrap(), "--root", &root], &[]);
         assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
         // With an index but nothing for the venv to take from it (apt serves
