@@ -740,7 +740,8 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
 /// folder (a host path, for removal after the download). Run from its
 /// wheel, pip compiles every module it imports, one by one, on every start
 /// (`pip --version` took 1.3-1.7 s that way and 0.5 s from compiled files).
-/// Without the native installer's facts (not CPython on glibc), the wheel.
+/// Without the native installer's facts (not CPython on glibc), or if the
+/// wheel does not unpack, pip runs from the wheel.
 fn runnable_pip(
     b: &Build,
     pip: &Path,
@@ -787,13 +788,20 @@ fn runnable_pip(
     };
     struct Quiet;
     impl crate::install::Watch for Quiet {}
-    let (_, stats) =
-        crate::install::install(&job, &[wheel], &Quiet).map_err(|e| Error::Install {
-            hint: install_hint(&e),
-            source: Box::new(e),
-        })?;
-    reporter.info(&format!("pip for the download: {}", stats.summary()));
-    Ok((target.join(site).join("pip"), Some(host)))
+    match crate::install::install(&job, &[wheel], &Quiet) {
+        Ok((_, stats)) => {
+            reporter.info(&format!("pip for the download: {}", stats.summary()));
+            Ok((target.join(site).join("pip"), Some(host)))
+        }
+        // Only a speed-up: pip still runs from its wheel, as it did before.
+        Err(e) => {
+            reporter.info(&format!(
+                "pip for the download: not unpacked ({e}); it runs from its wheel"
+            ));
+            std::fs::remove_dir_all(&host).map_err(|e| Error::io("remove", &host, e))?;
+            Ok((pip.join("pip"), None))
+        }
+    }
 }
 
 /// Threads for the native installer: one per core, at most 16.

@@ -472,6 +472,63 @@ fn https_index_with_a_private_ca() {
         tree.run(&["/opt/venvs/aptonly/bin/python", "-c", "import six"])
             .ok();
 
+        // Running pip compiled is only a speed-up: a pip wheel the native
+        // installer refuses (here the tree's own, its WHEEL file rewritten to
+        // claim format 2.0, which zipimport does not read) still downloads,
+        // run from the wheel as before.
+        let wheels = tree.path("/usr/share/python-wheels");
+        let pip = std::fs::read_dir(&wheels)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pip-"))
+            .expect("the tree's pip wheel");
+        let rewrite = r#"
+import sys, zipfile
+src = sys.argv[1]; members = []
+with zipfile.ZipFile(src) as z:
+    for i in z.infolist():
+        data = z.read(i)
+        if i.filename.endswith(".dist-info/WHEEL"):
+            data = data.replace(b"Wheel-Version: 1.0", b"Wheel-Version: 2.0")
+        members.append((i, data))
+with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
+    for i, data in members:
+        z.writestr(i, data)
+"#;
+        let ok = Command::new("/usr/bin/python3")
+            .args(["-c", rewrite])
+            .arg(&pip)
+            .env_clear()
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let p = write_profile(
+            dir.path(),
+            "fromwheel",
+            "/opt/venvs/fromwheel",
+            &small_lock(),
+            &format!(
+                "\n[index]\nurl = \"{url}\"\ncert = \"{}\"\n",
+                index.ca.display()
+            ),
+        );
+        let run = apply(&p).ok();
+        assert!(
+            run.stderr.contains("pip for the download: not unpacked")
+                && run.stderr.contains("it runs from its wheel"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("pinned requirements from the downloaded wheels (native installer"),
+            "{}",
+            run.stderr
+        );
+        tree.run(&["/opt/venvs/fromwheel/bin/python", "-c", "import six"])
+            .ok();
+        assert!(!tree.path("/opt/venvs/fromwheel/.venvbake/pip-run").exists());
+
         // The CA was never copied into the image.
         let ca = std::fs::read(&index.ca).unwrap();
         let mut found = Vec::new();
