@@ -79,6 +79,11 @@ pub fn create_dirs(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
 }
 
+/// Remove `dir` and everything under it.
+pub fn remove_dirs(dir: &Path) -> Result<()> {
+    fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))
+}
+
 /// Write everything the file system holding `path` has in the page cache to
 /// disk (`syncfs(2)`): one call for a generation's thousands of files, where
 /// an `fsync` per file would cost a journal commit each.

@@ -719,9 +719,7 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
         .arg(meta.join("requirements.txt").display().to_string());
     let ran = exec::run(&cmd, 0, &mut |l| reporter.output(l));
     // pip's own error first, if any: a failed build removes the generation anyway.
-    let removed = scratch.map_or(Ok(()), |dir| {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))
-    });
+    let removed = scratch.map_or(Ok(()), |dir| crate::fsutil::remove_dirs(&dir));
     ran.map_err(|e| Error::Command {
         phase: Phase::Install,
         what: "downloading the requirements failed".into(),
@@ -758,16 +756,16 @@ fn runnable_pip(
     // (no `pyvenv.cfg`, so it is the system's, as when pip runs from its wheel).
     std::os::unix::fs::symlink(&b.profile.venv.python, bin.join("python"))
         .map_err(|e| Error::io("create", bin.join("python"), e))?;
-    let site = format!("lib/python{}.{}/site-packages", interp.major, interp.minor);
+    let (major, minor) = (interp.major, interp.minor);
     let gate = crate::install::Gate::default();
     gate.open(true);
     let job = crate::install::Job {
         layout: crate::wheel::Layout {
             prefix: host.clone(),
-            site: host.join(&site),
+            site: native_site(&host, major, minor),
             python: target.join("bin/python").display().to_string(),
-            major: interp.major,
-            minor: interp.minor,
+            major,
+            minor,
         },
         chroot: b.target.chroot(),
         base_env: b.base_env,
@@ -791,14 +789,14 @@ fn runnable_pip(
     match crate::install::install(&job, &[wheel], &Quiet) {
         Ok((_, stats)) => {
             reporter.info(&format!("pip for the download: {}", stats.summary()));
-            Ok((target.join(site).join("pip"), Some(host)))
+            Ok((native_site(&target, major, minor).join("pip"), Some(host)))
         }
         // Only a speed-up: pip still runs from its wheel, as it did before.
         Err(e) => {
             reporter.info(&format!(
                 "pip for the download: not unpacked ({e}); it runs from its wheel"
             ));
-            std::fs::remove_dir_all(&host).map_err(|e| Error::io("remove", &host, e))?;
+            crate::fsutil::remove_dirs(&host)?;
             Ok((pip.join("pip"), None))
         }
     }
@@ -1199,9 +1197,10 @@ fn native_version(b: &Build) -> (u32, u32) {
         .unwrap_or((3, 0))
 }
 
-/// `lib/pythonX.Y/site-packages` of a CPython venv (what `python -m venv` makes).
-fn native_site(host_gen: &Path, major: u32, minor: u32) -> PathBuf {
-    host_gen.join(format!("lib/python{major}.{minor}/site-packages"))
+/// `lib/pythonX.Y/site-packages` of a CPython venv (what `python -m venv`
+/// makes) under `root`, a host or a target path.
+fn native_site(root: &Path, major: u32, minor: u32) -> PathBuf {
+    root.join(format!("lib/python{major}.{minor}/site-packages"))
 }
 
 fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
@@ -1285,7 +1284,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 made.map_err(venv_error)?;
                 let hashes = hashes?;
                 if let Some(dir) = &downloaded {
-                    std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+                    crate::fsutil::remove_dirs(dir)?;
                 }
                 let (checked, tree_sha256) = check_and_hash(
                     b,
@@ -1305,7 +1304,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         Way::Pip(why) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
             if let Some(dir) = &downloaded {
-                std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+                crate::fsutil::remove_dirs(dir)?;
             }
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
             let hashes = install_pip(b, host_gen, why, reporter)?;

@@ -409,6 +409,12 @@ fn https_index_with_a_private_ca() {
         };
         // No source option: files come from the profile's index.
         let apply = |p: &Path| tree.apply_from(p, &[], &[]);
+        // Every one of `lines` is in the log.
+        let said_all = |stderr: &str, lines: &[&str]| {
+            for l in lines {
+                assert!(stderr.contains(l), "no `{l}` in:\n{stderr}");
+            }
+        };
         // Without the CA, TLS verification fails and the hint says what to do.
         let p = profile("");
         let run = apply(&p);
@@ -421,20 +427,16 @@ fn https_index_with_a_private_ca() {
         // With `[index] cert` (read on the build host, bind-mounted for pip only).
         let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
         let run = apply(&p).ok();
-        // pip downloads the locked wheels; venvbake installs them itself.
-        assert!(run.stderr.contains("(pip download)"), "{}", run.stderr);
-        // pip runs compiled: its wheel unpacked and byte-compiled first.
-        assert!(
-            run.stderr.contains("pip for the download: unpacked")
-                && run.stderr.contains("modules, meanwhile and then"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("pinned requirements from the downloaded wheels (native installer"),
-            "{}",
-            run.stderr
+        // pip downloads the locked wheels (itself run compiled: its wheel
+        // unpacked and byte-compiled first); venvbake installs them itself.
+        said_all(
+            &run.stderr,
+            &[
+                "(pip download)",
+                "pip for the download: unpacked",
+                "modules, meanwhile and then",
+                "pinned requirements from the downloaded wheels (native installer",
+            ],
         );
         tree.run(&[
             "/opt/venvs/tls/bin/python",
@@ -513,17 +515,13 @@ with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
             ),
         );
         let run = apply(&p).ok();
-        assert!(
-            run.stderr.contains("pip for the download: not unpacked")
-                && run.stderr.contains("it runs from its wheel"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("pinned requirements from the downloaded wheels (native installer"),
-            "{}",
-            run.stderr
+        said_all(
+            &run.stderr,
+            &[
+                "pip for the download: not unpacked",
+                "it runs from its wheel",
+                "pinned requirements from the downloaded wheels (native installer",
+            ],
         );
         tree.run(&["/opt/venvs/fromwheel/bin/python", "-c", "import six"])
             .ok();
