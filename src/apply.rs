@@ -9,7 +9,7 @@
 //! fact atomically. Until the switch, the previous generation keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::decide::Choice;
 use crate::error::{Error, Result};
@@ -30,53 +30,23 @@ pub struct Outcome {
     pub generation: String,
 }
 
-/// Held for the whole apply: two applies of one profile never interleave.
-pub struct ProfileLock {
-    _file: std::fs::File,
-}
-
-pub fn lock_profile(
+/// The venv lock of the profile's venv path (see [`crate::locks`]), taken
+/// once the target is known to be one venvbake serves.
+pub fn lock_venv(
     target: &Target,
     profile: &Profile,
     reporter: &Reporter,
-) -> Result<ProfileLock> {
+) -> Result<crate::locks::Held> {
     target.require_apt()?;
     plan::check_venv_resolves(profile, target)?;
-    let dir = target.host_path(&plan::generations_dir(&profile.venv.path));
-    crate::fsutil::create_dirs(&dir)?;
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
     let timeout = profile.apt.lock_timeout;
-    let deadline = Instant::now() + timeout;
-    let mut told = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(ProfileLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    return Err(Error::Busy {
-                        path,
-                        timeout_s: timeout.as_secs(),
-                    });
-                }
-                if !told {
-                    reporter.info(&format!(
-                        "waiting for another apply of `{}` to finish (up to {} s)",
-                        profile.name,
-                        timeout.as_secs()
-                    ));
-                    told = true;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
-        }
-    }
+    crate::locks::venv(target, &profile.venv.path, timeout, || {
+        reporter.info(&format!(
+            "waiting for another venvbake run on `{}` to finish (up to {} s)",
+            profile.venv.path.display(),
+            timeout.as_secs()
+        ))
+    })
 }
 
 pub struct Request<'a> {
@@ -90,24 +60,53 @@ pub struct Request<'a> {
     pub adopt: bool,
     /// Stamp the generation from this bundle instead of building it.
     pub bundle: Option<&'a Path>,
+    /// Hand the venv path over from this profile (`--take-over`).
+    pub take_over: Option<&'a str>,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
     pub host_env: Vec<(String, String)>,
 }
 
+/// Carry out the profile on the target. A failure comes back as
+/// [`Error::Stopped`], saying what the venv's fixed path serves now.
 pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
+    let venv_path = &req.profile.venv.path;
+    let serving = || plan::generation_of_link(&req.target.host_path_nofollow(venv_path), venv_path);
+    let before = serving();
+    apply_inner(req, reporter).map_err(|e| {
+        let after = serving();
+        let path = venv_path.display();
+        let state = match (&before, &after) {
+            (Some(b), Some(a)) if a == b => {
+                format!("state: `{path}` still serves generation {a}, as before this apply")
+            }
+            (_, Some(a)) => format!("state: `{path}` now serves generation {a}"),
+            (_, None) => format!("state: no venv of this profile is at `{path}`; nothing of this build was left behind"),
+        };
+        Error::Stopped {
+            source: Box::new(e),
+            state,
+        }
+    })
+}
+
+fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let started = Instant::now();
     // Whatever the caller's umask, generations, manifest and fact are never
     // group- or world-writable.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (profile, target) = (req.profile, req.target);
-    let _lock = lock_profile(target, profile, reporter)?;
+    let _lock = lock_venv(target, profile, reporter)?;
     let ask_apt = profile.python.asks_apt();
     // With --adopt, a directory (or foreign symlink) at the fixed path is
     // planned around and moved aside just before the switch; never deleted.
+    let took_over = std::cell::Cell::new(false);
     let observe = |ask: bool| -> Result<plan::Observed> {
         let mut o = plan::observe(profile, target, ask)?;
         if req.adopt && o.link == plan::Link::Foreign {
             o.link = plan::Link::Missing;
+        }
+        if plan::hand_over(&mut o, req.take_over, &profile.venv.path)? {
+            took_over.set(true);
         }
         Ok(o)
     };
@@ -127,6 +126,10 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             generation: plan.venv.action.generation().to_string(),
         });
     }
+    // What this apply creates on the way to its generations directory goes
+    // again if it fails: a refused first build leaves nothing behind.
+    let scaffold =
+        crate::fsutil::NewDirs::note(&target.root, &target.host_path(&plan.venv.generations_dir));
     // A bundle that cannot be read is refused before anything changes.
     let bundle = match req.bundle {
         Some(file) => Some((file, crate::bundle::read_header(file)?)),
@@ -134,18 +137,18 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     };
     if let Some(w) = req.wheelhouse {
         if !w.is_dir() {
-            return Err(Error::Usage(format!(
-                "the wheelhouse `{}` is not a directory",
-                w.display()
-            )));
+            return Err(Error::usage(
+                format!("the wheelhouse `{}` is not a directory", w.display()),
+                "give `--wheelhouse` the folder `venvbake fetch` filled",
+            ));
         }
     }
     if let Some(c) = req.cert.or(profile.index.cert.as_deref()) {
         if !c.is_file() {
-            return Err(Error::Usage(format!(
-                "the CA bundle `{}` is not a file",
-                c.display()
-            )));
+            return Err(Error::usage(
+                format!("the CA bundle `{}` is not a file", c.display()),
+                "give `--cert` or `[index] cert` a PEM file of the CA certificates to trust",
+            ));
         }
     }
 
@@ -374,11 +377,13 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         None
     };
     let mut manifest = manifest;
-    if adopted.is_some() {
-        manifest.adopted = adopted;
-    } else if let Some(m) = &observed.manifest {
-        manifest.adopted = m.adopted.clone();
-    }
+    let before = observed.manifest.as_ref();
+    manifest.adopted = adopted.or_else(|| before.and_then(|m| m.adopted.clone()));
+    manifest.taken_over_from = req
+        .take_over
+        .filter(|_| took_over.get())
+        .map(str::to_string)
+        .or_else(|| before.and_then(|m| m.taken_over_from.clone()));
     reporter.step(format!(
         "switch {} -> {generation}",
         profile.venv.path.display()
@@ -390,6 +395,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         &manifest,
         !matches!(plan.venv.action, VenvAction::Keep { .. }),
     )?;
+    scaffold.keep();
     remove_generations(target, &plan, &generation, reporter);
     reporter.finish();
     reporter.info(&format!(
@@ -415,7 +421,8 @@ pub fn bundle(
     out: &Path,
     reporter: &mut Reporter,
 ) -> Result<u64> {
-    let (_, m) = crate::inventory::find_manifest(target, None, Some(&profile.outputs.manifest))?;
+    let (path, m) = crate::inventory::find_manifest(target, None, Some(&profile.outputs.manifest))?;
+    crate::inventory::check_describes(&path, &m, &profile.name)?;
     let report = crate::verify::verify(target, &m)?;
     if !report.clean {
         return Err(Error::Drift {
@@ -426,21 +433,27 @@ pub fn bundle(
     let observed = plan::observe(profile, target, profile.python.asks_apt())?;
     let plan = plan::make(profile, target, &observed, None)?;
     if plan.venv.fingerprint != m.venv.fingerprint {
-        return Err(Error::Usage(format!(
-            "the active generation `{}` was built from other inputs than `{}` describes now; run `venvbake apply` first",
-            m.venv.generation,
-            profile.file.display()
-        )));
+        return Err(Error::usage(
+            format!(
+                "the active generation `{}` was built from other inputs than `{}` describes now",
+                m.venv.generation,
+                profile.file.display()
+            ),
+            "run `venvbake apply` first, then bundle",
+        ));
     }
     let gen_host = target.host_path(&plan.venv.generations_dir.join(&m.venv.generation));
     let record = manifest::read_generation(&gen_host).ok_or_else(|| {
         Error::Internal(format!("generation {} lost its record", m.venv.generation))
     })?;
     let tree_sha256 = record.tree_sha256.clone().ok_or_else(|| {
-        Error::Usage(format!(
-            "generation {} has no tree hash (built by an older venvbake); apply again to rebuild it",
-            m.venv.generation
-        ))
+        Error::usage(
+            format!(
+                "generation {} has no tree hash (built by an older venvbake)",
+                m.venv.generation
+            ),
+            "apply again to rebuild it, then bundle",
+        )
     })?;
     reporter.step(format!(
         "bundle: pack {} into {}",
@@ -490,11 +503,14 @@ pub fn commit(
         crate::fsutil::create_dirs(link_host.parent().unwrap_or(Path::new("/")))?;
         crate::fsutil::switch_symlink(&link_host, &want)?;
     }
-    let entry = FactEntry::new(&profile.venv.path, &profile.outputs.manifest);
-    let fact_host = target.host_path(&profile.outputs.ansible_fact);
-    if manifest::read_fact(&fact_host).profiles.get(&profile.name) != Some(&entry) {
-        manifest::update_fact(&fact_host, &profile.name, entry)?;
-    }
+    record_in_fact(
+        target,
+        &profile.outputs.ansible_fact,
+        &profile.name,
+        FactEntry::new(&profile.venv.path, &profile.outputs.manifest),
+        m.taken_over_from.as_deref(),
+        profile.apt.lock_timeout,
+    )?;
     if switch {
         let gens_name = gens_dir.file_name().unwrap_or_default();
         crate::fsutil::switch_symlink(
@@ -503,6 +519,53 @@ pub fn commit(
         )?;
     }
     Ok(())
+}
+
+/// Set profile `name`'s entry in the Ansible fact at `fact_path` (a target
+/// path), and drop the entry of the profile it took the venv path over
+/// from. Every profile of the target shares the fact, so it is read,
+/// changed and written under the target lock: no concurrent update is lost.
+pub fn record_in_fact(
+    target: &Target,
+    fact_path: &Path,
+    name: &str,
+    entry: FactEntry,
+    taken_over_from: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let fact_host = target.host_path(fact_path);
+    let _shared = crate::locks::target(target, timeout)?;
+    manifest::update_fact(&fact_host, |fact| {
+        let mut changed = false;
+        if let Some(old) = taken_over_from {
+            if let Some(e) = fact
+                .profiles
+                .get(old)
+                .filter(|e| e.venv == entry.venv)
+                .cloned()
+            {
+                fact.profiles.remove(old);
+                forget_manifest_link(target, &e.manifest, &entry.venv);
+                changed = true;
+            }
+        }
+        if fact.profiles.get(name) != Some(&entry) {
+            fact.profiles.insert(name.to_string(), entry);
+            changed = true;
+        }
+        changed
+    })
+}
+
+/// Remove a handed-over profile's manifest path if it is still the symlink
+/// through `venv_path` that venvbake made (it would read the new owner's
+/// manifest under the old name); anything else there is left alone.
+fn forget_manifest_link(target: &Target, manifest_path: &Path, venv_path: &Path) {
+    let host = target.host_path_nofollow(manifest_path);
+    let ours = manifest::link_target(manifest_path, venv_path);
+    if std::fs::read_link(&host).is_ok_and(|t| t == ours) {
+        let _ = std::fs::remove_file(&host);
+    }
 }
 
 /// Whether a new generation must be on disk before the switch makes it the
@@ -674,5 +737,98 @@ pub fn manifest_for(
         apt,
         built_at: record.built_at.clone(),
         adopted: None,
+        taken_over_from: None,
+        outputs: Some(crate::manifest::OutputPaths {
+            manifest: profile.outputs.manifest.clone(),
+            ansible_fact: profile.outputs.ansible_fact.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concurrent applies of different profiles each add their entry to the
+    /// one fact file: none may be lost (without the target lock, several
+    /// were, each apply exiting 0).
+    #[test]
+    fn concurrent_fact_updates_of_different_profiles_lose_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let target = Target::new(Some(root.path())).unwrap();
+        let fact = Path::new("/etc/ansible/facts.d/venvbake.fact");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    for round in 0..12 {
+                        let name = format!("p{t}-{round}");
+                        let venv = PathBuf::from(format!("/opt/venvs/{name}"));
+                        let entry = FactEntry::new(&venv, &crate::profile::default_manifest(&name));
+                        record_in_fact(
+                            &target,
+                            fact,
+                            &name,
+                            entry,
+                            None,
+                            std::time::Duration::from_secs(60),
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let got = manifest::read_fact(&target.host_path(fact));
+        assert_eq!(
+            got.profiles.len(),
+            8 * 12,
+            "lost: {:?}",
+            got.profiles.keys()
+        );
+    }
+
+    #[test]
+    fn a_hand_over_drops_the_old_owners_entry_and_manifest_link() {
+        let root = tempfile::tempdir().unwrap();
+        let target = Target::new(Some(root.path())).unwrap();
+        let fact = Path::new("/etc/ansible/facts.d/venvbake.fact");
+        let venv = Path::new("/opt/venvs/shared");
+        let (old_m, new_m) = (
+            crate::profile::default_manifest("old"),
+            crate::profile::default_manifest("new"),
+        );
+        let t = std::time::Duration::from_secs(5);
+        record_in_fact(&target, fact, "old", FactEntry::new(venv, &old_m), None, t).unwrap();
+        record_in_fact(
+            &target,
+            fact,
+            "other",
+            FactEntry::new(Path::new("/opt/o"), &old_m),
+            None,
+            t,
+        )
+        .unwrap();
+        let link = target.host_path_nofollow(&old_m);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(manifest::link_target(&old_m, venv), &link).unwrap();
+        record_in_fact(
+            &target,
+            fact,
+            "new",
+            FactEntry::new(venv, &new_m),
+            Some("old"),
+            t,
+        )
+        .unwrap();
+        let got = manifest::read_fact(&target.host_path(fact));
+        let names: Vec<&str> = got.profiles.keys().map(String::as_str).collect();
+        assert_eq!(names, ["new", "other"]);
+        assert!(
+            std::fs::symlink_metadata(&link).is_err(),
+            "the old manifest link is gone"
+        );
     }
 }

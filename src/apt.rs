@@ -64,10 +64,20 @@ pub struct PolicyEntry {
     pub candidate: Option<String>,
 }
 
+/// `apt-cache policy` that only reads: an empty cache file name makes apt
+/// build its package cache in memory instead of writing `pkgcache.bin` and
+/// `srcpkgcache.bin` into the target (`plan` must change nothing).
 pub fn policy_cmd(base: &[(String, String)], chroot: Option<&Path>, packages: &[String]) -> Cmd {
     Cmd::new("apt-cache", base)
         .chroot(chroot)
-        .args(["policy", "--"])
+        .args([
+            "-o",
+            "Dir::Cache::pkgcache=",
+            "-o",
+            "Dir::Cache::srcpkgcache=",
+            "policy",
+            "--",
+        ])
         .args(packages.iter().cloned())
 }
 
@@ -115,7 +125,7 @@ pub fn policy(
     let out = exec::run(&cmd, usize::MAX, &mut |_| {}).map_err(|e| Error::Command {
         phase: Phase::Apt,
         what: "asking apt about OS packages failed".into(),
-        hint: Some("the target's apt cache may be broken; try `apt-get update` in it".into()),
+        hint: ("the target's apt cache may be broken; try `apt-get update` in it".into()),
         source: Box::new(e),
     })?;
     Ok(parse_policy(&out.text()))
@@ -268,7 +278,7 @@ fn apt_error(e: CommandError, timeout_s: u64, what: &str) -> Error {
     Error::Command {
         phase: Phase::Apt,
         what: what.to_string(),
-        hint: Some(hint.into()),
+        hint: (hint.into()),
         source: Box::new(e),
     }
 }

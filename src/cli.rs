@@ -57,6 +57,11 @@ pub enum Command {
         /// to `<path>.adopted-N` (recorded in the manifest) instead of refusing. Never deletes.
         #[arg(long)]
         adopt: bool,
+        /// Hand the venv path over from the profile that owns it (named here, so the
+        /// hand-over is on purpose): its fact entry and manifest link go, and the
+        /// manifest records `taken_over_from`. Without it, another profile's path is refused.
+        #[arg(long, value_name = "PROFILE")]
+        take_over: Option<String>,
         /// Stamp the venv from this bundle (`venvbake bundle`) instead of building it:
         /// unpacked at disk speed when it was built for the same release, interpreter,
         /// venv path and lock (else refused, naming what differs), then checked.
@@ -82,8 +87,12 @@ pub enum Command {
         profile: PathBuf,
         #[command(flatten)]
         target: TargetArgs,
+        /// The wheelhouse `apply --wheelhouse` would install from (the plan names it).
         #[arg(long, value_name = "DIR")]
         wheelhouse: Option<PathBuf>,
+        /// Plan the hand-over of the venv path from this profile, as `apply --take-over`.
+        #[arg(long, value_name = "PROFILE")]
+        take_over: Option<String>,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },

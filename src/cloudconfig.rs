@@ -54,14 +54,18 @@ pub fn render(profile: &Profile, profile_text: &str) -> Result<String> {
         .unwrap_or_default();
     let dir = profile.file.parent().unwrap_or(Path::new(""));
     if profile.requirements.file != dir.join(&req_name) {
-        return Err(Error::Usage(format!(
-            "`[venv] requirements` of `{}` must name a file next to the profile to be shipped in a cloud-config",
-            profile.file.display()
-        )));
+        return Err(Error::usage(
+            format!(
+                "`[venv] requirements` of `{}` must name a file next to the profile to be shipped in a cloud-config",
+                profile.file.display()
+            ),
+            "move the lock next to the profile and name it without a directory",
+        ));
     }
     if profile.index.cert.is_some() {
-        return Err(Error::Usage(
-            "`[index] cert` cannot be shipped in a cloud-config; bake the CA into the image and drop the key".into(),
+        return Err(Error::usage(
+            "`[index] cert` cannot be shipped in a cloud-config",
+            "bake the CA into the image and drop the key from the profile",
         ));
     }
     let profile_path = format!("{CONFIG_DIR}/{}.toml", profile.name);

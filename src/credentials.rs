@@ -25,9 +25,10 @@ impl Credentials {
                     .find(|(k, _)| k == var)
                     .map(|(_, v)| Some(v.clone()))
                     .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "the index credentials variable `{var}` is not set in venvbake's environment"
-                        ))
+                        Error::usage(
+                            format!("the index credentials variable `{var}` is not set in venvbake's environment"),
+                            "export it before venvbake runs (with sudo: `sudo --preserve-env=NAME`); the profile names the variable, never the value",
+                        )
                     }),
             }
         };

@@ -67,7 +67,7 @@ pub enum Error {
     Command {
         phase: Phase,
         what: String,
-        hint: Option<String>,
+        hint: String,
         #[source]
         source: Box<CommandError>,
     },
@@ -115,8 +115,14 @@ pub enum Error {
     Unresolved { items: Vec<String> },
     #[error("{count} item(s) differ from the manifest of `{profile}`")]
     Drift { profile: String, count: usize },
-    #[error("{0}")]
-    Usage(String),
+    /// Bad input that no module below owns (a command-line value, a state
+    /// the command cannot act on), with what to do about it.
+    #[error("{message}")]
+    Usage { message: String, hint: String },
+    /// An apply that stopped: the error, and what the venv's fixed path
+    /// serves now (read after the failure, so it is always true).
+    #[error("{source}")]
+    Stopped { source: Box<Error>, state: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -132,12 +138,23 @@ impl Error {
         }
     }
 
+    /// Bad input, with its hint.
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            Error::Stopped { source, .. } => source.exit_code(),
             Error::Profile(_)
             | Error::Requirements(_)
-            | Error::Usage(_)
+            | Error::Usage { .. }
             | Error::Unresolved { .. } => ExitCode::Input,
+            // A `--root` that is not a directory is a typo on the command line.
+            Error::Target(TargetError::NoRoot { .. }) => ExitCode::Input,
             Error::Target(_) => ExitCode::Target,
             Error::Command { phase, .. } => match phase {
                 Phase::Apt => ExitCode::Apt,
@@ -156,37 +173,42 @@ impl Error {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    /// What to do about it: every error has one (the README promises a
+    /// `hint:` line under every message).
+    pub fn hint(&self) -> String {
         match self {
+            Error::Stopped { source, .. } => source.hint(),
             Error::Profile(e) => e.hint(),
             Error::Requirements(e) => e.hint(),
-            Error::Target(e) => Some(e.hint()),
-            Error::Command { hint, .. } => hint.clone(),
-            Error::Install { hint, .. } => Some(hint.clone()),
-            Error::Bundle { .. } => Some("make it again with `venvbake bundle PROFILE --root IMAGE -o FILE`; nothing was switched".into()),
-            Error::BundleMismatch { .. } => Some("a bundle stamps images of the same release, interpreter package, venv path and lock, at the same generation; bundle from such an image, or apply with `--wheelhouse` instead; nothing was changed".into()),
-            Error::DpkgLocked { holder, .. } => Some(match holder {
+            Error::Target(e) => e.hint(),
+            Error::Command { hint, .. } | Error::Install { hint, .. } => hint.clone(),
+            Error::Bundle { .. } => "make it again with `venvbake bundle PROFILE --root IMAGE -o FILE`".into(),
+            Error::BundleMismatch { .. } => "a bundle stamps images of the same release, interpreter package, venv path and lock, at the same generation; bundle from such an image, or apply with `--wheelhouse` instead".into(),
+            Error::DpkgLocked { holder, .. } => match holder {
                 Some(h) => format!("`{h}` holds the lock; wait for it or raise `[apt] lock_timeout_s`"),
                 None => "another apt or dpkg process (cloud-init, unattended-upgrades) holds the lock; wait for it or raise `[apt] lock_timeout_s`".into(),
-            }),
-            Error::Busy { .. } => Some("two applies of one profile never interleave; run them one after the other".into()),
-            Error::CheckFailed { .. } => Some("the previous generation is still active; fix the lock (missing or incompatible pins) or add the system libraries a failing module needs to `[apt] packages`, and apply again".into()),
-            Error::Io { source, .. } if source.raw_os_error() == Some(28) => Some(
-                "the disk is full; free space (old generations: `venvbake gc`) and apply again; the previous generation is still active".into(),
-            ),
-            Error::Io { .. } => Some("nothing was switched: the previous generation is still active".into()),
-            Error::Occupied { .. } => Some("move it away, or apply with `--adopt` to have venvbake move it aside to `<path>.adopted-N`; venvbake never deletes what it did not create".into()),
-            Error::NoManifest { .. } => Some("run `venvbake apply` first, or name the manifest with `--manifest`".into()),
-            Error::BadManifest { .. } => Some("re-run `venvbake apply` to rewrite it".into()),
-            Error::Unresolved { .. } => Some("see `venvbake plan` for each decision; pin and hash what the venv must serve, add `[python.map]` entries, or, for `[python] system`, set `break_system_packages = true` as an audited last resort".into()),
-            Error::Drift { .. } => Some("`venvbake apply` rebuilds a changed venv; investigate modified or extra files first".into()),
-            Error::Usage(_) => None,
-            Error::Internal(_) => Some("this is a bug in venvbake; please report it with the log".into()),
+            },
+            Error::Busy { .. } => "two applies (or a rollback or gc) of one venv path never interleave; run them one after the other, or raise `[apt] lock_timeout_s`".into(),
+            Error::CheckFailed { .. } => "fix the lock (missing or incompatible pins) or add the system libraries a failing module needs to `[apt] packages`, and apply again; a module that cannot import during an image build (it needs a display, a device or a service) can be listed in `[venv] import_check_skip`".into(),
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                "the disk is full; free space (old generations: `venvbake gc`) and apply again".into()
+            }
+            Error::Io { .. } => "check the path's permissions and the file system it is on".into(),
+            Error::Occupied { .. } => "move it away, or apply with `--adopt` to have venvbake move it aside to `<path>.adopted-N`; venvbake never deletes what it did not create".into(),
+            Error::NoManifest { .. } => "run `venvbake apply` first, or name the manifest with `--manifest`".into(),
+            Error::BadManifest { .. } => "re-run `venvbake apply` to rewrite it".into(),
+            Error::Unresolved { .. } => "see `venvbake plan` for each decision; pin and hash what the venv must serve, add `[python.map]` entries, or, for `[python] system`, set `break_system_packages = true` as an audited last resort".into(),
+            Error::Drift { .. } => "`venvbake apply` rebuilds a changed venv and rewrites the manifest and fact; investigate modified or extra files first".into(),
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Internal(_) => "this is a bug in venvbake; please report it with the log".into(),
         }
     }
 
     /// The text `main` prints: the message, the command's tail if any, and the hint.
     pub fn render(&self) -> String {
+        if let Error::Stopped { source, state } = self {
+            return format!("{}\n{state}", source.render());
+        }
         let mut out = format!("error: {self}");
         let mut source = std::error::Error::source(self);
         // The transparent wrappers already print their inner message.
@@ -208,9 +230,7 @@ impl Error {
                 out.push_str(&c.render_tail());
             }
         }
-        if let Some(hint) = self.hint() {
-            let _ = write!(out, "\nhint: {hint}");
-        }
+        let _ = write!(out, "\nhint: {}", self.hint());
         out
     }
 }
@@ -241,7 +261,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_codes() {
-        assert_eq!(Error::Usage("x".into()).exit_code(), ExitCode::Input);
+        assert_eq!(Error::usage("x", "y").exit_code(), ExitCode::Input);
         assert_eq!(
             Error::Busy {
                 path: "/x".into(),

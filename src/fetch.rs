@@ -64,9 +64,10 @@ fn check_python(v: &str) -> Result<(String, String)> {
         {
             Ok((v.to_string(), format!("cp3{b}")))
         }
-        _ => Err(Error::Usage(format!(
-            "--python {v:?}: give the target's Python as 3.X (e.g. 3.11)"
-        ))),
+        _ => Err(Error::usage(
+            format!("--python {v:?} is not a Python version"),
+            "give the target's Python as 3.X (e.g. 3.11)",
+        )),
     }
 }
 
@@ -170,7 +171,7 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
         return Err(Error::Command {
             phase: Phase::Install,
             what,
-            hint: Some(crate::venv::pip_hint(&e, false).to_string()),
+            hint: crate::venv::pip_hint(&e, false).to_string(),
             source: Box::new(e),
         });
     }
@@ -193,12 +194,15 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
                 .find(|i| i.name == w.name && i.version.as_ref() == Some(&w.version))
             {
                 if !req.hashes.contains(&sha) {
-                    return Err(Error::Usage(format!(
-                        "`{}` in the wheelhouse does not match any hash the lock allows for {}=={}; remove it and fetch again",
+                    return Err(Error::usage(
+                        format!(
+                        "`{}` in the wheelhouse does not match any hash the lock allows for {}=={}",
                         e.path().display(),
                         req.name,
                         w.version
-                    )));
+                    ),
+                        "remove it and run `venvbake fetch` again",
+                    ));
                 }
             }
         }

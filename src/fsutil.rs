@@ -75,6 +75,45 @@ pub fn remove_stale_temps(dir: &Path, name: &str) {
     }
 }
 
+/// The directories an operation may create on its way to `dir` (those of
+/// `dir` and its ancestors below `stop` that do not exist yet). Unless
+/// [`NewDirs::keep`] is called, dropping it removes those that are empty
+/// again, deepest first: a refused build leaves nothing behind it, and a
+/// directory something else wrote into meanwhile is never removed.
+#[derive(Debug)]
+pub struct NewDirs {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl NewDirs {
+    pub fn note(stop: &Path, dir: &Path) -> Self {
+        let mut dirs = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at {
+            if d == stop || !d.starts_with(stop) || fs::symlink_metadata(d).is_ok() {
+                break;
+            }
+            dirs.push(d.to_path_buf());
+            at = d.parent();
+        }
+        NewDirs { dirs }
+    }
+
+    /// The operation succeeded: what it created stays.
+    pub fn keep(mut self) {
+        self.dirs.clear();
+    }
+}
+
+impl Drop for NewDirs {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            // Only empty directories go (`rmdir`); anything else stays.
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
 pub fn create_dirs(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
 }

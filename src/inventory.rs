@@ -34,7 +34,7 @@ pub fn find_manifest(
                     .profiles
                     .get(n)
                     .map(|e| e.manifest.clone())
-                    .unwrap_or_else(|| PathBuf::from(format!("/var/lib/venvbake/{n}.json"))),
+                    .unwrap_or_else(|| crate::profile::default_manifest(n)),
                 None => match fact.profiles.len() {
                     1 => fact
                         .profiles
@@ -49,10 +49,13 @@ pub fn find_manifest(
                     }
                     _ => {
                         let names: Vec<&str> = fact.profiles.keys().map(String::as_str).collect();
-                        return Err(Error::Usage(format!(
-                            "several profiles are applied on this target ({}); name one",
-                            names.join(", ")
-                        )));
+                        return Err(Error::usage(
+                            format!(
+                                "several profiles are applied on this target ({})",
+                                names.join(", ")
+                            ),
+                            format!("name one: `venvbake inventory {}`", names[0]),
+                        ));
                     }
                 },
             }
@@ -60,9 +63,39 @@ pub fn find_manifest(
     };
     let host = target.host_path(&path);
     match manifest::read(&host)? {
-        Some(m) => Ok((path, m)),
+        Some(m) => {
+            if explicit.is_none() {
+                if let Some(n) = name {
+                    check_describes(&path, &m, n)?;
+                }
+            }
+            Ok((path, m))
+        }
         None => Err(Error::NoManifest { path }),
     }
+}
+
+/// A manifest found for profile `name` must describe that profile: a
+/// manifest path can lead (through the venv's fixed path) to another
+/// profile's manifest after a hand-over, or when two profiles share a path.
+pub fn check_describes(path: &Path, m: &Manifest, name: &str) -> Result<()> {
+    if m.profile.name == name {
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!(
+            "the manifest `{}` describes profile `{}`, not `{name}`",
+            path.display(),
+            m.profile.name
+        ),
+        match &m.taken_over_from {
+            Some(old) if old == name => format!(
+                "`{}` took the venv path over from `{name}`; name `{}`, or apply `{name}` with a path of its own",
+                m.profile.name, m.profile.name
+            ),
+            _ => format!("name `{}`, or apply `{name}` again", m.profile.name),
+        },
+    ))
 }
 
 /// The variables, in a stable order.

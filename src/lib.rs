@@ -26,6 +26,7 @@ pub mod imports;
 pub mod install;
 pub mod inventory;
 pub mod lifecycle;
+pub mod locks;
 pub mod manifest;
 pub mod mapping;
 pub mod ns;
@@ -58,11 +59,12 @@ pub fn run(cli: Cli) -> Result<()> {
             progress,
             cloud_init_wait,
             adopt,
+            take_over,
             bundle,
         } => {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
-            let target = Target::new(target.root.as_deref())?;
+            let target = Target::for_command(target.root.as_deref())?;
             let wheelhouse = wheelhouse.map(|w| std::path::absolute(&w).unwrap_or(w));
             let cert = cert.map(|c| std::path::absolute(&c).unwrap_or(c));
             let bundle = bundle.map(|b| std::path::absolute(&b).unwrap_or(b));
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 cloud_init_wait,
                 adopt,
                 bundle: bundle.as_deref(),
+                take_over: take_over.as_deref(),
                 host_env: std::env::vars().collect(),
             };
             let outcome = apply::apply(&request, &mut reporter);
@@ -91,7 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
             let profile = profile::load(&profile)?;
-            let target = Target::new(target.root.as_deref())?;
+            let target = Target::for_command(target.root.as_deref())?;
             let size = apply::bundle(&profile, &target, &output, &mut reporter)?;
             reporter.info(&format!(
                 "wrote {} ({:.1} MB)",
@@ -105,11 +108,13 @@ pub fn run(cli: Cli) -> Result<()> {
             profile,
             target,
             wheelhouse,
+            take_over,
             format,
         } => {
             let profile = profile::load(&profile)?;
-            let target = Target::new(target.root.as_deref())?;
-            let observed = plan::observe(&profile, &target, true)?;
+            let target = Target::for_command(target.root.as_deref())?;
+            let mut observed = plan::observe(&profile, &target, true)?;
+            plan::hand_over(&mut observed, take_over.as_deref(), &profile.venv.path)?;
             let plan = plan::make(&profile, &target, &observed, wheelhouse.as_deref())?;
             print_stdout(&match format {
                 PlanFormat::Text => plan.to_text(),
@@ -132,7 +137,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Some(p) => profile::load(&p)?.python.map,
                 None => Default::default(),
             };
-            let target = Target::new(target.root.as_deref())?;
+            let target = Target::for_command(target.root.as_deref())?;
             let decisions = plan::map(&names, &target, &overrides)?;
             print_stdout(&match format {
                 PlanFormat::Text => plan::decisions_table(&decisions),
@@ -164,7 +169,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rollback { profile, target } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
             let profile = profile::load(&profile)?;
-            let target = Target::new(target.root.as_deref())?;
+            let target = Target::for_command(target.root.as_deref())?;
             let generation = lifecycle::rollback(&profile, &target, &mut reporter)?;
             print_stdout(&format!("{generation}\n"));
             Ok(())
@@ -176,7 +181,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
             let profile = profile::load(&profile)?;
-            let target = Target::new(target.root.as_deref())?;
+            let target = Target::for_command(target.root.as_deref())?;
             for name in lifecycle::gc(&profile, &target, keep, &mut reporter)? {
                 print_stdout(&format!("{name}\n"));
             }
@@ -255,7 +260,7 @@ fn target_manifest(
     profile_or_name: Option<&str>,
     explicit: Option<&std::path::Path>,
 ) -> Result<(Target, manifest::Manifest)> {
-    let target = Target::new(args.root.as_deref())?;
+    let target = Target::for_command(args.root.as_deref())?;
     let (_, m) = locate_manifest(&target, profile_or_name, explicit)?;
     Ok((target, m))
 }
@@ -271,7 +276,9 @@ fn locate_manifest(
         .filter(|p| p.is_file())
     {
         let profile = profile::load(p)?;
-        return inventory::find_manifest(target, None, Some(&profile.outputs.manifest));
+        let (path, m) = inventory::find_manifest(target, None, Some(&profile.outputs.manifest))?;
+        inventory::check_describes(&path, &m, &profile.name)?;
+        return Ok((path, m));
     }
     inventory::find_manifest(target, profile_or_name, explicit)
 }

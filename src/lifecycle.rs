@@ -5,7 +5,7 @@
 //! generations directory (and the manifest and fact, rewritten atomically by
 //! rollback), and never remove the active generation.
 
-use crate::apply::{lock_profile, manifest_for};
+use crate::apply::{lock_venv, manifest_for};
 use crate::error::{Error, Result};
 use crate::plan::{self, Link};
 use crate::profile::Profile;
@@ -15,13 +15,16 @@ use crate::target::Target;
 /// Switch to the previous complete generation; returns its name.
 pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> Result<String> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let _lock = lock_profile(target, profile, reporter)?;
+    let _lock = lock_venv(target, profile, reporter)?;
     let obs = plan::observe(profile, target, false)?;
     let Link::Generation(active) = &obs.link else {
-        return Err(Error::Usage(format!(
-            "`{}` has no active generation to roll back from",
-            profile.venv.path.display()
-        )));
+        return Err(Error::usage(
+            format!(
+                "`{}` has no active generation to roll back from",
+                profile.venv.path.display()
+            ),
+            "`venvbake apply` builds one; nothing was changed",
+        ));
     };
     let active_no = plan::generation_number(active).unwrap_or(u32::MAX);
     let previous = obs
@@ -30,10 +33,15 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         .rev()
         .find(|g| g.number < active_no && g.record.is_some())
         .ok_or_else(|| {
-            Error::Usage(format!(
-                "no complete generation older than {active} is left in `{}`",
-                plan::generations_dir(&profile.venv.path).display()
-            ))
+            Error::usage(
+                format!(
+                    "no complete generation older than {active} is left in `{}`",
+                    plan::generations_dir(&profile.venv.path).display()
+                ),
+                format!(
+                    "{active} stays active; `[venv] keep_generations` (at least 2) keeps one to roll back to for the next apply"
+                ),
+            )
         })?;
     let record = previous
         .record
@@ -54,18 +62,24 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
     match runs {
         Ok(o) if o.lines.first() == Some(&record.python.version) => {}
         Ok(o) => {
-            return Err(Error::Usage(format!(
-            "generation {} was built for Python {} but the system now has {}; it would not work",
-            previous.name,
-            record.python.version,
-            o.lines.first().cloned().unwrap_or_default()
-        )))
+            return Err(Error::usage(
+                format!(
+                    "generation {} was built for Python {} but the system now has {}; it would not work",
+                    previous.name,
+                    record.python.version,
+                    o.lines.first().cloned().unwrap_or_default()
+                ),
+                format!("{active} stays active; `venvbake apply` rebuilds for today's interpreter"),
+            ))
         }
         Err(e) => {
-            return Err(Error::Usage(format!(
-                "generation {} no longer runs ({e}); it would not work",
-                previous.name
-            )))
+            return Err(Error::usage(
+                format!(
+                    "generation {} no longer runs ({e}); it would not work",
+                    previous.name
+                ),
+                format!("{active} stays active; `venvbake apply` rebuilds for today's interpreter"),
+            ))
         }
     }
 
@@ -100,6 +114,11 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         &target.dpkg_installed()?,
         &target.system_dists(&obs.interpreter),
     );
+    let mut m = m;
+    if let Some(before) = &obs.manifest {
+        m.adopted = before.adopted.clone();
+        m.taken_over_from = before.taken_over_from.clone();
+    }
     crate::apply::commit(target, profile, &gens_dir, &m, true)?;
     reporter.finish();
     reporter.info(&format!(
@@ -117,7 +136,7 @@ pub fn gc(
     keep: Option<u32>,
     reporter: &mut Reporter,
 ) -> Result<Vec<String>> {
-    let _lock = lock_profile(target, profile, reporter)?;
+    let _lock = lock_venv(target, profile, reporter)?;
     let obs = plan::observe(profile, target, false)?;
     let keep = keep.unwrap_or(profile.venv.keep_generations).max(1);
     let active = match &obs.link {

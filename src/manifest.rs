@@ -38,6 +38,20 @@ pub struct Manifest {
     /// Where `apply --adopt` moved what stood at the fixed path before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<PathBuf>,
+    /// The profile that owned the venv path before `apply --take-over`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
+    /// Where this manifest and the Ansible fact are (target paths); absent
+    /// in manifests of older releases, which used the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<OutputPaths>,
+}
+
+/// The profile's output paths, so `verify` can check the fact by the manifest alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputPaths {
+    pub manifest: PathBuf,
+    pub ansible_fact: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,12 +271,17 @@ pub fn read_fact(host_path: &Path) -> Fact {
         })
 }
 
-/// Set this profile's entry in the fact file, keeping the others. Mode 0644:
-/// never executable, because Ansible *executes* executable fact files.
-pub fn update_fact(host_path: &Path, name: &str, entry: FactEntry) -> Result<()> {
+/// Change the fact file with `change` (which says whether it changed
+/// anything), keeping every other profile's entry; written only when it
+/// did. Mode 0644: never executable, because Ansible *executes* executable
+/// fact files. Callers hold the target lock ([`crate::locks::target`]):
+/// this is a read, a change and a write.
+pub fn update_fact(host_path: &Path, change: impl FnOnce(&mut Fact) -> bool) -> Result<()> {
     let mut fact = read_fact(host_path);
+    if !change(&mut fact) && host_path.is_file() {
+        return Ok(());
+    }
     fact.schema_version = SCHEMA_VERSION;
-    fact.profiles.insert(name.to_string(), entry);
     let mut text = serde_json::to_string_pretty(&fact).unwrap_or_default();
     text.push('\n');
     atomic_write(host_path, text.as_bytes(), 0o644)
@@ -299,9 +318,16 @@ mod tests {
     fn fact_keeps_other_profiles() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("facts.d/venvbake.fact");
-        update_fact(&p, "a", entry("/opt/a/bin/python")).unwrap();
-        update_fact(&p, "b", entry("/opt/b/bin/python")).unwrap();
-        update_fact(&p, "a", entry("/opt/a2/bin/python")).unwrap();
+        let set = |name: &str, i: &str| {
+            update_fact(&p, |f| {
+                f.profiles.insert(name.into(), entry(i));
+                true
+            })
+            .unwrap()
+        };
+        set("a", "/opt/a/bin/python");
+        set("b", "/opt/b/bin/python");
+        set("a", "/opt/a2/bin/python");
         let f = read_fact(&p);
         assert_eq!(f.profiles.len(), 2);
         assert_eq!(f.profiles["a"].interpreter, Path::new("/opt/a2/bin/python"));

@@ -95,6 +95,9 @@ pub struct Observed {
     pub system_dists: BTreeMap<String, String>,
     /// The manifest path is the symlink through the fixed path it should be.
     pub manifest_linked: bool,
+    /// Another profile that owns the venv path: the one whose manifest the
+    /// active generation carries, or whose fact entry names the path.
+    pub owner: Option<String>,
 }
 
 /// `<venv path>.generations`: venvbake's own directory; nothing outside it is ever removed.
@@ -135,9 +138,23 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
     let manifest = manifest::read(&target.host_path(&profile.outputs.manifest)).unwrap_or(None);
     let manifest_linked = std::fs::read_link(target.host_path_nofollow(&profile.outputs.manifest))
         .is_ok_and(|t| t == manifest::link_target(&profile.outputs.manifest, &profile.venv.path));
-    let fact_entry = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact))
-        .profiles
-        .remove(&profile.name);
+    let mut fact = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact));
+    let fact_entry = fact.profiles.remove(&profile.name);
+    let carried = match &link {
+        Link::Generation(g) => {
+            manifest::read(&manifest::in_generation(&gens_host.join(g))).unwrap_or(None)
+        }
+        _ => None,
+    };
+    let owner = carried
+        .map(|m| m.profile.name)
+        .or_else(|| {
+            fact.profiles
+                .iter()
+                .find(|(_, e)| e.venv == profile.venv.path)
+                .map(|(name, _)| name.clone())
+        })
+        .filter(|name| *name != profile.name);
     let apt_lists = target.has_apt_lists();
     let os = if ask_apt {
         Some(ask_apt_about(profile, target, apt_lists)?)
@@ -156,6 +173,7 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
         manifest,
         fact_entry,
         manifest_linked,
+        owner,
         os,
     })
 }
@@ -241,15 +259,38 @@ pub fn check_venv_resolves(profile: &Profile, target: &Target) -> Result<()> {
         let resolved = crate::target::resolve_in_root(&target.root, parent).join(name);
         if resolved != profile.venv.path {
             crate::profile::check_venv_location(&resolved).map_err(|m| {
-                Error::Usage(format!(
-                    "`{}` leads to `{}` through a symlink in the target: {m}",
-                    profile.venv.path.display(),
-                    resolved.display()
-                ))
+                Error::usage(
+                    format!(
+                        "`{}` leads to `{}` through a symlink in the target: {m}",
+                        profile.venv.path.display(),
+                        resolved.display()
+                    ),
+                    "set `[venv] path` to a directory no symlink of the image carries into the system's own trees (e.g. `/opt/venvs/NAME`); nothing was changed",
+                )
             })?;
         }
     }
     Ok(())
+}
+
+/// Whether another profile's ownership of the venv path is handed over:
+/// `--take-over OWNER` must name the owner it takes over from. With no
+/// owner (a re-run after the hand-over) the flag changes nothing.
+pub fn hand_over(o: &mut Observed, from: Option<&str>, venv_path: &Path) -> Result<bool> {
+    match (from, &o.owner) {
+        (Some(from), Some(owner)) if from == owner => {
+            o.owner = None;
+            Ok(true)
+        }
+        (Some(from), Some(owner)) => Err(Error::usage(
+            format!(
+                "`--take-over {from}`: `{}` belongs to profile `{owner}`, not `{from}`",
+                venv_path.display()
+            ),
+            format!("name the owner: `--take-over {owner}`; nothing was changed"),
+        )),
+        _ => Ok(false),
+    }
 }
 
 /// `g12-1a2b3c4d` -> 12.
@@ -412,6 +453,20 @@ pub fn make(
         return Err(Error::Occupied {
             path: profile.venv.path.clone(),
         });
+    }
+    if let Some(owner) = &obs.owner {
+        return Err(Error::usage(
+            format!(
+                "`{}` belongs to profile `{owner}`; profile `{}` names the same `[venv] path`",
+                profile.venv.path.display(),
+                profile.name
+            ),
+            format!(
+                "give `{}` a path of its own, or hand the path over on purpose with `venvbake apply {} --take-over {owner}` (recorded in the manifest); nothing was changed",
+                profile.name,
+                profile.file.display()
+            ),
+        ));
     }
     let py = &profile.python;
     let file = &profile.requirements.file;
@@ -937,6 +992,7 @@ mod tests {
             generations: vec![],
             manifest: None,
             fact_entry: None,
+            owner: None,
         }
     }
 

@@ -28,6 +28,11 @@ pub const DEFAULT_KEEP_GENERATIONS: u32 = 2;
 pub const DEFAULT_LOCK_TIMEOUT_S: u64 = 300;
 pub const DEFAULT_FACT: &str = "/etc/ansible/facts.d/venvbake.fact";
 
+/// `[outputs] manifest` when the profile does not set it.
+pub fn default_manifest(name: &str) -> PathBuf {
+    PathBuf::from(format!("/var/lib/venvbake/{name}.json"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("could not read profile `{}`: {source}", path.display())]
@@ -57,14 +62,17 @@ pub enum ProfileError {
 }
 
 impl ProfileError {
-    pub fn hint(&self) -> Option<String> {
+    pub fn hint(&self) -> String {
+        let reference = |key: &Option<String>| match key {
+            Some(k) => format!("see the profile reference in the README for `{k}`"),
+            None => "see the profile reference in the README".into(),
+        };
         match self {
-            ProfileError::Read { .. } => Some("check the path given to venvbake".into()),
-            ProfileError::Invalid { hint, key, .. } => hint.clone().or_else(|| {
-                key.as_ref()
-                    .map(|k| format!("see the profile reference in the README for `{k}`"))
-            }),
-            ProfileError::Whole { hint, .. } => hint.clone(),
+            ProfileError::Read { .. } => "check the path given to venvbake".into(),
+            ProfileError::Invalid { hint, key, .. } => {
+                hint.clone().unwrap_or_else(|| reference(key))
+            }
+            ProfileError::Whole { hint, .. } => hint.clone().unwrap_or_else(|| reference(&None)),
             ProfileError::Requirements(e) => e.hint(),
         }
     }
@@ -462,7 +470,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         manifest: out_path(
             &raw.outputs.manifest,
             "outputs.manifest",
-            format!("/var/lib/venvbake/{name}.json"),
+            default_manifest(name).display().to_string(),
         )?,
         ansible_fact: out_path(
             &raw.outputs.ansible_fact,

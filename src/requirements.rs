@@ -42,13 +42,13 @@ pub enum RequirementsError {
 }
 
 impl RequirementsError {
-    pub fn hint(&self) -> Option<String> {
+    pub fn hint(&self) -> String {
         match self {
             RequirementsError::Read { .. } => {
-                Some("`[venv] requirements` is relative to the profile file; check the name".into())
+                "`[venv] requirements` is relative to the profile file; check the name".into()
             }
             RequirementsError::Line { hint, .. } | RequirementsError::Whole { hint, .. } => {
-                Some(hint.clone())
+                hint.clone()
             }
         }
     }

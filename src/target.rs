@@ -22,7 +22,7 @@ pub enum TargetError {
     Unreadable { path: PathBuf, message: String },
     #[error("the interpreter `{}` cannot create venvs: {message}", python.display())]
     NoVenvModule { python: PathBuf, message: String },
-    #[error("--root needs root privileges (to chroot and to mount /proc and /dev in a private namespace)")]
+    #[error("`--root` needs root: venvbake chroots into the tree and mounts /proc and /dev there in a private namespace")]
     NotRoot,
 }
 
@@ -34,7 +34,7 @@ impl TargetError {
             TargetError::NoPython { .. } => "install the interpreter (e.g. `python3`) in the image first, or set `[venv] python`".into(),
             TargetError::Unreadable { .. } => "check the target tree; it may be incomplete".into(),
             TargetError::NoVenvModule { .. } => "install the interpreter's venv package (`python3-venv` / `python3.X-venv`)".into(),
-            TargetError::NotRoot => "run venvbake with sudo".into(),
+            TargetError::NotRoot => "run venvbake as root (`sudo venvbake ...`); nothing was read or changed".into(),
         }
     }
 }
@@ -61,6 +61,18 @@ impl Target {
             }
         };
         Ok(Target { root })
+    }
+
+    /// The target of a command line's `--root`: like [`Target::new`], and
+    /// an image tree needs root, checked before anything of it is read, so
+    /// an unprivileged run stops here with one clear message instead of
+    /// failing later in ways that look like drift or a broken apt cache.
+    pub fn for_command(root: Option<&Path>) -> Result<Self, TargetError> {
+        let target = Target::new(root)?;
+        if target.is_tree() && !nix::unistd::geteuid().is_root() {
+            return Err(TargetError::NotRoot);
+        }
+        Ok(target)
     }
 
     /// Whether commands must be chrooted (an image tree rather than `/`).

@@ -155,7 +155,7 @@ pub fn probe(
     let out = exec::run(&cmd, 200, &mut |_| {}).map_err(|e| Error::Command {
         phase: Phase::Probe,
         what: format!("the interpreter `{}` does not run", python.display()),
-        hint: Some("check `[venv] python`; it must be a working CPython 3 in the target".into()),
+        hint: ("check `[venv] python`; it must be a working CPython 3 in the target".into()),
         source: Box::new(e),
     })?;
     let text = out.text();
@@ -419,9 +419,8 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
         exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
             phase: Phase::Install,
             what: "installing into the system interpreter failed".into(),
-            hint: Some(
-                "is python3-pip installed in the target, and is the lock's file available?".into(),
-            ),
+            hint: "is python3-pip installed in the target, and is the lock's file available?"
+                .into(),
             source: Box::new(e),
         })?;
         drop(staged);
@@ -458,7 +457,7 @@ pub fn pip_hint(e: &crate::exec::CommandError, offline: bool) -> &'static str {
     } else if e.mentions("Hashes are required") {
         "a dependency is missing from the lock; regenerate it with `scripts/lock-profile`"
     } else {
-        "pip's own reason is in the output above; the previous generation is still active"
+        "pip's own reason is in the output above"
     }
 }
 
@@ -507,7 +506,7 @@ fn install_lock(b: &Build, chroot: Option<&Path>, reporter: &mut Reporter) -> Re
         Error::Command {
             phase: Phase::Install,
             what: "installing the requirements failed".into(),
-            hint: Some(hint),
+            hint: (hint),
             source: Box::new(e),
         }
     })?;
@@ -723,7 +722,7 @@ fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
     ran.map_err(|e| Error::Command {
         phase: Phase::Install,
         what: "downloading the requirements failed".into(),
-        hint: Some(pip_hint(&e, false).to_string()),
+        hint: (pip_hint(&e, false).to_string()),
         source: Box::new(e),
     })?;
     removed?;
@@ -814,11 +813,11 @@ fn threads() -> usize {
 fn install_hint(e: &crate::install::InstallError) -> String {
     use crate::install::InstallError as E;
     match e {
-        E::HashMismatch { .. } => "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`; the previous generation is still active".into(),
+        E::HashMismatch { .. } => "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`".into(),
         E::Wheel(w) if w.io_error().and_then(std::io::Error::raw_os_error) == Some(28) => DISK_FULL.into(),
-        E::Wheel(crate::wheel::WheelError::Invalid { .. }) => "the wheel is damaged or not a wheel; fetch it again (`venvbake fetch`), or set `[venv] installer = \"pip\"`; the previous generation is still active".into(),
+        E::Wheel(crate::wheel::WheelError::Invalid { .. }) => "the wheel is damaged or not a wheel; fetch it again (`venvbake fetch`), or set `[venv] installer = \"pip\"`".into(),
         E::Compile(c) if c.mentions("No space left on device") => DISK_FULL.into(),
-        _ => "the previous generation is still active".into(),
+        _ => "see the message above; the partial generation was removed".into(),
     }
 }
 
@@ -909,10 +908,7 @@ fn install_pip(
         exec::run(&cmd, 0, &mut |l| reporter.output(l)).map_err(|e| Error::Command {
             phase: Phase::Install,
             what: "removing pip from the venv (`pip = false`) failed".into(),
-            hint: Some(
-                "pip's own reason is in the output above; the previous generation is still active"
-                    .into(),
-            ),
+            hint: "pip's own reason is in the output above".into(),
             source: Box::new(e),
         })?;
     }
@@ -926,7 +922,7 @@ fn venv_error(e: exec::CommandError) -> Error {
     Error::Command {
         phase: Phase::Venv,
         what: "creating the venv failed".into(),
-        hint: Some(if e.mentions("No space left on device") {
+        hint: (if e.mentions("No space left on device") {
             DISK_FULL.into()
         } else {
             "is the interpreter's venv package (`python3.X-venv`) installed and the disk writable?"

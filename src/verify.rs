@@ -113,6 +113,37 @@ pub fn verify(target: &Target, m: &Manifest) -> Result<Report> {
         )),
     }
 
+    // The Ansible fact names this profile, its venv and its manifest.
+    let (manifest_path, fact_path) = match &m.outputs {
+        Some(o) => (o.manifest.clone(), o.ansible_fact.clone()),
+        None => (
+            crate::profile::default_manifest(&m.profile.name),
+            PathBuf::from(crate::profile::DEFAULT_FACT),
+        ),
+    };
+    let want_entry = crate::manifest::FactEntry::new(&m.venv.path, &manifest_path);
+    let fact = crate::manifest::read_fact(&target.host_path(&fact_path));
+    match fact.profiles.get(&m.profile.name) {
+        Some(e) if *e == want_entry => {}
+        Some(e) => out.push(drift(
+            "fact",
+            fact_path.display().to_string(),
+            format!(
+                "the entry of `{}` names venv `{}` and manifest `{}`; the manifest says `{}` and `{}`",
+                m.profile.name,
+                e.venv.display(),
+                e.manifest.display(),
+                m.venv.path.display(),
+                manifest_path.display()
+            ),
+        )),
+        None => out.push(drift(
+            "fact",
+            fact_path.display().to_string(),
+            format!("has no entry for profile `{}`", m.profile.name),
+        )),
+    }
+
     // apt packages at their recorded versions.
     let installed = target.dpkg_installed()?;
     for p in &m.apt {
