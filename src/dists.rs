@@ -139,7 +139,18 @@ pub fn unmet(
             }
         }
     }
-    out
+    once(out)
+}
+
+/// `lines` with every repeat of an earlier line left out, in order (a
+/// distribution may state one requirement twice, e.g. once per extra that
+/// its marker names, and a failure is worth one line).
+pub fn once(lines: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    lines
+        .into_iter()
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
 }
 
 /// One distribution of an import group: its index in the list given to
@@ -290,6 +301,37 @@ mod tests {
             top_level: vec![name.replace('-', "_")],
             requires: requires.iter().map(|r| r.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn an_unmet_requirement_stated_twice_is_reported_once() {
+        let all: BTreeMap<PackageName, DistInfo> = [
+            dist("kubernetes", &["pyyaml>=6.0.3", "six", "pyyaml>=6.0.3"]),
+            dist("pyyaml", &[]),
+            dist("six", &[]),
+        ]
+        .into_iter()
+        .map(|d| (d.normalized.clone(), d))
+        .collect();
+        let env = pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: "3.11.2",
+            os_name: "posix",
+            platform_machine: "x86_64",
+            platform_python_implementation: "CPython",
+            platform_release: "",
+            platform_system: "Linux",
+            platform_version: "",
+            python_full_version: "3.11.2",
+            python_version: "3.11",
+            sys_platform: "linux",
+        })
+        .unwrap();
+        let failures = unmet(&all, &BTreeMap::new(), &env);
+        assert_eq!(
+            failures,
+            ["kubernetes 1 has requirement pyyaml>=6.0.3, but you have pyyaml 1."]
+        );
     }
 
     #[test]

@@ -259,6 +259,135 @@ mod tests {
         }
     }
 
+    /// One value of every variant. The match below has no wildcard, so a new
+    /// variant does not compile until it is added here too.
+    fn every_variant() -> Vec<Error> {
+        let cmd = || CommandError {
+            command: "apt-get install x".into(),
+            status: Some(100),
+            spawn: None,
+            tail: vec!["E: broken".into()],
+            recent: vec![],
+        };
+        let io = || std::io::Error::other("x");
+        let all = vec![
+            Error::Profile(crate::profile::ProfileError::Invalid {
+                path: "p.toml".into(),
+                line: 1,
+                column: 1,
+                key: None,
+                message: "x".into(),
+                hint: None,
+            }),
+            Error::Profile(crate::profile::ProfileError::Whole {
+                path: "p.toml".into(),
+                message: "x".into(),
+                hint: None,
+            }),
+            Error::Requirements(RequirementsError::Read {
+                path: "l.txt".into(),
+                source: io(),
+            }),
+            Error::Target(TargetError::NotRoot),
+            Error::Target(TargetError::NoRoot { root: "/x".into() }),
+            Error::Command {
+                phase: Phase::Apt,
+                what: "x".into(),
+                hint: "do this".into(),
+                source: Box::new(cmd()),
+            },
+            Error::Install {
+                source: Box::new(crate::install::InstallError::Compile(Box::new(cmd()))),
+                hint: "do this".into(),
+            },
+            Error::Bundle {
+                file: "b".into(),
+                message: "x".into(),
+            },
+            Error::BundleMismatch {
+                file: "b".into(),
+                fields: vec![],
+            },
+            Error::DpkgLocked {
+                timeout_s: 1,
+                command: "apt-get".into(),
+                holder: None,
+            },
+            Error::Busy {
+                path: "/opt/v".into(),
+                timeout_s: 1,
+            },
+            Error::CheckFailed {
+                generation: "g1-aaaaaaaa".into(),
+                failures: vec!["x".into()],
+            },
+            Error::io("write", "/x", io()),
+            Error::Occupied { path: "/x".into() },
+            Error::NoManifest { path: "/x".into() },
+            Error::BadManifest {
+                path: "/x".into(),
+                message: "x".into(),
+            },
+            Error::Unresolved { items: vec![] },
+            Error::Drift {
+                profile: "p".into(),
+                count: 1,
+            },
+            Error::usage("x", "do this"),
+            Error::Stopped {
+                source: Box::new(Error::usage("x", "do this")),
+                state: "state: x".into(),
+            },
+            Error::Internal("x".into()),
+        ];
+        for e in &all {
+            match e {
+                Error::Profile(_)
+                | Error::Requirements(_)
+                | Error::Target(_)
+                | Error::Command { .. }
+                | Error::Install { .. }
+                | Error::Bundle { .. }
+                | Error::BundleMismatch { .. }
+                | Error::DpkgLocked { .. }
+                | Error::Busy { .. }
+                | Error::CheckFailed { .. }
+                | Error::Io { .. }
+                | Error::Occupied { .. }
+                | Error::NoManifest { .. }
+                | Error::BadManifest { .. }
+                | Error::Unresolved { .. }
+                | Error::Drift { .. }
+                | Error::Usage { .. }
+                | Error::Stopped { .. }
+                | Error::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_renders_with_a_hint() {
+        for e in every_variant() {
+            let text = e.render();
+            let hint = text
+                .lines()
+                .find_map(|l| l.strip_prefix("hint: "))
+                .unwrap_or_else(|| panic!("no hint line in:\n{text}"));
+            assert!(hint.trim().len() > 5, "an empty hint in:\n{text}");
+            assert!(text.starts_with("error: "), "{text}");
+        }
+    }
+
+    #[test]
+    fn no_hint_claims_a_previous_generation() {
+        // Only the apply's `state:` line says what the fixed path serves,
+        // read after the failure: a hint cannot know it.
+        for e in every_variant() {
+            assert!(!e.hint().contains("previous generation"), "{}", e.hint());
+        }
+    }
+
     #[test]
     fn errors_map_to_codes() {
         assert_eq!(Error::usage("x", "y").exit_code(), ExitCode::Input);

@@ -332,6 +332,18 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             .unwrap_or((1, 1));
         let table = enclosing_table(text, line);
         let mut message = e.message().trim().to_string();
+        if let Some((key, readable)) = type_error(text, line, &table, &message) {
+            return ProfileError::Invalid {
+                path: file.to_path_buf(),
+                line,
+                column,
+                message: format!("`{key}`: {readable}"),
+                hint: Some(format!(
+                    "see the profile reference in the README for `{key}`"
+                )),
+                key: Some(key),
+            };
+        }
         if !table.is_empty() && message.starts_with("unknown field") {
             message.push_str(&format!(" (in `[{table}]`)"));
         }
@@ -547,7 +559,16 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         password_env: env_name(&raw.index.password_env, "index.password_env")?,
     };
 
-    let requirements = crate::requirements::load(&requirements_file)?;
+    // A lock that cannot be read is the profile's line that names it.
+    let requirements = crate::requirements::load(&requirements_file).map_err(|e| match e {
+        RequirementsError::Read { path, source } => err(
+            raw.venv.requirements.span(),
+            "venv.requirements",
+            format!("could not read `{}`: {source}", path.display()),
+            Some("the path is relative to the profile file; check the name, and that venvbake may read it"),
+        ),
+        other => other.into(),
+    })?;
 
     let prefer_value = |s: &Spanned<String>, key: &str| {
         match s.get_ref().as_str() {
@@ -692,6 +713,48 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         python: python_spec,
         requirements,
     })
+}
+
+/// A serde type error (`invalid type: string "2", expected i64`) as the key
+/// it is in and words a person uses: (`apt.lock_timeout_s`, `expected an
+/// integer, found a string ("2")`). None for other errors.
+fn type_error(text: &str, line: usize, table: &str, message: &str) -> Option<(String, String)> {
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let name = text
+        .lines()
+        .nth(line.checked_sub(1)?)?
+        .split_once('=')?
+        .0
+        .trim()
+        .trim_matches('"');
+    if name.is_empty() {
+        return None;
+    }
+    let key = if table.is_empty() {
+        name.to_string()
+    } else {
+        format!("{table}.{name}")
+    };
+    let expected = match expected.trim() {
+        "i64" | "u64" | "i32" | "u32" | "an integer" => "an integer",
+        "a boolean" | "bool" => "true or false",
+        "a string" | "a borrowed string" => "a string",
+        "a sequence" => "an array",
+        other if other.starts_with("struct") || other.starts_with("a map") => "a table",
+        other => other,
+    };
+    let (kind, value) = found.split_once(' ').unwrap_or((found, ""));
+    let found = match kind {
+        "string" => format!("a string ({value})"),
+        "integer" => format!("an integer ({})", value.trim_matches('`')),
+        "floating" => "a floating-point number".into(),
+        "boolean" => format!("a boolean ({})", value.trim_matches('`')),
+        "sequence" => "an array".into(),
+        "map" => "a table".into(),
+        _ => found.to_string(),
+    };
+    Some((key, format!("expected {expected}, found {found}")))
 }
 
 /// The `[table]` header in force at 1-based `line` ("" for the top level).

@@ -1044,7 +1044,7 @@ fn check_generation(
     if !failures.is_empty() {
         return Err(Error::CheckFailed {
             generation: b.gen_name.clone(),
-            failures,
+            failures: crate::dists::once(failures),
         });
     }
     let said = imports(groups).map_err(|failures| Error::CheckFailed {

@@ -315,7 +315,7 @@ fn two_applies_of_one_profile_never_interleave() {
         assert!(
             second
                 .stderr
-                .contains("waiting for another apply of `small`"),
+                .contains("waiting for another venvbake run on `/opt/venvs/small`"),
             "{}",
             second.stderr
         );
