@@ -115,6 +115,50 @@ fn missing_requirements_file_is_named() {
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("nope.txt"), "{}", run.stderr);
+    // The profile's line that names it, and the key.
+    assert!(
+        run.stderr
+            .contains("p.toml:5:16: `venv.requirements`: could not read"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\nhint: "), "{}", run.stderr);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, want) in [
+        (
+            "[apt]\nlock_timeout_s = \"2\"\n",
+            "t.toml:9:18: `apt.lock_timeout_s`: expected an integer, found a string (\"2\")",
+        ),
+        (
+            "[apt]\npackages = \"git\"\n",
+            "`apt.packages`: expected an array, found a string (\"git\")",
+        ),
+        (
+            "allow_sdist = 1\n",
+            "`venv.allow_sdist`: expected true or false, found an integer (1)",
+        ),
+    ] {
+        let p = write_profile(
+            dir.path(),
+            "t",
+            "/opt/venvs/t",
+            &good_lock(dir.path()),
+            extra,
+        );
+        let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains(want), "{extra}: {}", run.stderr);
+        assert!(!run.stderr.contains("i64"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("hint: see the profile reference"),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]
@@ -168,7 +212,8 @@ fn target_without_apt_is_a_target_error() {
         &["plan", p.to_str().unwrap(), "--root", "/nonexistent/tree"],
         &[],
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
+    // A root that is not there is a typo on the command line: bad input.
+    assert_eq!(run.code, 2, "{}", run.stderr);
 }
 
 #[test]

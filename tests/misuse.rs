@@ -1,0 +1,382 @@
+//! Right answers under misuse and concurrency, in real trees: applies of
+//! several profiles at once on one target, a second profile naming another's
+//! venv path, a refused first build, a `plan` that must change nothing, and
+//! an unprivileged user with `--root`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn six_lock(dir: &Path) -> PathBuf {
+    lock_subset(
+        &Path::new(REPO).join("tests/data/small.requirements.txt"),
+        &["six"],
+        &dir.join("six.txt"),
+    )
+}
+
+fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
+    let run = venvbake(
+        &[
+            "verify",
+            "--root",
+            tree.root.to_str().unwrap(),
+            name,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    (
+        run.code,
+        serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn drift_kinds(report: &serde_json::Value) -> Vec<String> {
+    report["drift"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| d["kind"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const FACT: &str = "/etc/ansible/facts.d/venvbake.fact";
+
+fn fact_names(tree: &Tree) -> Vec<String> {
+    let fact = tree.read_json(FACT);
+    let mut names: Vec<String> = fact["profiles"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file of the tree's overlay upper layer: what runs in the tree have
+/// written in it. (Directories are left out: a temporary file made and
+/// removed again, as apt-cache does in `/tmp`, copies its directory up.)
+fn changed_paths(tree: &Tree) -> Vec<String> {
+    let upper = tree.root.parent().unwrap().join("upper");
+    let mut out = Vec::new();
+    let mut stack = vec![upper.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(&upper).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn concurrent_applies_of_different_profiles_keep_every_fact_entry() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = six_lock(dir.path());
+        let mut all = Vec::new();
+        for round in 0..2 {
+            let profiles: Vec<(String, PathBuf)> = (0..4)
+                .map(|i| {
+                    let name = format!("c{round}{i}");
+                    let p =
+                        write_profile(dir.path(), &name, &format!("/opt/venvs/{name}"), &lock, "");
+                    (name, p)
+                })
+                .collect();
+            // All four start at once, each its own process, as four
+            // provisioners of one build host would.
+            let children: Vec<_> = profiles
+                .iter()
+                .map(|(_, p)| {
+                    Command::new(BIN)
+                        .args(["apply", p.to_str().unwrap(), "--root"])
+                        .arg(&tree.root)
+                        .args(["--progress", "plain", "--wheelhouse"])
+                        .arg(wheelhouse())
+                        .env_clear()
+                        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for c in children {
+                let out = c.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            all.extend(profiles.into_iter().map(|(n, _)| n));
+            assert_eq!(
+                fact_names(tree),
+                all,
+                "every applied profile is in the fact"
+            );
+        }
+        for name in &all {
+            assert_eq!(verify(tree, name).0, 0, "{name}");
+        }
+
+        // Several profiles: `inventory` wants a name, and says how to give it.
+        let run = venvbake(&["inventory", "--root", tree.root.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("hint: name one: `venvbake inventory c00`"),
+            "{}",
+            run.stderr
+        );
+
+        // A profile's entry lost from the fact is drift, and a re-apply
+        // repairs it although the venv itself is up to date.
+        let fact_path = tree.path(FACT);
+        let mut fact = tree.read_json(FACT);
+        fact["profiles"].as_object_mut().unwrap().remove("c01");
+        fact["profiles"]["c02"]["venv"] = "/opt/venvs/elsewhere".into();
+        std::fs::write(&fact_path, serde_json::to_string(&fact).unwrap()).unwrap();
+        for name in ["c01", "c02"] {
+            let (code, report) = verify(tree, name);
+            assert_eq!(code, 9, "{report}");
+            assert_eq!(drift_kinds(&report), ["fact"], "{report}");
+        }
+        assert_eq!(verify(tree, "c03").0, 0);
+        for name in ["c01", "c02"] {
+            let p = dir.path().join(format!("{name}.toml"));
+            let run = tree.apply(&p, &[]).ok();
+            assert!(
+                !run.stderr.contains("building generation"),
+                "{}",
+                run.stderr
+            );
+            assert_eq!(verify(tree, name).0, 0, "{name} repaired");
+        }
+        assert_eq!(fact_names(tree), all);
+    });
+}
+
+#[test]
+fn one_venv_path_has_one_owner_until_it_is_handed_over() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = six_lock(dir.path());
+        let old = write_profile(dir.path(), "old", "/opt/venvs/shared", &lock, "");
+        let new = write_profile(dir.path(), "new", "/opt/venvs/shared", &lock, "");
+        tree.apply(&old, &[]).ok();
+        let g_old = tree.link("/opt/venvs/shared").unwrap();
+
+        // A second profile naming the same path is refused, by plan and apply.
+        for cmd in ["plan", "apply"] {
+            let mut args = vec![
+                cmd,
+                new.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ];
+            let wh = wheelhouse();
+            if cmd == "apply" {
+                args.extend(["--wheelhouse", wh.to_str().unwrap()]);
+            }
+            let run = venvbake(&args, &[]);
+            assert_eq!(run.code, 2, "{cmd}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("belongs to profile `old`")
+                    && run.stderr.contains("--take-over old"),
+                "{cmd}: {}",
+                run.stderr
+            );
+        }
+        let run = tree.apply_from(&new, &["--take-over", "someone"], &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "state: `/opt/venvs/shared` still serves generation {}, as before this apply",
+                g_old.file_name().unwrap().to_string_lossy()
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(tree.link("/opt/venvs/shared").as_ref(), Some(&g_old));
+        assert_eq!(verify(tree, "old").0, 0);
+
+        // Handed over on purpose: recorded, and the old name no longer
+        // answers for the path.
+        let wh = wheelhouse();
+        let args = ["--take-over", "old", "--wheelhouse", wh.to_str().unwrap()];
+        tree.apply_from(&new, &args, &[]).ok();
+        let m = tree.read_json("/var/lib/venvbake/new.json");
+        assert_eq!(m["taken_over_from"], "old");
+        assert_eq!(m["profile"]["name"], "new");
+        assert_eq!(fact_names(tree), ["new"]);
+        assert_eq!(verify(tree, "new").0, 0);
+        let run = venvbake(
+            &["inventory", "--root", tree.root.to_str().unwrap(), "old"],
+            &[],
+        );
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        assert!(!run.stdout.contains("\"new\""), "{}", run.stdout);
+        assert_ne!(verify(tree, "old").0, 0);
+        // The same command line again changes nothing (a re-run of a build).
+        let run = tree.apply_from(&new, &args, &[]).ok();
+        assert!(run.stderr.contains("nothing changed"), "{}", run.stderr);
+        assert_eq!(
+            tree.read_json("/var/lib/venvbake/new.json")["taken_over_from"],
+            "old"
+        );
+    });
+}
+
+#[test]
+fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &Path::new(REPO).join("tests/data/small.requirements.txt"),
+            "[python]\nprefer = \"os\"\n",
+        );
+        // `plan` (which asks apt about OS packages) changes nothing at all.
+        let before = changed_paths(tree);
+        let run = venvbake(
+            &[
+                "plan",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert!(run.stdout.contains("small"), "{}", run.stdout);
+        assert_eq!(changed_paths(tree), before, "plan wrote into the tree");
+
+        // A first build refused for a missing wheel leaves nothing of venvbake.
+        let wh = dir.path().join("wheels");
+        copy_wheels(&wheelhouse(), &wh, |f| !f.starts_with("six-"));
+        let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("state: no venv of this profile is at `/opt/venvs/small`"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !tree.path("/opt/venvs").exists(),
+            "left behind: {:?}",
+            std::fs::read_dir(tree.path("/opt/venvs"))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        );
+        assert!(!tree.path("/var/lib/venvbake").exists());
+
+        // A later refused build leaves only what was there before.
+        let other = tempfile::tempdir().unwrap();
+        let one = write_profile(
+            other.path(),
+            "small",
+            "/opt/venvs/small",
+            &lock_subset(
+                &Path::new(REPO).join("tests/data/small.requirements.txt"),
+                &["jmespath"],
+                &other.path().join("one.txt"),
+            ),
+            "",
+        );
+        tree.apply(&one, &[]).ok();
+        let g1 = generation_dirs(tree, "/opt/venvs/small.generations");
+        let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert_eq!(generation_dirs(tree, "/opt/venvs/small.generations"), g1);
+        let listed: Vec<String> = std::fs::read_dir(tree.path("/opt/venvs/small.generations"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(listed, g1, "nothing but the generations");
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
+
+/// The binary, copied where an unprivileged user can run it.
+fn unprivileged_bin(dir: &Path) -> PathBuf {
+    let bin = dir.join("venvbake");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn without_root_a_root_option_fails_at_once_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = unprivileged_bin(dir.path());
+    let lock = six_lock(dir.path());
+    let profile = write_profile(dir.path(), "t", "/opt/venvs/t", &lock, "");
+    for f in [&lock, &profile] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (p, t) = (profile.to_str().unwrap(), tree.to_str().unwrap());
+    let commands: [&[&str]; 9] = [
+        &["apply", p, "--root", t],
+        &["plan", p, "--root", t],
+        &["map", "lxml", "--root", t],
+        &["verify", p, "--root", t],
+        &["rollback", p, "--root", t],
+        &["gc", p, "--root", t],
+        &["bundle", p, "--root", t, "-o", "/tmp/x.bundle"],
+        &["inventory", "t", "--root", t],
+        &["sbom", "t", "--root", t, "--format", "spdx"],
+    ];
+    for args in commands {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("`--root` needs root") && stderr.contains("hint: run venvbake as root"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.matches("error:").count(), 1, "{args:?}: {stderr}");
+        assert!(
+            std::fs::read_dir(&tree).unwrap().next().is_none(),
+            "{args:?} created something in the tree"
+        );
+    }
+    // A root that is not a directory is a typo: bad input.
+    for bad in ["/nonexistent/tree", profile.to_str().unwrap()] {
+        let run = venvbake(&["plan", p, "--root", bad], &[]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+    }
+}
