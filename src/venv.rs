@@ -815,6 +815,7 @@ fn install_hint(e: &crate::install::InstallError) -> String {
     match e {
         E::HashMismatch { .. } => "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`".into(),
         E::Wheel(w) if w.io_error().and_then(std::io::Error::raw_os_error) == Some(28) => DISK_FULL.into(),
+        E::Wheel(crate::wheel::WheelError::Record { .. }) => "the wheel's files disagree with its own RECORD (PEP 427): it was changed after it was built, or built broken; the lock's hash only pins the archive as published. Get the wheel from its publisher again, or lock another version".into(),
         E::Wheel(crate::wheel::WheelError::Invalid { .. }) => "the wheel is damaged or not a wheel; fetch it again (`venvbake fetch`), or set `[venv] installer = \"pip\"`".into(),
         E::Compile(c) if c.mentions("No space left on device") => DISK_FULL.into(),
         _ => "see the message above; the partial generation was removed".into(),

@@ -51,6 +51,13 @@ pub enum WheelError {
     },
     #[error("`{}` is not a usable wheel: {message}", file.display())]
     Invalid { file: PathBuf, message: String },
+    /// PEP 427: a member differs from what the wheel's own RECORD says of it.
+    #[error("`{}` does not match its own RECORD: `{member}` {problem}", file.display())]
+    Record {
+        file: PathBuf,
+        member: String,
+        problem: String,
+    },
 }
 
 impl WheelError {
@@ -58,7 +65,7 @@ impl WheelError {
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
             WheelError::Io { source, .. } => Some(source),
-            WheelError::Invalid { .. } => None,
+            WheelError::Invalid { .. } | WheelError::Record { .. } => None,
         }
     }
 }
@@ -375,6 +382,37 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
             wheel_meta.get("Wheel-Version")
         )));
     }
+    // PEP 427: every member but RECORD (and its signatures) is listed in
+    // RECORD with its hash and size; the installer checks them.
+    let record_name = format!("{dist_info}/RECORD");
+    let recorded: BTreeMap<String, (Option<String>, Option<u64>)> =
+        crate::verify::parse_record(&read_member(&mut zip, &record_name)?)
+            .into_iter()
+            .map(|e| (e.path, (e.sha256.map(|h| format!("sha256={h}")), e.size)))
+            .collect();
+    let unsigned = |raw: &str| {
+        raw == record_name
+            || raw == format!("{record_name}.jws")
+            || raw == format!("{record_name}.p7s")
+    };
+    let check = |raw: &str, digest: &[u8], size: u64| -> Result<(), WheelError> {
+        let problem = match recorded.get(raw) {
+            None if unsigned(raw) => return Ok(()),
+            None => "is not listed in it".to_string(),
+            Some((Some(want), _)) if *want != record_hash(digest) => {
+                format!("has {}, RECORD says {want}", record_hash(digest))
+            }
+            Some((_, Some(want))) if *want != size => {
+                format!("has {size} bytes, RECORD says {want}")
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(WheelError::Record {
+            file: file.to_path_buf(),
+            member: raw.to_string(),
+            problem,
+        })
+    };
     let metadata = headers(&read_member(&mut zip, &format!("{dist_info}/METADATA"))?);
     let name = metadata
         .get("Name")
@@ -426,6 +464,13 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
         let Some((dest, is_script)) = to.of(&raw).map_err(invalid)? else {
             continue;
         };
+        if !recorded.contains_key(&raw) && !unsigned(&raw) {
+            return Err(WheelError::Record {
+                file: file.to_path_buf(),
+                member: raw,
+                problem: "is not listed in it".into(),
+            });
+        }
         let executable = member.unix_mode().is_some_and(|m| m & 0o111 != 0);
         let mode = if executable || is_script {
             0o755
@@ -437,6 +482,8 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
             member
                 .read_to_end(&mut bytes)
                 .map_err(|e| invalid(format!("`{raw}`: {e}")))?;
+            // RECORD describes the script as the wheel has it.
+            check(&raw, &Sha256::digest(&bytes), bytes.len() as u64)?;
             let bytes = fix_script_shebang(bytes, &layout.python);
             write_new(&dest, &bytes, mode, true)?
         } else {
@@ -453,7 +500,9 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
                     }
                 }
             })?;
-            (w.hash.finalize().into(), w.size)
+            let (digest, size): ([u8; 32], u64) = (w.hash.finalize().into(), w.size);
+            check(&raw, &digest, size)?;
+            (digest, size)
         };
         written.push((i, digest, size));
     }
@@ -637,8 +686,27 @@ fn fix_script_shebang(bytes: Vec<u8>, python: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// A wheel made here, with the layout a real build backend writes.
+    /// A wheel made here, with the layout a real build backend writes and
+    /// a RECORD that lists every member.
     fn make_wheel(dir: &Path, members: &[(&str, &[u8], u32)]) -> PathBuf {
+        let mut record = String::new();
+        for (name, data, _) in members {
+            let hash = record_hash(&Sha256::digest(data));
+            record.push_str(&format!("{},{hash},{}\n", csv_field(name), data.len()));
+        }
+        record.push_str("demo-1.0.dist-info/RECORD,,\n");
+        make_wheel_with_record(dir, members, &record)
+    }
+
+    /// A wheel with the RECORD given.
+    fn make_wheel_with_record(dir: &Path, members: &[(&str, &[u8], u32)], record: &str) -> PathBuf {
+        let mut all = members.to_vec();
+        all.push(("demo-1.0.dist-info/RECORD", record.as_bytes(), 0o644));
+        zip_of(dir, &all)
+    }
+
+    /// A zip archive of exactly `members`, named as a wheel.
+    fn zip_of(dir: &Path, members: &[(&str, &[u8], u32)]) -> PathBuf {
         let path = dir.join("demo-1.0-py3-none-any.whl");
         let f = File::create(&path).unwrap();
         let mut z = zip::ZipWriter::new(f);
@@ -686,7 +754,6 @@ mod tests {
                     b"[console_scripts]\ndemo = demo.cli:main.run [extra]\n[other]\nx = y:z\n",
                     0o644,
                 ),
-                ("demo-1.0.dist-info/RECORD", b"stale,,\n", 0o644),
             ],
         );
         let root = dir.path().join("venv");
@@ -761,9 +828,77 @@ mod tests {
         std::fs::write(&p, b"not a zip").unwrap();
         let err = install(&p, &layout(dir.path()), false).unwrap_err();
         assert!(err.to_string().contains("not a zip archive"), "{err}");
-        let whl = make_wheel(dir.path(), &[("demo/x.py", b"", 0o644)]);
+        let whl = zip_of(dir.path(), &[("demo/x.py", b"", 0o644)]);
         let err = install(&whl, &layout(dir.path()), false).unwrap_err();
         assert!(err.to_string().contains("no .dist-info"), "{err}");
+    }
+
+    /// PEP 427: the installer checks each member against the wheel's own
+    /// RECORD (the lock's hash pins the archive, not what its author put in).
+    #[test]
+    fn a_wheel_that_disagrees_with_its_own_record_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base: [(&str, &[u8], u32); 4] = [
+            ("demo/__init__.py", b"X = 1\n", 0o644),
+            (
+                "demo-1.0.data/scripts/demo-run",
+                b"#!python\nprint(1)\n",
+                0o644,
+            ),
+            ("demo-1.0.dist-info/WHEEL", WHEEL, 0o644),
+            ("demo-1.0.dist-info/METADATA", META, 0o644),
+        ];
+        let row = |name: &str, data: &[u8]| {
+            format!(
+                "{name},{},{}\n",
+                record_hash(&Sha256::digest(data)),
+                data.len()
+            )
+        };
+        let good: String = base.iter().map(|(n, d, _)| row(n, d)).collect();
+        let cases = [
+            // A file changed after RECORD was written.
+            (
+                good.replace(
+                    &row("demo/__init__.py", b"X = 1\n"),
+                    &row("demo/__init__.py", b"X = 2\n"),
+                ),
+                "`demo/__init__.py` has sha256=",
+            ),
+            // A script, checked as the wheel has it (before its shebang is set).
+            (
+                good.replace(
+                    &row("demo-1.0.data/scripts/demo-run", b"#!python\nprint(1)\n"),
+                    &row("demo-1.0.data/scripts/demo-run", b"#!python\nprint(2)\n"),
+                ),
+                "`demo-1.0.data/scripts/demo-run` has sha256=",
+            ),
+            // The right hash but a wrong size.
+            (
+                good.replace(",6\n", ",7\n"),
+                "`demo/__init__.py` has 6 bytes, RECORD says 7",
+            ),
+            // A file RECORD does not list.
+            (
+                good.replace(&row("demo/__init__.py", b"X = 1\n"), ""),
+                "`demo/__init__.py` is not listed in it",
+            ),
+        ];
+        for (record, want) in cases {
+            let whl = make_wheel_with_record(dir.path(), &base, &record);
+            let root = dir.path().join("venv");
+            let err = install(&whl, &layout(&root), false).unwrap_err();
+            assert!(matches!(err, WheelError::Record { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("demo-1.0-py3-none-any.whl"), "{text}");
+            assert!(text.contains(want), "{want}: {text}");
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        // Signatures of RECORD need no row; the same wheel then installs.
+        let mut signed = base.to_vec();
+        signed.push(("demo-1.0.dist-info/RECORD.jws", b"{}", 0o644));
+        let whl = make_wheel_with_record(dir.path(), &signed, &good);
+        install(&whl, &layout(&dir.path().join("ok")), false).unwrap();
     }
 
     #[test]

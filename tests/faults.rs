@@ -640,6 +640,12 @@ fn hostile_names_modes_and_symlink_escapes() {
             run.stderr
         );
         assert!(
+            run.stderr
+                .contains("hint: set `[venv] path` to a directory"),
+            "{}",
+            run.stderr
+        );
+        assert!(
             !tree.path("/usr/lib/venv").exists()
                 && !tree.path("/usr/lib/venv.generations").exists()
         );

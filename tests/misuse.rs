@@ -380,3 +380,72 @@ fn without_root_a_root_option_fails_at_once_with_exit_3() {
         assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
     }
 }
+
+/// six's real wheel with one line added to `six.py` after it was built:
+/// its RECORD still lists the old hash and size. Returns the wheelhouse and
+/// a lock pinning the doctored archive's own hash (as a lock made from it
+/// would: the lock pins the archive, not what is inside).
+fn doctored_six(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::io::{Read, Write};
+    let name = "six-1.17.0-py2.py3-none-any.whl";
+    let wh = dir.join("doctored");
+    std::fs::create_dir_all(&wh).unwrap();
+    let mut src =
+        zip::ZipArchive::new(std::fs::File::open(wheelhouse().join(name)).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(wh.join(name)).unwrap());
+    for i in 0..src.len() {
+        let mut m = src.by_index(i).unwrap();
+        let member = m.name().unwrap().into_owned();
+        let mut data = Vec::new();
+        m.read_to_end(&mut data).unwrap();
+        if member == "six.py" {
+            data.extend_from_slice(b"\nDOCTORED = True\n");
+        }
+        out.start_file(member, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&data).unwrap();
+    }
+    out.finish().unwrap();
+    let sha = venvbake::codec::hex_sha256(&std::fs::read(wh.join(name)).unwrap());
+    let lock = dir.join("doctored.txt");
+    std::fs::write(&lock, format!("six==1.17.0 --hash=sha256:{sha}\n")).unwrap();
+    (wh, lock)
+}
+
+#[test]
+fn a_wheel_whose_files_disagree_with_its_record_is_refused() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let one = lock_subset(
+            &Path::new(REPO).join("tests/data/small.requirements.txt"),
+            &["jmespath"],
+            &dir.path().join("one.txt"),
+        );
+        let p = write_profile(dir.path(), "small", "/opt/venvs/small", &one, "");
+        tree.apply(&p, &[]).ok();
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+
+        let (wh, lock) = doctored_six(dir.path());
+        let p = write_profile(dir.path(), "small", "/opt/venvs/small", &lock, "");
+        let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(
+                "six-1.17.0-py2.py3-none-any.whl` does not match its own RECORD: `six.py` has sha256="
+            ),
+            "{}",
+            run.stderr
+        );
+        assert!(run
+            .stderr
+            .contains("hint: the wheel's files disagree with its own RECORD"));
+        assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
+        assert_eq!(
+            generation_dirs(tree, "/opt/venvs/small.generations").len(),
+            1
+        );
+        tree.run(&["/opt/venvs/small/bin/python", "-c", "import jmespath"])
+            .ok();
+        assert_eq!(verify(tree, "small").0, 0);
+    });
+}
