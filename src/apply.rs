@@ -729,6 +729,7 @@ pub fn manifest_for(
             system_site_packages: record.system_site_packages,
             fingerprint: record.fingerprint.clone(),
             tree_sha256: record.tree_sha256.clone(),
+            import_check_skip: record.import_check_skip.clone(),
         },
         python: record.python.clone(),
         distributions,

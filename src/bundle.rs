@@ -507,6 +507,7 @@ mod tests {
                 system_site_packages: false,
                 allow_sdist: false,
                 pip: true,
+                import_check_skip: vec![],
             },
             os_id: "debian".into(),
             os_version_id: "12".into(),

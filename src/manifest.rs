@@ -109,6 +109,9 @@ pub struct VenvInfo {
     /// two images with the same value carry the same venv.
     #[serde(default)]
     pub tree_sha256: Option<String>,
+    /// Requirements whose modules the import check left out (`[venv] import_check_skip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_check_skip: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +165,9 @@ pub struct GenerationRecord {
     /// Content hash of the generation's file tree.
     #[serde(default)]
     pub tree_sha256: Option<String>,
+    /// Requirements whose modules this generation's import check left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_check_skip: Vec<String>,
 }
 
 impl Manifest {

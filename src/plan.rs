@@ -34,6 +34,9 @@ pub struct Inputs {
     /// pip (and setuptools where ensurepip adds it) in the venv.
     #[serde(default = "yes")]
     pub pip: bool,
+    /// Requirements the import check leaves out (`[venv] import_check_skip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_check_skip: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -53,7 +56,15 @@ impl Inputs {
         );
         // Only a venv without pip says so: venvs with pip keep the
         // fingerprints of the releases that always installed it.
-        let text = if self.pip { text } else { text + "pip=false\n" };
+        let mut text = if self.pip { text } else { text + "pip=false\n" };
+        // Likewise only a skip list says so (a generation checked less is
+        // another generation).
+        if !self.import_check_skip.is_empty() {
+            text.push_str(&format!(
+                "import_check_skip={}\n",
+                self.import_check_skip.join(",")
+            ));
+        }
         hex_sha256(text.as_bytes())
     }
 }
@@ -491,6 +502,23 @@ pub fn make(
             )
         })
         .collect();
+    // The import check can only leave out what the venv serves.
+    for name in &profile.venv.import_check_skip {
+        if let Some(d) = decisions
+            .iter()
+            .find(|d| crate::mapping::normalize(&d.name) == *name && d.decision != Choice::Venv)
+        {
+            return Err(Error::usage(
+                format!(
+                    "`[venv] import_check_skip` names `{}`, which the venv does not serve ({}: {})",
+                    d.name,
+                    d.decision.label(),
+                    d.reason
+                ),
+                "list only distributions the venv installs; what apt serves is not checked by importing",
+            ));
+        }
+    }
     let system_site_packages = match profile.venv.system_site_packages {
         SystemSite::Yes => true,
         SystemSite::No => false,
@@ -601,6 +629,7 @@ pub fn make(
         system_site_packages,
         allow_sdist: profile.venv.allow_sdist,
         pip: profile.venv.pip,
+        import_check_skip: profile.venv.import_check_skip.clone(),
     };
     let fingerprint = inputs.fingerprint();
     let complete_match = |g: &GenerationState| {
@@ -916,6 +945,13 @@ impl Plan {
         if self.venv.system_site_packages {
             let _ = writeln!(o, "          with system site packages");
         }
+        if !self.venv.inputs.import_check_skip.is_empty() {
+            let _ = writeln!(
+                o,
+                "          import check skips {} (their dependencies are still checked)",
+                self.venv.inputs.import_check_skip.join(", ")
+            );
+        }
         o.push_str(&decisions_table(&self.decisions));
         for p in &self.system_pip {
             let _ = writeln!(
@@ -1015,6 +1051,7 @@ mod tests {
                 system_site_packages: false,
                 decisions: vec![],
                 tree_sha256: None,
+                import_check_skip: vec![],
             }),
         }
     }
@@ -1169,6 +1206,41 @@ mod tests {
         let with = make(&p, &root(), &observed(&[]), None).unwrap().venv;
         assert!(!without.inputs.pip && with.inputs.pip);
         assert_ne!(without.fingerprint, with.fingerprint);
+    }
+
+    #[test]
+    fn an_import_check_skip_changes_the_fingerprint_and_is_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = profile(dir.path());
+        let plain = make(&p, &root(), &observed(&[]), None).unwrap();
+        assert!(!plain.to_text().contains("import check skips"));
+        assert!(!plain.to_json().contains("import_check_skip"));
+        p.venv.import_check_skip = vec!["six".into()];
+        let skipping = make(&p, &root(), &observed(&[]), None).unwrap();
+        assert_ne!(plain.venv.fingerprint, skipping.venv.fingerprint);
+        assert!(
+            skipping.to_text().contains("import check skips six"),
+            "{}",
+            skipping.to_text()
+        );
+        assert!(skipping.to_json().contains("\"import_check_skip\""));
+    }
+
+    #[test]
+    fn an_import_check_skip_must_name_a_requirement_the_venv_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        profile(dir.path()); // writes req.txt
+        let base = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\n";
+        let bad = format!("{base}import_check_skip = [\"lxml\"]\n");
+        let e = crate::profile::parse(&dir.path().join("p.toml"), &bad, dir.path()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("p.toml:6:22: `venv.import_check_skip`: `lxml` is not a requirement"),
+            "{e}"
+        );
+        let ok = format!("{base}import_check_skip = [\"Six\", \"six\"]\n");
+        let q = crate::profile::parse(&dir.path().join("p.toml"), &ok, dir.path()).unwrap();
+        assert_eq!(q.venv.import_check_skip, ["six"]);
     }
 
     #[test]

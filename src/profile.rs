@@ -144,6 +144,8 @@ struct RawVenv {
     #[serde(default)]
     installer: Installer,
     pip: Option<bool>,
+    #[serde(default)]
+    import_check_skip: Vec<Spanned<String>>,
 }
 
 /// Who installs the lock into a generation.
@@ -270,6 +272,10 @@ pub struct VenvSpec {
     /// distributions only, changes go through the profile, and there are
     /// some 700 modules fewer to compile.
     pub pip: bool,
+    /// Requirements whose modules the import check leaves out (normalised,
+    /// sorted): they need a display, a device or a service to import. The
+    /// dependency check still covers them.
+    pub import_check_skip: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,6 +677,26 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             }
         }
     }
+    let mut import_check_skip = Vec::new();
+    for s in &raw.venv.import_check_skip {
+        let key = crate::mapping::normalize(s.get_ref());
+        if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
+            return Err(err(
+                s.span(),
+                "venv.import_check_skip",
+                format!(
+                    "`{}` is not a requirement of `{}`",
+                    s.get_ref(),
+                    requirements.file.display()
+                ),
+                Some("name distributions the lock lists and the venv serves; the check imports the others"),
+            ));
+        }
+        if !import_check_skip.contains(&key) {
+            import_check_skip.push(key);
+        }
+    }
+    import_check_skip.sort();
     let system_site_packages = match &raw.venv.system_site_packages {
         None => SystemSite::No,
         Some(v) => match v.get_ref() {
@@ -702,6 +728,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             allow_sdist: raw.venv.allow_sdist,
             installer: raw.venv.installer,
             pip: raw.venv.pip.unwrap_or(false),
+            import_check_skip,
         },
         apt: AptSpec {
             packages,

@@ -955,7 +955,17 @@ fn to_check<'d>(
             Choice::Apt => system.get(&req.name),
             _ => continue,
         };
+        let skipped = |d: &crate::dists::DistInfo| {
+            b.profile
+                .venv
+                .import_check_skip
+                .iter()
+                .any(|s| s.as_str() == d.normalized.as_ref())
+        };
         match found {
+            // Installed, but its modules are not imported (the dependency
+            // check still covers it).
+            Some(dist) if skipped(dist) => {}
             Some(dist) => {
                 if !checked.iter().any(|c| c.normalized == dist.normalized) {
                     checked.push(dist);
@@ -1346,6 +1356,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         system_site_packages: b.system_site_packages,
         decisions: b.decisions.to_vec(),
         tree_sha256: Some(tree_sha256),
+        import_check_skip: spec.import_check_skip.clone(),
     };
     crate::manifest::write_generation(host_gen, &record)?;
     reporter.finish();

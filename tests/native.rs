@@ -290,13 +290,19 @@ fn a_missing_wheel_is_named_or_left_to_pip() {
 /// Make `dir/NAME-1.0-py3-none-any.whl` whose package's `__init__.py` is
 /// `init`, with the host's Python; returns the wheel's sha256.
 fn make_wheel(dir: &Path, name: &str, init: &str) -> String {
+    make_wheel_requiring(dir, name, init, &[])
+}
+
+/// [`make_wheel`] whose METADATA requires `requires`.
+fn make_wheel_requiring(dir: &Path, name: &str, init: &str, requires: &[&str]) -> String {
     const MAKE: &str = r#"
 import base64, hashlib, sys, zipfile
 dest, name, init = sys.argv[1:4]
+requires = "".join("Requires-Dist: %s\n" % r for r in sys.argv[4:])
 info = name + "-1.0.dist-info"
 files = {
     name + "/__init__.py": init.encode(),
-    info + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n" % name).encode(),
+    info + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n%s" % (name, requires)).encode(),
     info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: venvbake-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
 rows = []
@@ -317,6 +323,7 @@ print(hashlib.sha256(open(path, "rb").read()).hexdigest())
         .args(["-I", "-c", MAKE])
         .arg(dir)
         .args([name, init])
+        .args(requires)
         .output()
         .unwrap();
     assert!(
@@ -415,5 +422,56 @@ fn a_module_that_fails_to_import_stops_the_switch() {
         );
         tree.run(&["/opt/venvs/imp/bin/cowsay", "-t", "still here"])
             .ok();
+
+        // What cannot import inside an image build is left out of the
+        // import check on purpose: planned, recorded, and built.
+        let skip = "import_check_skip = [\"brokenmod\", \"CrashMod\"]\n";
+        let skipping = write_profile(dir.path(), "imp", "/opt/venvs/imp", &broken_lock, skip);
+        let plan = venvbake(
+            &[
+                "plan",
+                skipping.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert!(
+            plan.stdout
+                .contains("import check skips brokenmod, crashmod"),
+            "{}",
+            plan.stdout
+        );
+        let run = tree.apply_from(&skipping, &source, &[]).ok();
+        assert!(!run.stderr.contains("import brokenmod"), "{}", run.stderr);
+        let m = tree.read_json("/var/lib/venvbake/imp.json");
+        assert_eq!(
+            m["venv"]["import_check_skip"],
+            serde_json::json!(["brokenmod", "crashmod"])
+        );
+        assert_ne!(tree.link("/opt/venvs/imp").unwrap(), before);
+        let v = venvbake(
+            &["verify", "--root", tree.root.to_str().unwrap(), "imp"],
+            &[],
+        );
+        assert_eq!(v.code, 0, "{}", v.stderr);
+
+        // The dependency check still covers a skipped distribution.
+        let mut text = std::fs::read_to_string(&broken_lock).unwrap();
+        let sha = make_wheel_requiring(&wh, "needy", "X = 1\n", &["absentdep>=1"]);
+        text.push_str(&format!("needy==1.0 \\\n    --hash=sha256:{sha}\n"));
+        let needy_lock = dir.path().join("needy.txt");
+        std::fs::write(&needy_lock, text).unwrap();
+        let skip = "import_check_skip = [\"brokenmod\", \"crashmod\", \"needy\"]\n";
+        let needy = write_profile(dir.path(), "imp", "/opt/venvs/imp", &needy_lock, skip);
+        let run = tree.apply_from(&needy, &source, &[]);
+        assert_eq!(run.code, 7, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("needy 1.0 requires absentdep, which is not installed."),
+            "{}",
+            run.stderr
+        );
     });
 }
