@@ -273,14 +273,25 @@ pub fn pip_install_cmd(
         "off",
         "--require-hashes",
     ]);
-    if !allow_sdist {
-        cmd = cmd.args(["--only-binary", ":all:"]);
-    }
+    cmd = cmd.args(sdist_options(allow_sdist).iter().copied());
     with_source(cmd, source, creds)
         .arg("--report")
         .arg(meta.join("pip-report.json").display().to_string())
         .arg("-r")
         .arg(meta.join("requirements.txt").display().to_string())
+}
+
+/// pip's options for source distributions: none without `allow_sdist`;
+/// with it, each is built into a wheel by its PEP 517 backend and that wheel
+/// installed, so every distribution has a RECORD that lists its files (a
+/// legacy `setup.py install` writes an `.egg-info` that no RECORD covers, and
+/// `verify` and `bundle` would find its files "extra").
+fn sdist_options(allow_sdist: bool) -> &'static [&'static str] {
+    if allow_sdist {
+        &["--use-pep517"]
+    } else {
+        &["--only-binary", ":all:"]
+    }
 }
 
 /// pip's options for where files come from; credentials only in pip's environment.
@@ -409,9 +420,7 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
         if s.entries.iter().any(|e| e.flag) {
             cmd = cmd.arg("--break-system-packages");
         }
-        if !s.profile.venv.allow_sdist {
-            cmd = cmd.args(["--only-binary", ":all:"]);
-        }
+        cmd = cmd.args(sdist_options(s.profile.venv.allow_sdist).iter().copied());
         cmd = with_source(cmd, &source, s.creds)
             .arg("-r")
             .arg(dir.join("requirements.txt").display().to_string());

@@ -449,3 +449,60 @@ fn a_wheel_whose_files_disagree_with_its_record_is_refused() {
         assert_eq!(verify(tree, "small").0, 0);
     });
 }
+
+/// `allow_sdist`: pip builds docopt (an sdist only) into a wheel and
+/// installs that, so its files are in a RECORD: the venv passes its own
+/// verify, bundles, and a re-apply changes nothing.
+#[test]
+fn a_venv_with_a_source_distribution_verifies_and_bundles() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = dir.path().join("wheels");
+        copy_wheels(&wheelhouse(), &wh, |f| f.starts_with("six-"));
+        copy_wheels(&sdist_files(), &wh, |f| !f.starts_with('.'));
+        let lock = dir.path().join("lock.txt");
+        let mut text = std::fs::read_to_string(six_lock(dir.path())).unwrap();
+        text.push_str(&format!(
+            "docopt==0.6.2 \\\n    --hash=sha256:{DOCOPT_SDIST_SHA256}\n"
+        ));
+        std::fs::write(&lock, text).unwrap();
+        let p = write_profile(
+            dir.path(),
+            "sd",
+            "/opt/venvs/sd",
+            &lock,
+            "allow_sdist = true\n",
+        );
+        let source = ["--wheelhouse", wh.to_str().unwrap()];
+        tree.apply_from(&p, &source, &[]).ok();
+        tree.run(&["/opt/venvs/sd/bin/python", "-c", "import docopt, six"])
+            .ok();
+        let site = tree.path("/opt/venvs/sd/lib/python3.11/site-packages");
+        assert!(
+            site.join("docopt-0.6.2.dist-info/RECORD").is_file(),
+            "docopt was not installed from a wheel: {:?}",
+            std::fs::read_dir(&site)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        );
+        let (code, report) = verify(tree, "sd");
+        assert_eq!(code, 0, "{report}");
+        let bundle = dir.path().join("sd.bundle");
+        venvbake(
+            &[
+                "bundle",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "-o",
+                bundle.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        let run = tree.apply_from(&p, &source, &[]).ok();
+        assert!(run.stderr.contains("nothing changed"), "{}", run.stderr);
+    });
+}

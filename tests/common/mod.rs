@@ -576,3 +576,46 @@ pub fn generation_dirs(tree: &Tree, dir: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// docopt 0.6.2, published only as a source distribution, and the build
+/// backend pip needs to build it offline (setuptools, and wheel, which pip
+/// 23 adds to a legacy project's build requirements), downloaded once.
+pub const DOCOPT_SDIST_SHA256: &str =
+    "49b3a825280bd66b3aa83585ef59c4a8c82f2c8a522dbe754a8bc8d08c85c491";
+
+/// A folder with docopt's sdist and its build backend's wheels (see [`DOCOPT_SDIST_SHA256`]).
+pub fn sdist_files() -> PathBuf {
+    let dir = cache_dir().join("sdist-docopt-0.6.2-setuptools-80.9.0-wheel-0.45.1");
+    locked("sdist", || {
+        if dir.join(".complete").exists() {
+            return;
+        }
+        let tmp = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for (what, binary) in [
+            ("docopt==0.6.2", "--no-binary=:all:"),
+            ("setuptools==80.9.0", "--only-binary=:all:"),
+            ("wheel==0.45.1", "--only-binary=:all:"),
+        ] {
+            let mut cmd = Command::new("/usr/bin/python3");
+            cmd.args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                binary,
+                what,
+            ])
+            .arg("-d")
+            .arg(&tmp);
+            pip_env(&mut cmd);
+            run_checked(&mut cmd, &format!("pip download {what}"));
+        }
+        std::fs::write(tmp.join(".complete"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).unwrap();
+    });
+    dir
+}
