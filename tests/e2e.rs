@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary applies profiles to real Debian
-//! bookworm (Python 3.11) and trixie (Python 3.13) trees, with real apt,
+//! bookworm (Python 3.11), trixie (Python 3.13) and forky (Python 3.14,
+//! what Ubuntu 26.04 ships) trees, with real apt,
 //! dpkg, python and pip, installing offline from a real wheelhouse.
 //!
 //! They need root, mmdebstrap and network access to the Debian mirror on
@@ -230,6 +231,69 @@ fn trixie_ansible_profile_end_to_end_with_apt_update() {
         assert_eq!(plan["apt"]["update"], true);
         assert_eq!(plan["apt"]["install"][0]["name"], "python3.13-venv");
         ansible_end_to_end(tree, "3.13");
+    });
+}
+
+/// Debian forky (testing) has Python 3.14, as Ubuntu 26.04 LTS does: apply,
+/// verify, map, bundle, and a stamp of a fresh forky tree from that bundle.
+#[test]
+fn forky_python_3_14_apply_verify_map_bundle_and_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ansible-forky.bundle");
+    let out = bundle.clone();
+    with_tree("forky", move |tree| {
+        ansible_end_to_end(tree, "3.14");
+        let root = tree.root.to_str().unwrap();
+        let v = venvbake(&["verify", "--root", root, "ansible"], &[]);
+        assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+        assert!(v.stdout.contains("is clean"), "{}", v.stdout);
+        let map = venvbake(
+            &[
+                "map",
+                "lxml",
+                "PyYAML>=6",
+                "--root",
+                root,
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .ok();
+        let decisions: serde_json::Value = serde_json::from_str(&map.stdout).unwrap();
+        let lxml = &decisions.as_array().unwrap()[0];
+        assert_eq!(lxml["os_candidate"]["package"], "python3-lxml", "{lxml}");
+        venvbake(
+            &[
+                "bundle",
+                ansible_profile().to_str().unwrap(),
+                "--root",
+                root,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+    });
+    with_tree("forky", move |tree| {
+        let run = tree
+            .apply_from(
+                &ansible_profile(),
+                &["--bundle", bundle.to_str().unwrap()],
+                &[],
+            )
+            .ok();
+        assert!(run.stderr.contains("unpack bundle"), "{}", run.stderr);
+        let imports = tree
+            .run(&["/opt/venvs/ansible/bin/python", "-c", ANSIBLE_IMPORTS])
+            .ok();
+        assert_eq!(imports.stdout.trim(), "imports ok");
+        let v = venvbake(
+            &["verify", "--root", tree.root.to_str().unwrap(), "ansible"],
+            &[],
+        );
+        assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     });
 }
 

@@ -1,14 +1,14 @@
 //! Test harness for end-to-end tests: real Debian trees, a real wheelhouse,
 //! the real venvbake binary.
 //!
-//! - One minbase tree per suite (bookworm, trixie) is built with `mmdebstrap`
+//! - One minbase tree per suite (bookworm, trixie, forky) is built with `mmdebstrap`
 //!   once, kept as a tarball and an unpacked copy in the cache directory
 //!   (`$VENVBAKE_TEST_CACHE`, default `/var/cache/venvbake-tests`).
 //! - Each test gets a copy-on-write overlay of that tree, mounted inside a
 //!   private mount namespace of the test's own thread: the mount is gone when
 //!   the test ends, however it ends.
-//! - The wheelhouse is filled once by `pip download` for Python 3.11 and
-//!   3.13, so the tests then install offline.
+//! - The wheelhouse is filled once by `pip download` for Python 3.11, 3.13
+//!   and 3.14, so the tests then install offline.
 //!
 //! Missing prerequisites fail loudly with the command that installs them;
 //! nothing is skipped.
@@ -79,6 +79,14 @@ pub fn suite_tree(suite: &str) -> PathBuf {
         if !tar.exists() {
             require_tool("mmdebstrap");
             let tmp = tar.with_extension("tar.partial");
+            // The mirror serves forky (testing) with a Release file past its
+            // Valid-Until; the option also lands in the tree's own apt
+            // configuration, so apt in the tree accepts it too.
+            let aptopt: &[&str] = if suite == "forky" {
+                &["--aptopt=Acquire::Check-Valid-Until \"false\""]
+            } else {
+                &[]
+            };
             run_checked(
                 Command::new("mmdebstrap")
                     .args([
@@ -87,9 +95,9 @@ pub fn suite_tree(suite: &str) -> PathBuf {
                         "--variant=minbase",
                         "--include=python3",
                         "--skip=cleanup/apt/lists",
-                        "--format=tar",
-                        suite,
                     ])
+                    .args(aptopt)
+                    .args(["--format=tar", suite])
                     .arg(&tmp)
                     .arg(MIRROR)
                     .env_clear()
@@ -151,9 +159,13 @@ pub fn locks() -> Vec<PathBuf> {
     ]
 }
 
-/// A wheelhouse with the wheels of [`locks`] for CPython 3.11 and 3.13 on x86_64.
+/// The CPython versions (and ABIs) the wheelhouse serves: bookworm's,
+/// trixie's and forky's (Ubuntu 26.04's) interpreters.
+const PYTHONS: [(&str, &str); 3] = [("3.11", "cp311"), ("3.13", "cp313"), ("3.14", "cp314")];
+
+/// A wheelhouse with the wheels of [`locks`] for [`PYTHONS`] on x86_64.
 pub fn wheelhouse() -> PathBuf {
-    let mut key = String::new();
+    let mut key = format!("{PYTHONS:?}");
     for l in locks() {
         key.push_str(&std::fs::read_to_string(&l).unwrap());
     }
@@ -166,7 +178,7 @@ pub fn wheelhouse() -> PathBuf {
         let tmp = dir.with_extension("partial");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).unwrap();
-        for (version, abi) in [("3.11", "cp311"), ("3.13", "cp313")] {
+        for (version, abi) in PYTHONS {
             for lock in locks() {
                 let mut cmd = Command::new("/usr/bin/python3");
                 cmd.args([
