@@ -84,6 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 reporter.abandon();
             }
             let outcome = outcome?;
+            reporter.close();
             print_stdout(&format!("{}\n", outcome.interpreter.display()));
             Ok(())
         }
@@ -231,6 +232,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 dest.display(),
                 targets.join(", ")
             ));
+            reporter.close();
             print_stdout(&format!("{}\n", dest.display()));
             Ok(())
         }

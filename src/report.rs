@@ -71,7 +71,8 @@ impl Reporter {
         self.step = Some((title, Instant::now()));
     }
 
-    /// Finish the current step, printing its duration.
+    /// Finish the current step, printing its duration. The spinner then
+    /// shows no step until the next one starts.
     pub fn finish(&mut self) {
         if let Some((title, started)) = self.step.take() {
             if !self.quiet {
@@ -80,6 +81,21 @@ impl Reporter {
                     started.elapsed().as_secs_f64()
                 ));
             }
+            if let Some(bar) = &self.bar {
+                bar.set_prefix("");
+                bar.set_message("");
+            }
+        }
+    }
+
+    /// The work is done: finish the step and take the spinner off the
+    /// screen, before anything is written to stdout (on a terminal both
+    /// land on one screen, and a spinner drawn over the data would leave
+    /// its last frame behind).
+    pub fn close(&mut self) {
+        self.finish();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 

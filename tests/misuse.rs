@@ -506,3 +506,61 @@ fn a_venv_with_a_source_distribution_verifies_and_bundles() {
         assert!(run.stderr.contains("nothing changed"), "{}", run.stderr);
     });
 }
+
+/// On a terminal, the spinner is gone from the screen when apply ends: the
+/// last lines a person sees are venvbake's final message and the
+/// interpreter path (the screen is rendered from the real pty output).
+#[test]
+fn on_a_terminal_no_spinner_frame_is_left_on_screen() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_profile(
+            dir.path(),
+            "tty",
+            "/opt/venvs/tty",
+            &six_lock(dir.path()),
+            "",
+        );
+        // The pty is as large as the screen it is rendered on below.
+        let command = format!(
+            "stty cols 160 rows 60; {BIN} apply {} --root {} --wheelhouse {}",
+            p.display(),
+            tree.root.display(),
+            wheelhouse().display()
+        );
+        // `script` gives the apply a pseudo-terminal as stdin, stdout and
+        // stderr, and copies what it drew to our stdout.
+        let out = Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        let mut screen = vt100::Parser::new(size(60), size(160), 0);
+        screen.process(&out.stdout);
+        let rows: Vec<String> = screen.screen().rows(0, 160).collect();
+        let text = rows.join("\n");
+        let lines: Vec<&str> = rows
+            .iter()
+            .map(|r| r.trim_end())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let spinner = |l: &&str| l.chars().any(|c| ('\u{2800}'..='\u{28ff}').contains(&c));
+        assert!(
+            !lines.iter().any(spinner),
+            "a spinner frame is left on screen:\n{text}"
+        );
+        let n = lines.len();
+        assert!(n >= 2, "{text}");
+        assert_eq!(lines[n - 1].trim(), "/opt/venvs/tty/bin/python", "{text}");
+        assert!(lines[n - 2].contains("profile `tty` applied"), "{text}");
+    });
+}
