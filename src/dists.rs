@@ -293,6 +293,24 @@ pub fn top_level_from_record(record: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The markers of CPython 3.11 on x86_64 Linux.
+    fn linux_cpython_311() -> pep508_rs::MarkerEnvironment {
+        pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: "3.11.2",
+            os_name: "posix",
+            platform_machine: "x86_64",
+            platform_python_implementation: "CPython",
+            platform_release: "",
+            platform_system: "Linux",
+            platform_version: "",
+            python_full_version: "3.11.2",
+            python_version: "3.11",
+            sys_platform: "linux",
+        })
+        .unwrap()
+    }
+
     fn dist(name: &str, requires: &[&str]) -> DistInfo {
         DistInfo {
             name: name.into(),
@@ -313,20 +331,7 @@ mod tests {
         .into_iter()
         .map(|d| (d.normalized.clone(), d))
         .collect();
-        let env = pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: "3.11.2",
-            os_name: "posix",
-            platform_machine: "x86_64",
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: "3.11.2",
-            python_version: "3.11",
-            sys_platform: "linux",
-        })
-        .unwrap();
+        let env = linux_cpython_311();
         let failures = unmet(&all, &BTreeMap::new(), &env);
         assert_eq!(
             failures,
@@ -453,20 +458,7 @@ mod tests {
         )
         .unwrap();
         let system = scan(sys.path());
-        let env = pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: "3.11.2",
-            os_name: "posix",
-            platform_machine: "x86_64",
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: "3.11.2",
-            python_version: "3.11",
-            sys_platform: "linux",
-        })
-        .unwrap();
+        let env = linux_cpython_311();
         assert_eq!(
             unmet(&venv, &system, &env),
             [

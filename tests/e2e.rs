@@ -247,20 +247,7 @@ fn forky_python_3_14_apply_verify_map_bundle_and_stamp() {
         let v = venvbake(&["verify", "--root", root, "ansible"], &[]);
         assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
         assert!(v.stdout.contains("is clean"), "{}", v.stdout);
-        let map = venvbake(
-            &[
-                "map",
-                "lxml",
-                "PyYAML>=6",
-                "--root",
-                root,
-                "--format",
-                "json",
-            ],
-            &[],
-        )
-        .ok();
-        let decisions: serde_json::Value = serde_json::from_str(&map.stdout).unwrap();
+        let decisions = json_of(&["map", "lxml", "PyYAML>=6", "--root", root]);
         let lxml = &decisions.as_array().unwrap()[0];
         assert_eq!(lxml["os_candidate"]["package"], "python3-lxml", "{lxml}");
         venvbake(

@@ -42,24 +42,6 @@ fn kill_group(child: &mut std::process::Child) {
     child.wait().unwrap();
 }
 
-fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
-    let run = venvbake(
-        &[
-            "verify",
-            "--root",
-            tree.root.to_str().unwrap(),
-            name,
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    (
-        run.code,
-        serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 fn drift_items(report: &serde_json::Value) -> Vec<(String, String)> {
     report["drift"]
         .as_array()

@@ -20,24 +20,6 @@ fn six_lock(dir: &Path) -> PathBuf {
     )
 }
 
-fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
-    let run = venvbake(
-        &[
-            "verify",
-            "--root",
-            tree.root.to_str().unwrap(),
-            name,
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    (
-        run.code,
-        serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 fn drift_kinds(report: &serde_json::Value) -> Vec<String> {
     report["drift"]
         .as_array()

@@ -163,6 +163,36 @@ pub fn locks() -> Vec<PathBuf> {
 /// trixie's and forky's (Ubuntu 26.04's) interpreters.
 const PYTHONS: [(&str, &str); 3] = [("3.11", "cp311"), ("3.13", "cp313"), ("3.14", "cp314")];
 
+/// A folder of the test cache, filled once by `fill` (into a partial
+/// folder, renamed into place when complete).
+fn cached_folder(name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
+    let dir = cache_dir().join(name);
+    locked(name, || {
+        if dir.join(".complete").exists() {
+            return;
+        }
+        let tmp = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        fill(&tmp);
+        std::fs::write(tmp.join(".complete"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).unwrap();
+    });
+    dir
+}
+
+/// The host's `pip download --quiet --no-deps ARGS -d DEST` from PyPI.
+fn pip_download(dest: &Path, args: &[&str]) {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-m", "pip", "download", "--quiet", "--no-deps"])
+        .args(args)
+        .arg("-d")
+        .arg(dest);
+    pip_env(&mut cmd);
+    run_checked(&mut cmd, &format!("pip download {}", args.join(" ")));
+}
+
 /// A wheelhouse with the wheels of [`locks`] for [`PYTHONS`] on x86_64.
 pub fn wheelhouse() -> PathBuf {
     let mut key = format!("{PYTHONS:?}");
@@ -170,59 +200,31 @@ pub fn wheelhouse() -> PathBuf {
         key.push_str(&std::fs::read_to_string(&l).unwrap());
     }
     let digest = venvbake::profile::hex_sha256(key.as_bytes());
-    let dir = cache_dir().join(format!("wheelhouse-{}", &digest[..12]));
-    locked("wheelhouse", || {
-        if dir.join(".complete").exists() {
-            return;
-        }
-        let tmp = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).unwrap();
+    cached_folder(&format!("wheelhouse-{}", &digest[..12]), |tmp| {
         for (version, abi) in PYTHONS {
             for lock in locks() {
-                let mut cmd = Command::new("/usr/bin/python3");
-                cmd.args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--require-hashes",
-                ])
-                .args(["--only-binary=:all:", "--implementation", "cp"])
-                .args([
-                    "--python-version",
-                    version,
-                    "--abi",
-                    abi,
-                    "--abi",
-                    "abi3",
-                    "--abi",
-                    "none",
-                ])
-                .args([
-                    "--platform",
-                    "manylinux_2_17_x86_64",
-                    "--platform",
-                    "manylinux2014_x86_64",
-                ])
-                .args(["--platform", "manylinux_2_28_x86_64", "--platform", "any"])
-                .arg("-d")
-                .arg(&tmp)
-                .arg("-r")
-                .arg(&lock);
-                pip_env(&mut cmd);
-                run_checked(
-                    &mut cmd,
-                    &format!("pip download for {version} from {}", lock.display()),
+                let lock = lock.to_str().unwrap();
+                pip_download(
+                    tmp,
+                    &[
+                        "--require-hashes",
+                        "--only-binary=:all:",
+                        "--implementation=cp",
+                        &format!("--python-version={version}"),
+                        &format!("--abi={abi}"),
+                        "--abi=abi3",
+                        "--abi=none",
+                        "--platform=manylinux_2_17_x86_64",
+                        "--platform=manylinux2014_x86_64",
+                        "--platform=manylinux_2_28_x86_64",
+                        "--platform=any",
+                        "-r",
+                        lock,
+                    ],
                 );
             }
         }
-        std::fs::write(tmp.join(".complete"), "").unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).unwrap();
-    });
-    dir
+    })
 }
 
 /// A private, writable overlay of a suite's tree, alive for one closure.
@@ -597,37 +599,37 @@ pub const DOCOPT_SDIST_SHA256: &str =
 
 /// A folder with docopt's sdist and its build backend's wheels (see [`DOCOPT_SDIST_SHA256`]).
 pub fn sdist_files() -> PathBuf {
-    let dir = cache_dir().join("sdist-docopt-0.6.2-setuptools-80.9.0-wheel-0.45.1");
-    locked("sdist", || {
-        if dir.join(".complete").exists() {
-            return;
+    cached_folder("sdist-docopt-0.6.2-setuptools-80.9.0-wheel-0.45.1", |tmp| {
+        pip_download(tmp, &["--no-binary=:all:", "docopt==0.6.2"]);
+        for wheel in ["setuptools==80.9.0", "wheel==0.45.1"] {
+            pip_download(tmp, &["--only-binary=:all:", wheel]);
         }
-        let tmp = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).unwrap();
-        for (what, binary) in [
-            ("docopt==0.6.2", "--no-binary=:all:"),
-            ("setuptools==80.9.0", "--only-binary=:all:"),
-            ("wheel==0.45.1", "--only-binary=:all:"),
-        ] {
-            let mut cmd = Command::new("/usr/bin/python3");
-            cmd.args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                binary,
-                what,
-            ])
-            .arg("-d")
-            .arg(&tmp);
-            pip_env(&mut cmd);
-            run_checked(&mut cmd, &format!("pip download {what}"));
-        }
-        std::fs::write(tmp.join(".complete"), "").unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).unwrap();
-    });
-    dir
+    })
+}
+
+/// `venvbake verify NAME --format json` on the tree: exit code and report.
+pub fn verify(tree: &Tree, name: &str) -> (i32, serde_json::Value) {
+    let run = venvbake(
+        &[
+            "verify",
+            "--root",
+            tree.root.to_str().unwrap(),
+            name,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    (
+        run.code,
+        serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `venvbake ARGS --format json`, which must succeed, parsed.
+pub fn json_of(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let run = venvbake(&all, &[]).ok();
+    serde_json::from_str(&run.stdout).unwrap()
 }
