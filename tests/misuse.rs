@@ -129,6 +129,27 @@ fn concurrent_applies_of_different_profiles_keep_every_fact_entry() {
             run.stderr
         );
 
+        // Nothing older to roll back to: said, with what to do.
+        let p00 = dir.path().join("c00.toml");
+        let run = venvbake(
+            &[
+                "rollback",
+                p00.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("no complete generation older than")
+                && run
+                    .stderr
+                    .contains("stays active; `[venv] keep_generations`"),
+            "{}",
+            run.stderr
+        );
+
         // A profile's entry lost from the fact is drift, and a re-apply
         // repairs it although the venv itself is up to date.
         let fact_path = tree.path(FACT);
