@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Phase, Result};
 use crate::exec::{self, Cmd, CommandError};
-use crate::plan::AptPlan;
 use crate::report::Reporter;
 use crate::target::Target;
 
@@ -57,11 +56,25 @@ pub fn install_cmd(
         .args(packages.iter().cloned())
 }
 
-/// What `apt-cache policy` says about one package.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PolicyEntry {
-    pub installed: Option<String>,
-    pub candidate: Option<String>,
+pub use crate::decide::PolicyEntry;
+
+/// The apt part of a plan: what to install, and whether to update first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AptPlan {
+    /// Run `apt-get update` first (the target has no package lists).
+    pub update: bool,
+    pub install: Vec<AptItem>,
+    pub present: Vec<AptItem>,
+    pub lock_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AptItem {
+    pub name: String,
+    /// The installed version, for packages already present.
+    pub version: Option<String>,
+    /// `profile` or `venv-module`.
+    pub reason: String,
 }
 
 /// `apt-cache policy` that only reads: an empty cache file name makes apt

@@ -1,6 +1,7 @@
-//! Small encodings venvbake needs exactly: lowercase hex sha256 digests and
+//! Small encodings venvbake needs exactly: lowercase hex sha256 digests,
 //! RFC 4648 base64 (standard for cloud-config, URL-safe without padding for
-//! wheel RECORD files).
+//! wheel RECORD files), and the line and column of a byte offset in a text
+//! (for errors that point into a profile or a lock).
 
 use sha2::{Digest, Sha256};
 
@@ -110,6 +111,19 @@ pub fn base64_url_decode(s: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     Some(out)
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    (line, column)
 }
 
 #[cfg(test)]

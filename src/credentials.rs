@@ -99,14 +99,7 @@ pub fn venv_pip_conf(index: &IndexSpec) -> Option<String> {
     Some(s)
 }
 
-/// Replace every secret in `line` with `***`.
-pub fn mask(line: &str, secrets: &[String]) -> String {
-    let mut out = line.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), "***");
-    }
-    out
-}
+pub use crate::exec::mask;
 
 #[cfg(test)]
 mod tests {

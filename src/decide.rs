@@ -12,16 +12,16 @@ use std::path::Path;
 use pep440_rs::VersionSpecifiers;
 use serde::{Deserialize, Serialize};
 
-use crate::apt::PolicyEntry;
 use crate::mapping::Candidate;
 use crate::requirements::Requirement;
 
-/// Which side a requirement prefers (`[python] prefer`, `[python.prefer_for]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Prefer {
-    Os,
-    Venv,
+pub use crate::profile::Prefer;
+
+/// What `apt-cache policy` says about one package (see [`crate::apt::policy`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyEntry {
+    pub installed: Option<String>,
+    pub candidate: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -298,7 +298,7 @@ fn run_with(
                 // pip and apt redraw with \r; keep the last state of such a line.
                 let line = line.trim_end_matches(['\n', '\r']);
                 let line = line.rsplit('\r').next().unwrap_or(line);
-                let line = crate::credentials::mask(line, &cmd.masks);
+                let line = mask(line, &cmd.masks);
                 on_line(&line);
                 if kept.len() < keep {
                     kept.push(line.clone());
@@ -326,6 +326,15 @@ fn run_with(
     } else {
         Err(fail(status.code(), None, &tail))
     }
+}
+
+/// Replace every secret in `line` with `***`.
+pub fn mask(line: &str, secrets: &[String]) -> String {
+    let mut out = line.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The plan: what `apply` would do, as plain data.
 //!
-//! [`observe`] reads the target (files only, no command runs) and
-//! [`make`] is a pure function from the checked profile and those
-//! observations to a [`Plan`]. `venvbake plan` prints it; `apply` carries it
-//! out; tests assert on it with nothing run. A plan whose [`Plan::is_noop`]
-//! is true means the target already is what the profile asks for.
+//! [`observe`] reads the target: its files, and, when the decisions depend
+//! on the archive, apt's view of it through the read-only `apt-cache
+//! policy` (which writes no cache). [`make`] is a pure function from the
+//! checked profile and those observations to a [`Plan`]. `venvbake plan`
+//! prints it; `apply` carries it out; tests assert on it with nothing run.
+//! A plan whose `noop` is true means the target already is what the profile
+//! asks for.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use crate::apt::{AptItem, AptPlan};
 use crate::decide::{self, Choice, Decision, OsLookup, Scope};
 use crate::error::{Error, Result};
 use crate::manifest::{self, FactEntry, GenerationRecord, Manifest};
@@ -338,24 +341,6 @@ pub struct PlanPython {
     pub path: PathBuf,
     pub resolved: PathBuf,
     pub minor: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AptPlan {
-    /// Run `apt-get update` first (the target has no package lists).
-    pub update: bool,
-    pub install: Vec<AptItem>,
-    pub present: Vec<AptItem>,
-    pub lock_timeout_s: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AptItem {
-    pub name: String,
-    /// The installed version, for packages already present.
-    pub version: Option<String>,
-    /// `profile` or `venv-module`.
-    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use pep440_rs::VersionSpecifiers;
 use pep508_rs::{PackageName, VersionOrUrl};
 
-use crate::decide::Prefer;
 use crate::requirements::{Requirements, RequirementsError};
 
 /// Profiles larger than this are refused before parsing.
@@ -76,6 +75,14 @@ impl ProfileError {
             ProfileError::Requirements(e) => e.hint(),
         }
     }
+}
+
+/// Which side a requirement prefers (`[python] prefer`, `[python.prefer_for]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefer {
+    Os,
+    Venv,
 }
 
 // ---------------------------------------------------------------- raw TOML
@@ -798,20 +805,7 @@ fn enclosing_table(text: &str, line: usize) -> String {
         .unwrap_or_default()
 }
 
-/// 1-based line and column of byte offset `at` in `text`.
-pub fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count() + 1)
-        .unwrap_or(1);
-    (line, column)
-}
-
-pub use crate::codec::hex_sha256;
+pub use crate::codec::{hex_sha256, line_col};
 
 /// `[a-z0-9][a-z0-9_-]*`, at most 64 characters.
 pub fn valid_name(name: &str) -> bool {

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{MarkerEnvironment, MarkerTree, PackageName, VerbatimUrl, VersionOrUrl};
 
-use crate::profile::{hex_sha256, line_col};
+use crate::codec::{hex_sha256, line_col};
 
 /// Requirements files larger than this are refused before parsing.
 const MAX_REQUIREMENTS_BYTES: u64 = 8 * 1024 * 1024;
