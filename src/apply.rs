@@ -30,6 +30,24 @@ pub struct Outcome {
     pub generation: String,
 }
 
+/// The sources a command line names must exist: a wheelhouse folder, a CA
+/// bundle file (`--cert`, else `[index] cert`).
+pub fn check_sources(wheelhouse: Option<&Path>, cert: Option<&Path>) -> Result<()> {
+    if let Some(w) = wheelhouse.filter(|w| !w.is_dir()) {
+        return Err(Error::usage(
+            format!("the wheelhouse `{}` is not a directory", w.display()),
+            "give `--wheelhouse` the folder `venvbake fetch` filled",
+        ));
+    }
+    if let Some(c) = cert.filter(|c| !c.is_file()) {
+        return Err(Error::usage(
+            format!("the CA bundle `{}` is not a file", c.display()),
+            "give `--cert` or `[index] cert` a PEM file of the CA certificates to trust",
+        ));
+    }
+    Ok(())
+}
+
 /// The venv lock of the profile's venv path (see [`crate::locks`]), taken
 /// once the target is known to be one venvbake serves.
 pub fn lock_venv(
@@ -102,16 +120,18 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let took_over = std::cell::Cell::new(false);
     let observe = |ask: bool| -> Result<plan::Observed> {
         let mut o = plan::observe(profile, target, ask)?;
-        if req.adopt && o.link == plan::Link::Foreign {
-            o.link = plan::Link::Missing;
-        }
+        plan::adopt(&mut o, req.adopt);
         if plan::hand_over(&mut o, req.take_over, &profile.venv.path)? {
             took_over.set(true);
         }
         Ok(o)
     };
+    let sources = plan::Sources {
+        wheelhouse: req.wheelhouse,
+        bundle: req.bundle,
+    };
     let mut observed = observe(ask_apt)?;
-    let mut plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+    let mut plan = plan::make(profile, target, &observed, sources)?;
     let interpreter = profile.venv.path.join("bin/python");
     if plan.noop {
         reporter.info(&format!(
@@ -130,27 +150,27 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     // again if it fails: a refused first build leaves nothing behind.
     let scaffold =
         crate::fsutil::NewDirs::note(&target.root, &target.host_path(&plan.venv.generations_dir));
-    // A bundle that cannot be read is refused before anything changes.
+    // A bundle that cannot be read, or was built for another target, is
+    // refused before anything changes (when apt must first update its
+    // lists, the plan may still change: checked again after the update).
     let bundle = match req.bundle {
         Some(file) => Some((file, crate::bundle::read_header(file)?)),
         None => None,
     };
-    if let Some(w) = req.wheelhouse {
-        if !w.is_dir() {
-            return Err(Error::usage(
-                format!("the wheelhouse `{}` is not a directory", w.display()),
-                "give `--wheelhouse` the folder `venvbake fetch` filled",
-            ));
+    let refuse_foreign_bundle = |plan: &Plan| -> Result<()> {
+        match &bundle {
+            Some((file, header)) => crate::bundle::verdict(file, header, plan)
+                .refusal()
+                .map_or(Ok(()), Err),
+            None => Ok(()),
         }
+    };
+    // The plan is final unless the decisions wait for apt's lists.
+    let final_plan = !ask_apt || observed.apt_lists;
+    if final_plan {
+        refuse_foreign_bundle(&plan)?;
     }
-    if let Some(c) = req.cert.or(profile.index.cert.as_deref()) {
-        if !c.is_file() {
-            return Err(Error::usage(
-                format!("the CA bundle `{}` is not a file", c.display()),
-                "give `--cert` or `[index] cert` a PEM file of the CA certificates to trust",
-            ));
-        }
-    }
+    check_sources(req.wheelhouse, req.cert.or(profile.index.cert.as_deref()))?;
 
     if target.is_tree() {
         crate::ns::enter_private_namespace()?;
@@ -188,13 +208,14 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             reporter,
         )?;
         observed = observe(ask_apt)?;
-        plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+        plan = plan::make(profile, target, &observed, sources)?;
     }
     report_decisions(&plan, reporter);
     let unresolved = plan.unresolved();
     if !unresolved.is_empty() {
         return Err(Error::Unresolved { items: unresolved });
     }
+    refuse_foreign_bundle(&plan)?;
     // A bundle for the planned generation unpacks while the interpreter is
     // probed and the bundle's fields compared; if they differ, what it
     // unpacked is removed again (only when nothing else runs first).
@@ -221,7 +242,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     if !plan.apt.install.is_empty() {
         // apt may have upgraded the interpreter itself: plan the venv again.
         observed = observe(ask_apt)?;
-        plan = plan::make(profile, target, &observed, req.wheelhouse)?;
+        plan = plan::make(profile, target, &observed, sources)?;
     }
     let cert = req.cert.or(profile.index.cert.as_deref());
     let creds = crate::credentials::Credentials::from_profile(profile, &req.host_env)?;
@@ -290,7 +311,11 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 .iter()
                 .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
                 .map(|(_, v)| v.as_str());
+            let route = plan.venv.route.as_ref().ok_or_else(|| {
+                Error::Internal("a generation to build has no planned route".into())
+            })?;
             let build = crate::venv::Build {
+                route,
                 target,
                 base_env: &base_env,
                 profile,
@@ -313,8 +338,8 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                         inputs: &plan.venv.inputs,
                         os_id: &observed.os_release.id,
                         os_version_id: &observed.os_release.version_id,
-                        python_version: &probe.version,
-                        abi: &probe.soabi,
+                        python_version: Some(&probe.version),
+                        abi: Some(&probe.soabi),
                     };
                     let fields = crate::bundle::mismatches(header, &wanted);
                     if !fields.is_empty() {
@@ -431,7 +456,7 @@ pub fn bundle(
         });
     }
     let observed = plan::observe(profile, target, profile.python.asks_apt())?;
-    let plan = plan::make(profile, target, &observed, None)?;
+    let plan = plan::make(profile, target, &observed, plan::Sources::default())?;
     if plan.venv.fingerprint != m.venv.fingerprint {
         return Err(Error::usage(
             format!(

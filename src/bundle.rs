@@ -56,8 +56,9 @@ pub struct Wanted<'a> {
     pub inputs: &'a Inputs,
     pub os_id: &'a str,
     pub os_version_id: &'a str,
-    pub python_version: &'a str,
-    pub abi: &'a str,
+    /// Known once the interpreter is probed (None: not compared yet).
+    pub python_version: Option<&'a str>,
+    pub abi: Option<&'a str>,
 }
 
 /// Each field where the bundle differs from the target: (field, bundle's, target's).
@@ -84,12 +85,12 @@ pub fn mismatches(h: &Header, w: &Wanted) -> Vec<(String, String, String)> {
         format!("{} {}", h.os_id, h.os_version_id),
         format!("{} {}", w.os_id, w.os_version_id),
     );
-    cmp(
-        "python.version",
-        h.python_version.clone(),
-        w.python_version.to_string(),
-    );
-    cmp("python.abi", h.abi.clone(), w.abi.to_string());
+    if let Some(v) = w.python_version {
+        cmp("python.version", h.python_version.clone(), v.to_string());
+    }
+    if let Some(abi) = w.abi {
+        cmp("python.abi", h.abi.clone(), abi.to_string());
+    }
     cmp(
         "python.identity (size:mtime of the interpreter)",
         i.python_identity.clone(),
@@ -113,6 +114,73 @@ pub fn mismatches(h: &Header, w: &Wanted) -> Vec<(String, String, String)> {
     cmp("venv.pip", i.pip.to_string(), j.pip.to_string());
     cmp("generation", h.generation.clone(), w.generation.to_string());
     out
+}
+
+/// What the bundle `file` with `header` would do with `plan`, decided
+/// before anything changes: every field that can be known without probing
+/// the interpreter (release, paths, interpreter identity, lock, options,
+/// generation) is compared; the Python version and ABI are compared again
+/// once the interpreter is probed.
+pub fn verdict(
+    file: &Path,
+    header: &Header,
+    plan: &crate::plan::Plan,
+) -> crate::plan::BundleVerdict {
+    use crate::plan::{BundleDifference, BundleVerdict, VenvAction};
+    let VenvAction::Build { generation, .. } = &plan.venv.action else {
+        return BundleVerdict {
+            file: file.to_path_buf(),
+            stamps: false,
+            differs: Vec::new(),
+            note: format!(
+                "the venv needs no new generation ({}); the bundle is not used",
+                plan.venv.action.generation()
+            ),
+        };
+    };
+    let wanted = Wanted {
+        generation,
+        inputs: &plan.venv.inputs,
+        os_id: &plan.os.id,
+        os_version_id: &plan.os.version_id,
+        python_version: None,
+        abi: None,
+    };
+    let differs: Vec<BundleDifference> = mismatches(header, &wanted)
+        .into_iter()
+        .map(|(field, bundle, target)| BundleDifference {
+            field,
+            bundle,
+            target,
+        })
+        .collect();
+    BundleVerdict {
+        file: file.to_path_buf(),
+        stamps: differs.is_empty(),
+        note: if differs.is_empty() {
+            format!(
+                "stamps {generation}; Python {} ({}) is checked once the interpreter is probed",
+                header.python_version, header.abi
+            )
+        } else {
+            "built for another target: refused before anything changes".into()
+        },
+        differs,
+    }
+}
+
+impl crate::plan::BundleVerdict {
+    /// The refusal as an error (exit 2), when the bundle cannot stamp.
+    pub fn refusal(&self) -> Option<Error> {
+        (!self.differs.is_empty()).then(|| Error::BundleMismatch {
+            file: self.file.clone(),
+            fields: self
+                .differs
+                .iter()
+                .map(|d| (d.field.clone(), d.bundle.clone(), d.target.clone()))
+                .collect(),
+        })
+    }
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -627,8 +695,8 @@ mod tests {
             inputs: &same,
             os_id: "debian",
             os_version_id: "12",
-            python_version: "3.11.2",
-            abi: "cpython-311-x86_64-linux-gnu",
+            python_version: Some("3.11.2"),
+            abi: Some("cpython-311-x86_64-linux-gnu"),
         };
         assert!(mismatches(&h, &w).is_empty());
         let mut other = h.inputs.clone();

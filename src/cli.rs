@@ -93,6 +93,16 @@ pub enum Command {
         /// Plan the hand-over of the venv path from this profile, as `apply --take-over`.
         #[arg(long, value_name = "PROFILE")]
         take_over: Option<String>,
+        /// Judge this bundle as `apply --bundle` would: the plan says whether it stamps
+        /// the planned generation, and exits 2 naming each differing field when it cannot.
+        #[arg(long, value_name = "FILE", conflicts_with = "wheelhouse")]
+        bundle: Option<PathBuf>,
+        /// The CA bundle `apply --cert` would use (checked to exist).
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Plan around a directory at the venv path, as `apply --adopt`.
+        #[arg(long)]
+        adopt: bool,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },

@@ -110,22 +110,43 @@ pub fn run(cli: Cli) -> Result<()> {
             target,
             wheelhouse,
             take_over,
+            bundle,
+            cert,
+            adopt,
             format,
         } => {
             let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let absolute = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
+            let (wheelhouse, bundle) = (wheelhouse.map(absolute), bundle.map(absolute));
+            let cert = cert.map(absolute);
+            apply::check_sources(
+                wheelhouse.as_deref(),
+                cert.as_deref().or(profile.index.cert.as_deref()),
+            )?;
+            let header = bundle.as_deref().map(bundle::read_header).transpose()?;
             let mut observed = plan::observe(&profile, &target, true)?;
+            plan::adopt(&mut observed, adopt);
             plan::hand_over(&mut observed, take_over.as_deref(), &profile.venv.path)?;
-            let plan = plan::make(&profile, &target, &observed, wheelhouse.as_deref())?;
+            let sources = plan::Sources {
+                wheelhouse: wheelhouse.as_deref(),
+                bundle: bundle.as_deref(),
+            };
+            let mut plan = plan::make(&profile, &target, &observed, sources)?;
+            if let (Some(file), Some(header)) = (&bundle, &header) {
+                plan.bundle = Some(bundle::verdict(file, header, &plan));
+            }
             print_stdout(&match format {
                 PlanFormat::Text => plan.to_text(),
                 PlanFormat::Json => plan.to_json(),
             });
             let unresolved = plan.unresolved();
-            if unresolved.is_empty() {
-                Ok(())
-            } else {
-                Err(error::Error::Unresolved { items: unresolved })
+            if !unresolved.is_empty() {
+                return Err(error::Error::Unresolved { items: unresolved });
+            }
+            match plan.bundle.as_ref().and_then(|v| v.refusal()) {
+                Some(refused) => Err(refused),
+                None => Ok(()),
             }
         }
         Command::Map {

@@ -287,6 +287,14 @@ pub fn check_venv_resolves(profile: &Profile, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// `--adopt`: a directory (or foreign symlink) at the fixed path is planned
+/// around; apply moves it aside just before the switch, never deletes it.
+pub fn adopt(o: &mut Observed, adopt: bool) {
+    if adopt && o.link == Link::Foreign {
+        o.link = Link::Missing;
+    }
+}
+
 /// Whether another profile's ownership of the venv path is handed over:
 /// `--take-over OWNER` must name the owner it takes over from. With no
 /// owner (a re-run after the hand-over) the flag changes nothing.
@@ -334,6 +342,98 @@ pub struct Plan {
     pub system_pip: Vec<SystemPip>,
     pub wheelhouse: Option<PathBuf>,
     pub noop: bool,
+    /// What `apply --bundle FILE` would do with that bundle (plan and apply
+    /// decide it before anything changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleVerdict>,
+}
+
+/// How a new generation would be filled, decided before anything changes.
+/// The interpreter's probe can still send a build to pip (a non-CPython
+/// interpreter, an `ensurepip` without pip's wheel, no fitting wheel with
+/// `allow_sdist`); the log says so when it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub kind: RouteKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// Unpack a bundle (`apply --bundle`).
+    Stamp,
+    /// venvbake's installer, offline from the wheelhouse.
+    Native,
+    /// `pip download` of the lock's wheels from the index, then venvbake's installer.
+    Download,
+    /// pip installs.
+    Pip,
+}
+
+/// A bundle offered to this target: whether it stamps the planned
+/// generation, and each field where it differs (bundle's, target's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleVerdict {
+    pub file: PathBuf,
+    pub stamps: bool,
+    pub differs: Vec<BundleDifference>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleDifference {
+    pub field: String,
+    pub bundle: String,
+    pub target: String,
+}
+
+/// The route of a generation built from `profile` with these sources.
+pub fn route(
+    profile: &Profile,
+    decisions: &[Decision],
+    wheelhouse: Option<&Path>,
+    bundle: bool,
+) -> Route {
+    let r = |kind, reason: &str| Route {
+        kind,
+        reason: reason.to_string(),
+    };
+    if bundle {
+        return r(RouteKind::Stamp, "`--bundle`: unpacked, then checked");
+    }
+    if profile.venv.installer == crate::profile::Installer::Pip {
+        return r(RouteKind::Pip, "`[venv] installer = \"pip\"`");
+    }
+    let unpinned = profile
+        .requirements
+        .items
+        .iter()
+        .zip(decisions)
+        .find(|(req, d)| d.decision == Choice::Venv && req.version.is_none());
+    if let Some((req, _)) = unpinned {
+        return Route {
+            kind: RouteKind::Pip,
+            reason: format!(
+                "`{}` is not pinned, and only pip resolves versions",
+                req.text
+            ),
+        };
+    }
+    match wheelhouse {
+        Some(_) => r(
+            RouteKind::Native,
+            "venvbake's installer, offline from the wheelhouse",
+        ),
+        None if profile.venv.allow_sdist => r(
+            RouteKind::Pip,
+            "files come from an index and `allow_sdist` lets pip build source distributions",
+        ),
+        None => r(
+            RouteKind::Download,
+            "pip downloads the lock's wheels from the index, venvbake's installer installs them",
+        ),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -357,6 +457,9 @@ pub struct VenvPlan {
     pub pip_lines: Vec<String>,
     pub inputs: Inputs,
     pub action: VenvAction,
+    /// How a generation to build would be filled (only when one is built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
     /// Generation directories to remove afterwards (incomplete leftovers, beyond `keep_generations`).
     pub remove: Vec<String>,
 }
@@ -438,13 +541,22 @@ pub struct SystemPip {
     pub reason: String,
 }
 
+/// Where a new generation's files would come from (`--wheelhouse`,
+/// `--bundle`; neither: the profile's index).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    pub wheelhouse: Option<&'a Path>,
+    pub bundle: Option<&'a Path>,
+}
+
 /// The pure planning step.
 pub fn make(
     profile: &Profile,
     target: &Target,
     obs: &Observed,
-    wheelhouse: Option<&Path>,
+    sources: Sources<'_>,
 ) -> Result<Plan> {
+    let wheelhouse = sources.wheelhouse;
     if obs.link == Link::Foreign {
         return Err(Error::Occupied {
             path: profile.venv.path.clone(),
@@ -679,6 +791,8 @@ pub fn make(
         requirements: pip_lines.len(),
         pip_lines,
         inputs,
+        route: matches!(action, VenvAction::Build { .. })
+            .then(|| route(profile, &decisions, wheelhouse, sources.bundle.is_some())),
         action,
         remove,
     };
@@ -706,6 +820,7 @@ pub fn make(
         decisions,
         system_pip,
         wheelhouse: wheelhouse.map(Path::to_path_buf),
+        bundle: None,
         noop,
     })
 }
@@ -924,6 +1039,25 @@ impl Plan {
                 );
             }
         }
+        if let Some(r) = &self.venv.route {
+            let kind = match r.kind {
+                RouteKind::Stamp => "stamp",
+                RouteKind::Native => "native",
+                RouteKind::Download => "download",
+                RouteKind::Pip => "pip",
+            };
+            let _ = writeln!(o, "          route: {kind} ({})", r.reason);
+        }
+        if let Some(b) = &self.bundle {
+            let _ = writeln!(o, "bundle    {}: {}", b.file.display(), b.note);
+            for d in &b.differs {
+                let _ = writeln!(
+                    o,
+                    "            {}: bundle `{}`, this target `{}`",
+                    d.field, d.bundle, d.target
+                );
+            }
+        }
         if !self.venv.remove.is_empty() {
             let _ = writeln!(o, "          remove {}", self.venv.remove.join(", "));
         }
@@ -1049,7 +1183,7 @@ mod tests {
     fn fresh_target_installs_and_builds() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let plan = make(&p, &root(), &observed(&[]), None).unwrap();
+        let plan = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
         let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["python3.11-venv", "git"]);
         assert!(!plan.apt.update);
@@ -1066,7 +1200,7 @@ mod tests {
         let p = profile(dir.path());
         let mut obs = observed(&[("python3.11-venv", "3.11.2-6"), ("git", "1:2.39.5-0")]);
         obs.apt_lists = false;
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         assert!(plan.apt.install.is_empty());
         assert!(!plan.apt.update, "no update when nothing is missing");
         assert_eq!(plan.apt.present.len(), 2);
@@ -1076,7 +1210,7 @@ mod tests {
     fn matching_active_generation_is_kept_and_gc_respects_keep() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let fp = make(&p, &root(), &observed(&[]), None)
+        let fp = make(&p, &root(), &observed(&[]), Sources::default())
             .unwrap()
             .venv
             .fingerprint;
@@ -1092,7 +1226,7 @@ mod tests {
             record("g4-00000000", &fp),
         ];
         obs.link = Link::Generation("g4-00000000".into());
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         assert_eq!(
             plan.venv.action,
             VenvAction::Keep {
@@ -1110,7 +1244,7 @@ mod tests {
         let mut obs = observed(&[]);
         obs.generations = vec![record("g7-00000000", "other")];
         obs.link = Link::Generation("g7-00000000".into());
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         match plan.venv.action {
             VenvAction::Build { generation, .. } => assert!(generation.starts_with("g8-")),
             other => panic!("{other:?}"),
@@ -1125,14 +1259,14 @@ mod tests {
     fn a_complete_inactive_match_is_switched_to() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let fp = make(&p, &root(), &observed(&[]), None)
+        let fp = make(&p, &root(), &observed(&[]), Sources::default())
             .unwrap()
             .venv
             .fingerprint;
         let mut obs = observed(&[]);
         obs.generations = vec![record("g1-00000000", "x"), record("g2-00000000", &fp)];
         obs.link = Link::Generation("g1-00000000".into());
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         assert_eq!(
             plan.venv.action,
             VenvAction::Switch {
@@ -1149,7 +1283,7 @@ mod tests {
         // g1 is active (switched back to); g2 is newer but was not active.
         obs.generations = vec![record("g1-00000000", "a"), record("g2-00000000", "b")];
         obs.link = Link::Generation("g1-00000000".into());
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         assert!(
             matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g3-"))
         );
@@ -1163,7 +1297,7 @@ mod tests {
         let mut obs = observed(&[]);
         obs.link = Link::Foreign;
         assert!(matches!(
-            make(&p, &root(), &obs, None),
+            make(&p, &root(), &obs, Sources::default()),
             Err(Error::Occupied { .. })
         ));
     }
@@ -1172,13 +1306,16 @@ mod tests {
     fn interpreter_identity_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let a = make(&p, &root(), &observed(&[]), None)
+        let a = make(&p, &root(), &observed(&[]), Sources::default())
             .unwrap()
             .venv
             .fingerprint;
         let mut obs = observed(&[]);
         obs.interpreter.identity = "9:9:9".into();
-        let b = make(&p, &root(), &obs, None).unwrap().venv.fingerprint;
+        let b = make(&p, &root(), &obs, Sources::default())
+            .unwrap()
+            .venv
+            .fingerprint;
         assert_ne!(a, b);
     }
 
@@ -1186,22 +1323,62 @@ mod tests {
     fn pip_in_the_venv_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = profile(dir.path());
-        let without = make(&p, &root(), &observed(&[]), None).unwrap().venv;
+        let without = make(&p, &root(), &observed(&[]), Sources::default())
+            .unwrap()
+            .venv;
         p.venv.pip = true;
-        let with = make(&p, &root(), &observed(&[]), None).unwrap().venv;
+        let with = make(&p, &root(), &observed(&[]), Sources::default())
+            .unwrap()
+            .venv;
         assert!(!without.inputs.pip && with.inputs.pip);
         assert_ne!(without.fingerprint, with.fingerprint);
+    }
+
+    #[test]
+    fn the_plan_names_the_route_of_a_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = profile(dir.path());
+        let kind = |p: &Profile, sources: Sources| {
+            make(p, &root(), &observed(&[]), sources)
+                .unwrap()
+                .venv
+                .route
+                .map(|r| r.kind)
+        };
+        let wh = Path::new("/wheels");
+        let with_wheelhouse = Sources {
+            wheelhouse: Some(wh),
+            bundle: None,
+        };
+        assert_eq!(kind(&p, with_wheelhouse), Some(RouteKind::Native));
+        assert_eq!(kind(&p, Sources::default()), Some(RouteKind::Download));
+        let stamp = Sources {
+            wheelhouse: None,
+            bundle: Some(Path::new("/b.bundle")),
+        };
+        assert_eq!(kind(&p, stamp), Some(RouteKind::Stamp));
+        p.venv.allow_sdist = true;
+        assert_eq!(kind(&p, Sources::default()), Some(RouteKind::Pip));
+        p.venv.installer = crate::profile::Installer::Pip;
+        assert_eq!(kind(&p, with_wheelhouse), Some(RouteKind::Pip));
+        let text = make(&p, &root(), &observed(&[]), with_wheelhouse)
+            .unwrap()
+            .to_text();
+        assert!(
+            text.contains("route: pip (`[venv] installer = \"pip\"`)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn an_import_check_skip_changes_the_fingerprint_and_is_shown() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = profile(dir.path());
-        let plain = make(&p, &root(), &observed(&[]), None).unwrap();
+        let plain = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
         assert!(!plain.to_text().contains("import check skips"));
         assert!(!plain.to_json().contains("import_check_skip"));
         p.venv.import_check_skip = vec!["six".into()];
-        let skipping = make(&p, &root(), &observed(&[]), None).unwrap();
+        let skipping = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
         assert_ne!(plain.venv.fingerprint, skipping.venv.fingerprint);
         assert!(
             skipping.to_text().contains("import check skips six"),
@@ -1261,7 +1438,7 @@ mod tests {
             })
             .collect();
         obs.os = Some(lookups);
-        let plan = make(&p, &root(), &obs, None).unwrap();
+        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
         let choices: Vec<Choice> = plan.decisions.iter().map(|d| d.decision).collect();
         // six is pinned to 1.16.0 and Debian has 1.16.0: apt serves it too.
         assert_eq!(choices, [Choice::Apt, Choice::Apt]);

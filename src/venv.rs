@@ -181,6 +181,8 @@ pub fn probe(
 
 /// What building a generation needs.
 pub struct Build<'a> {
+    /// How the plan says the generation is filled.
+    pub route: &'a crate::plan::Route,
     pub target: &'a Target,
     pub base_env: &'a [(String, String)],
     pub profile: &'a Profile,
@@ -544,38 +546,32 @@ enum Route {
 /// the wheelhouse, or downloaded from the index first; pip when the profile
 /// asks for it, or for a source distribution that `allow_sdist` permits.
 fn choose_way(b: &Build) -> Result<Route> {
-    if b.profile.venv.installer == crate::profile::Installer::Pip {
-        return Ok(Route::Install(Way::Pip(
-            "`[venv] installer = \"pip\"`".into(),
-        )));
+    use crate::plan::RouteKind;
+    // What only the probe can tell, first; then the plan's route.
+    if b.route.kind != RouteKind::Pip {
+        if b.probe.interp().is_none() {
+            return Ok(Route::Install(Way::Pip(
+                "the native installer serves CPython on glibc Linux".into(),
+            )));
+        }
+        if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
+            return Ok(Route::Install(Way::Pip(
+                "the interpreter's ensurepip wheels were not found".into(),
+            )));
+        }
     }
-    if b.probe.interp().is_none() {
-        return Ok(Route::Install(Way::Pip(
-            "the native installer serves CPython on glibc Linux".into(),
-        )));
-    }
-    if b.profile.venv.pip && b.probe.ensurepip_wheels.is_empty() {
-        return Ok(Route::Install(Way::Pip(
-            "the interpreter's ensurepip wheels were not found".into(),
-        )));
-    }
-    if let Some(r) = venv_requirements(b).iter().find(|r| r.version.is_none()) {
-        return Ok(Route::Install(Way::Pip(format!(
-            "`{}` is not pinned, and only pip resolves versions",
-            r.text
-        ))));
-    }
-    match b.wheelhouse {
-        Some(wheelhouse) => native_from(b, wheelhouse, true).map(Route::Install),
-        None if b.profile.venv.allow_sdist => Ok(Route::Install(Way::Pip(
-            "files come from an index and `allow_sdist` lets pip build source distributions".into(),
-        ))),
-        None => Ok(match pip_wheel(b.probe) {
+    match (b.route.kind, b.wheelhouse) {
+        (RouteKind::Pip, _) => Ok(Route::Install(Way::Pip(b.route.reason.clone()))),
+        (RouteKind::Native, Some(wheelhouse)) => native_from(b, wheelhouse, true).map(Route::Install),
+        (RouteKind::Download, None) => Ok(match pip_wheel(b.probe) {
             Some(pip) => Route::Download(pip),
             None => Route::Install(Way::Pip(
                 "files come from an index, and the interpreter's ensurepip has no pip wheel to download them with".into(),
             )),
         }),
+        (kind, _) => Err(Error::Internal(format!(
+            "the planned route `{kind:?}` does not fit this build"
+        ))),
     }
 }
 

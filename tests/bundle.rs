@@ -100,8 +100,60 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
     // Another release: refused with the differing fields, nothing built.
     let (p, b) = (profile.clone(), bundle.clone());
     with_tree("trixie", move |tree| {
+        // Decided before anything changes: by plan, and by apply before apt
+        // (a fresh trixie tree needs python3.13-venv, which must not come).
+        let dpkg_status = std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap();
+        let plan = venvbake(
+            &[
+                "plan",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--bundle",
+                b.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+        assert!(
+            plan.stdout
+                .contains("built for another target: refused before anything changes")
+                && plan
+                    .stdout
+                    .contains("os: bundle `debian 12`, this target `debian 13`"),
+            "{}",
+            plan.stdout
+        );
+        assert!(
+            plan.stderr.contains("was built for another target"),
+            "{}",
+            plan.stderr
+        );
+        let json = venvbake(
+            &[
+                "plan",
+                p.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--bundle",
+                b.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[],
+        );
+        let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(json["bundle"]["stamps"], false);
+        assert_eq!(json["venv"]["route"]["kind"], "stamp");
+        assert_eq!(json["apt"]["install"][0]["name"], "python3.13-venv");
         let run = stamp(tree, &p, &b);
         assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(!run.stderr.contains("venvbake: apt:"), "{}", run.stderr);
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
+            dpkg_status,
+            "apt ran before the bundle was refused"
+        );
         assert!(
             run.stderr.contains("was built for another target"),
             "{}",
@@ -113,7 +165,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
             "{}",
             run.stderr
         );
-        assert!(run.stderr.contains("python.version"), "{}", run.stderr);
+        assert!(run.stderr.contains("python.identity"), "{}", run.stderr);
         assert!(
             run.stderr.contains("hint: a bundle stamps images"),
             "{}",

@@ -277,6 +277,15 @@ fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
         // A first build refused for a missing wheel leaves nothing of venvbake.
         let wh = dir.path().join("wheels");
         copy_wheels(&wheelhouse(), &wh, |f| !f.starts_with("six-"));
+        let planned = json_of(&[
+            "plan",
+            p.to_str().unwrap(),
+            "--root",
+            tree.root.to_str().unwrap(),
+            "--wheelhouse",
+            wh.to_str().unwrap(),
+        ]);
+        assert_eq!(planned["venv"]["route"]["kind"], "native", "{planned}");
         let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
         assert_eq!(run.code, 6, "{}", run.stderr);
         assert!(
