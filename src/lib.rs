@@ -25,6 +25,7 @@ pub mod fsutil;
 pub mod imports;
 pub mod install;
 pub mod inventory;
+pub mod layout;
 pub mod lifecycle;
 pub mod locks;
 pub mod manifest;

@@ -149,17 +149,20 @@ struct Component {
 
 fn components(target: &Target, m: &Manifest) -> Vec<Component> {
     let gen_host = target.host_path(&m.venv.generation_path);
-    let site = std::fs::read_dir(gen_host.join("lib"))
-        .ok()
-        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path().join("site-packages"))))
-        .unwrap_or_default();
+    let site = crate::layout::find_venv_site(&gen_host).unwrap_or_default();
     let mut lic = licenses(&site);
-    lic.extend(
-        licenses(&target.host_path(Path::new("/usr/lib/python3/dist-packages")))
-            .into_iter()
-            .filter(|(k, _)| !lic.contains_key(k))
-            .collect::<Vec<_>>(),
-    );
+    let minor = m
+        .python
+        .version
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".");
+    for dir in crate::layout::system_site_dirs(Some(&minor)) {
+        for (k, v) in licenses(&target.host_path(&dir)) {
+            lic.entry(k).or_insert(v);
+        }
+    }
     let arch = dpkg_arch(target);
     let mut out = Vec::new();
     for d in &m.distributions {

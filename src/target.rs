@@ -199,13 +199,9 @@ impl Target {
     /// Distributions the system interpreter sees (Debian's dist-packages
     /// directories), as normalised name -> version.
     pub fn system_dists(&self, interp: &Interpreter) -> BTreeMap<String, String> {
-        let mut dirs = vec!["/usr/lib/python3/dist-packages".to_string()];
-        if let Some(m) = &interp.minor {
-            dirs.push(format!("/usr/local/lib/python{m}/dist-packages"));
-        }
         let mut out = BTreeMap::new();
-        for d in dirs {
-            for (name, info) in crate::dists::scan(&self.host_path(Path::new(&d))) {
+        for d in crate::layout::system_site_dirs(interp.minor.as_deref()) {
+            for (name, info) in crate::dists::scan(&self.host_path(&d)) {
                 out.insert(name.to_string(), info.version);
             }
         }

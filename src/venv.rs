@@ -766,7 +766,7 @@ fn runnable_pip(
     let job = crate::install::Job {
         layout: crate::wheel::Layout {
             prefix: host.clone(),
-            site: native_site(&host, major, minor),
+            site: crate::layout::venv_site(&host, major, minor),
             python: target.join("bin/python").display().to_string(),
             major,
             minor,
@@ -793,7 +793,10 @@ fn runnable_pip(
     match crate::install::install(&job, &[wheel], &Quiet) {
         Ok((_, stats)) => {
             reporter.info(&format!("pip for the download: {}", stats.summary()));
-            Ok((native_site(&target, major, minor).join("pip"), Some(host)))
+            Ok((
+                crate::layout::venv_site(&target, major, minor).join("pip"),
+                Some(host),
+            ))
         }
         // Only a speed-up: pip still runs from its wheel, as it did before.
         Err(e) => {
@@ -846,7 +849,7 @@ fn install_native(
         if locked < chosen.len() { " with pip" } else { "" }
     ));
     let (major, minor) = native_version(b);
-    let site = native_site(host_gen, major, minor);
+    let site = crate::layout::venv_site(host_gen, major, minor);
     let job = crate::install::Job {
         layout: crate::wheel::Layout {
             prefix: host_gen.to_path_buf(),
@@ -1209,12 +1212,6 @@ fn native_version(b: &Build) -> (u32, u32) {
         .unwrap_or((3, 0))
 }
 
-/// `lib/pythonX.Y/site-packages` of a CPython venv (what `python -m venv`
-/// makes) under `root`, a host or a target path.
-fn native_site(root: &Path, major: u32, minor: u32) -> PathBuf {
-    root.join(format!("lib/python{major}.{minor}/site-packages"))
-}
-
 fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<GenerationRecord> {
     let chroot = b.target.chroot();
     let spec = &b.profile.venv;
@@ -1249,13 +1246,13 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             // what is missing, and would trip over one made meanwhile.
             let (major, minor) = native_version(b);
             crate::fsutil::create_dirs(&host_gen.join("bin"))?;
-            crate::fsutil::create_dirs(&native_site(host_gen, major, minor))?;
+            crate::fsutil::create_dirs(&crate::layout::venv_site(host_gen, major, minor))?;
             let interpreter = crate::install::Gate::default();
             // The import check starts on what is compiled while the rest compiles.
             let check = crate::imports::Check::new(venv_python(b), Some(&interpreter));
             let watch = ImportAsCompiled {
                 b,
-                site: native_site(host_gen, major, minor),
+                site: crate::layout::venv_site(host_gen, major, minor),
                 chosen,
                 check: &check,
             };
@@ -1378,30 +1375,20 @@ fn system_dists(b: &Build) -> BTreeMap<PackageName, crate::dists::DistInfo> {
         .unwrap_or_default();
     let mut out = BTreeMap::new();
     // Later directories come first on sys.path, so they win: read them last.
-    for dir in [
-        "/usr/lib/python3/dist-packages".to_string(),
-        format!("/usr/lib/python{minor}/dist-packages"),
-        format!("/usr/local/lib/python{minor}/dist-packages"),
-    ] {
-        out.extend(crate::dists::scan(&b.target.host_path(Path::new(&dir))));
+    for dir in crate::layout::system_site_dirs(Some(&minor)) {
+        out.extend(crate::dists::scan(&b.target.host_path(&dir)));
     }
     out
 }
 
 /// `<gen>/lib/python3.X/site-packages` on the host side.
 fn site_packages(host_gen: &Path) -> Result<PathBuf> {
-    let lib = host_gen.join("lib");
-    let entries = std::fs::read_dir(&lib).map_err(|e| Error::io("read", &lib, e))?;
-    for e in entries.flatten() {
-        let p = e.path().join("site-packages");
-        if e.file_name().to_string_lossy().starts_with("python") && p.is_dir() {
-            return Ok(p);
-        }
-    }
-    Err(Error::Internal(format!(
-        "no site-packages under `{}`",
-        lib.display()
-    )))
+    crate::layout::find_venv_site(host_gen).ok_or_else(|| {
+        Error::Internal(format!(
+            "no site-packages under `{}`",
+            host_gen.join("lib").display()
+        ))
+    })
 }
 
 /// pip's `--report`: normalised name -> sha256 of the file it installed.

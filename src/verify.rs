@@ -273,7 +273,7 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 /// Check every dist-info's RECORD under the generation; returns (files, bytes).
 fn check_records(gen_host: &Path, out: &mut Vec<Drift>) -> (usize, u64) {
-    let Some(site) = site_packages(gen_host) else {
+    let Some(site) = crate::layout::find_venv_site(gen_host) else {
         out.push(drift(
             "generation",
             gen_host.display().to_string(),
@@ -387,14 +387,6 @@ fn check_files(jobs: &[(PathBuf, String, RecordEntry)]) -> (Vec<Drift>, usize, u
         }
     }
     (out, files, bytes)
-}
-
-fn site_packages(gen_host: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(gen_host.join("lib"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("site-packages"))
-        .find(|p| p.is_dir())
 }
 
 /// Lexical normalisation (RECORD paths may climb out with `..`).
