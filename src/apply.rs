@@ -816,6 +816,65 @@ mod tests {
         );
     }
 
+    /// The manifest as written for a generation (the schema's fields, in
+    /// order; the README documents them).
+    #[test]
+    fn manifest_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lock.txt"),
+            "six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n",
+        )
+        .unwrap();
+        let text = "schema_version = 1\nname = \"ansible\"\ndescription = \"d\"\n[venv]\npath = \"/opt/venvs/ansible\"\nrequirements = \"lock.txt\"\nimport_check_skip = [\"six\"]\n";
+        let profile =
+            crate::profile::parse(&dir.path().join("ansible.toml"), text, dir.path()).unwrap();
+        let record = GenerationRecord {
+            schema_version: 1,
+            generation: "g1-6088c11d".into(),
+            fingerprint: "6088c11d".into(),
+            python: crate::manifest::PythonInfo {
+                base: "/usr/bin/python3".into(),
+                version: "3.11.2".into(),
+                abi: "cpython-311-x86_64-linux-gnu".into(),
+            },
+            externally_managed: true,
+            distributions: vec![Distribution {
+                name: "six".into(),
+                version: "1.17.0".into(),
+                source: "venv".into(),
+                sha256: Some("4721f391".into()),
+                requirement: true,
+                package: None,
+            }],
+            built_at: "2026-12-02T00:00:00Z".into(),
+            system_site_packages: false,
+            decisions: vec![],
+            tree_sha256: Some("5f0c".into()),
+            import_check_skip: vec!["six".into()],
+        };
+        let os = crate::target::OsRelease::parse(
+            "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+        );
+        let installed = [(
+            "python3.11-venv".to_string(),
+            "3.11.2-6+deb12u8".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let m = manifest_for(
+            &profile,
+            &record,
+            &plan::generations_dir(&profile.venv.path),
+            &[("python3.11-venv".into(), "venv-module".into())],
+            vec![],
+            &os,
+            &installed,
+            &Default::default(),
+        );
+        insta::assert_snapshot!("manifest", m.to_json());
+    }
+
     #[test]
     fn a_hand_over_drops_the_old_owners_entry_and_manifest_link() {
         let root = tempfile::tempdir().unwrap();

@@ -93,7 +93,7 @@ pub enum Error {
     },
     #[error("another venvbake run holds `{}` and did not finish within {timeout_s} s", path.display())]
     Busy { path: PathBuf, timeout_s: u64 },
-    #[error("the new generation `{generation}` failed its checks:\n{}", failures.join("\n"))]
+    #[error("the new generation `{generation}` failed its checks:\n  {}", failures.join("\n  "))]
     CheckFailed {
         generation: String,
         failures: Vec<String>,
@@ -211,10 +211,15 @@ impl Error {
         }
         let mut out = format!("error: {self}");
         let mut source = std::error::Error::source(self);
-        // The transparent wrappers already print their inner message.
+        // The transparent wrappers already print their inner message, and
+        // an I/O error's message ends with its cause.
         if matches!(
             self,
-            Error::Profile(_) | Error::Requirements(_) | Error::Target(_) | Error::Install { .. }
+            Error::Profile(_)
+                | Error::Requirements(_)
+                | Error::Target(_)
+                | Error::Install { .. }
+                | Error::Io { .. }
         ) {
             source = source.and_then(std::error::Error::source);
         }
@@ -377,6 +382,13 @@ mod tests {
             assert!(hint.trim().len() > 5, "an empty hint in:\n{text}");
             assert!(text.starts_with("error: "), "{text}");
         }
+    }
+
+    /// How every error reads in a Packer log (a snapshot per variant).
+    #[test]
+    fn error_renderings_snapshot() {
+        let all: Vec<String> = every_variant().iter().map(Error::render).collect();
+        insta::assert_snapshot!("error_renderings", all.join("\n\n"));
     }
 
     #[test]

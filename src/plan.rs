@@ -1334,6 +1334,22 @@ mod tests {
         assert_ne!(without.fingerprint, with.fingerprint);
     }
 
+    /// The plan as `venvbake plan` prints it, text and JSON (snapshots:
+    /// a change to either shows up in review; the JSON's fields are stable).
+    #[test]
+    fn plan_text_and_json_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(dir.path());
+        let obs = observed(&[("python3.11-venv", "3.11.2-6+deb12u8")]);
+        let sources = Sources {
+            wheelhouse: Some(Path::new("/srv/wheels")),
+            bundle: None,
+        };
+        let plan = make(&p, &root(), &obs, sources).unwrap();
+        insta::assert_snapshot!("plan_text", plan.to_text());
+        insta::assert_snapshot!("plan_json", plan.to_json());
+    }
+
     #[test]
     fn the_plan_names_the_route_of_a_build() {
         let dir = tempfile::tempdir().unwrap();

@@ -240,3 +240,20 @@ fn shipped_profile_plans_against_the_example_lock() {
     );
     assert_eq!(run.code, 3, "{}", run.stderr);
 }
+
+/// What `--help` says, for the commands people read it for (snapshots).
+#[test]
+fn help_snapshots() {
+    for args in [
+        &["--help"][..],
+        &["apply", "--help"],
+        &["plan", "--help"],
+        &["verify", "--help"],
+    ] {
+        let run = venvbake(args, &[("COLUMNS", "100")]).ok();
+        insta::assert_snapshot!(
+            format!("help_{}", args[0].trim_start_matches('-')),
+            run.stdout
+        );
+    }
+}
