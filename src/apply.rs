@@ -30,24 +30,6 @@ pub struct Outcome {
     pub generation: String,
 }
 
-/// The sources a command line names must exist: a wheelhouse folder, a CA
-/// bundle file (`--cert`, else `[index] cert`).
-pub fn check_sources(wheelhouse: Option<&Path>, cert: Option<&Path>) -> Result<()> {
-    if let Some(w) = wheelhouse.filter(|w| !w.is_dir()) {
-        return Err(Error::usage(
-            format!("the wheelhouse `{}` is not a directory", w.display()),
-            "give `--wheelhouse` the folder `venvbake fetch` filled",
-        ));
-    }
-    if let Some(c) = cert.filter(|c| !c.is_file()) {
-        return Err(Error::usage(
-            format!("the CA bundle `{}` is not a file", c.display()),
-            "give `--cert` or `[index] cert` a PEM file of the CA certificates to trust",
-        ));
-    }
-    Ok(())
-}
-
 /// The venv lock of the profile's venv path (see [`crate::locks`]), taken
 /// once the target is known to be one venvbake serves.
 pub fn lock_venv(
@@ -70,14 +52,12 @@ pub fn lock_venv(
 pub struct Request<'a> {
     pub profile: &'a Profile,
     pub target: &'a Target,
-    pub wheelhouse: Option<&'a Path>,
-    /// A CA bundle for the index (overrides `[index] cert`).
-    pub cert: Option<&'a Path>,
+    /// Where the files come from (`--wheelhouse`, `--bundle`) and the
+    /// index's CA bundle, resolved once.
+    pub sources: &'a crate::settings::Sources,
     pub cloud_init_wait: crate::cloudinit::Wait,
     /// Move a directory that is not venvbake's out of the fixed path's way.
     pub adopt: bool,
-    /// Stamp the generation from this bundle instead of building it.
-    pub bundle: Option<&'a Path>,
     /// Hand the venv path over from this profile (`--take-over`).
     pub take_over: Option<&'a str>,
     /// The host environment; only proxy variables and `SOURCE_DATE_EPOCH` are used.
@@ -126,10 +106,8 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         }
         Ok(o)
     };
-    let sources = plan::Sources {
-        wheelhouse: req.wheelhouse,
-        bundle: req.bundle,
-    };
+    let sources = req.sources.for_plan();
+    let wheelhouse = req.sources.wheelhouse.as_deref();
     let mut observed = observe(ask_apt)?;
     let mut plan = plan::make(profile, target, &observed, sources)?;
     let interpreter = profile.venv.path.join("bin/python");
@@ -153,7 +131,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     // A bundle that cannot be read, or was built for another target, is
     // refused before anything changes (when apt must first update its
     // lists, the plan may still change: checked again after the update).
-    let bundle = match req.bundle {
+    let bundle = match req.sources.bundle.as_deref() {
         Some(file) => Some((file, crate::bundle::read_header(file)?)),
         None => None,
     };
@@ -170,7 +148,6 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     if final_plan {
         refuse_foreign_bundle(&plan)?;
     }
-    check_sources(req.wheelhouse, req.cert.or(profile.index.cert.as_deref()))?;
 
     if target.is_tree() {
         crate::ns::enter_private_namespace()?;
@@ -182,7 +159,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let base_env = crate::exec::base_env(&req.host_env);
     // The interpreter's pip wheel: for pip in the venv, and to download
     // from an index (looking it up costs the probe an import).
-    let pip_wheels = profile.venv.pip || (req.wheelhouse.is_none() && bundle.is_none());
+    let pip_wheels = profile.venv.pip || (wheelhouse.is_none() && bundle.is_none());
     // With no apt work planned, the interpreter is probed while the rest is
     // planned; apt work may upgrade the interpreter, so then it is probed
     // after apt.
@@ -244,7 +221,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         observed = observe(ask_apt)?;
         plan = plan::make(profile, target, &observed, sources)?;
     }
-    let cert = req.cert.or(profile.index.cert.as_deref());
+    let cert = req.sources.cert.as_deref();
     let creds = crate::credentials::Credentials::from_profile(profile, &req.host_env)?;
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
@@ -296,7 +273,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 profile,
                 entries: &pending,
                 staging: gens_dir,
-                wheelhouse: req.wheelhouse,
+                wheelhouse,
                 cert,
                 creds: &creds,
             },
@@ -323,7 +300,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
                 gen_path: gens_dir.join(generation),
                 gen_name: generation.clone(),
                 fingerprint: plan.venv.fingerprint.clone(),
-                wheelhouse: req.wheelhouse,
+                wheelhouse,
                 cert,
                 built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
                 system_site_packages: plan.venv.system_site_packages,

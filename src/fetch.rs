@@ -141,7 +141,7 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
     let creds = crate::credentials::Credentials::from_profile(r.profile, r.host_env)?;
     let mut cmd = download_cmd(&base, &req_file, r.dest, &target);
     cmd = creds.apply_to(cmd, &r.profile.index);
-    if let Some(c) = r.cert.or(r.profile.index.cert.as_deref()) {
+    if let Some(c) = crate::settings::cert_for(r.profile, r.cert.map(Path::to_path_buf)) {
         cmd = cmd.arg("--cert").arg(c.display().to_string());
     }
     reporter.step(format!(

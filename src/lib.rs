@@ -36,6 +36,7 @@ pub mod profile;
 pub mod report;
 pub mod requirements;
 pub mod sbom;
+pub mod settings;
 pub mod tags;
 pub mod target;
 pub mod venv;
@@ -66,17 +67,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut reporter = Reporter::new(progress);
             let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
-            let wheelhouse = wheelhouse.map(|w| std::path::absolute(&w).unwrap_or(w));
-            let cert = cert.map(|c| std::path::absolute(&c).unwrap_or(c));
-            let bundle = bundle.map(|b| std::path::absolute(&b).unwrap_or(b));
+            let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
             let request = apply::Request {
                 profile: &profile,
                 target: &target,
-                wheelhouse: wheelhouse.as_deref(),
-                cert: cert.as_deref(),
+                sources: &sources,
                 cloud_init_wait,
                 adopt,
-                bundle: bundle.as_deref(),
                 take_over: take_over.as_deref(),
                 host_env: std::env::vars().collect(),
             };
@@ -118,23 +115,17 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
-            let absolute = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
-            let (wheelhouse, bundle) = (wheelhouse.map(absolute), bundle.map(absolute));
-            let cert = cert.map(absolute);
-            apply::check_sources(
-                wheelhouse.as_deref(),
-                cert.as_deref().or(profile.index.cert.as_deref()),
-            )?;
-            let header = bundle.as_deref().map(bundle::read_header).transpose()?;
+            let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
+            let header = sources
+                .bundle
+                .as_deref()
+                .map(bundle::read_header)
+                .transpose()?;
             let mut observed = plan::observe(&profile, &target, true)?;
             plan::adopt(&mut observed, adopt);
             plan::hand_over(&mut observed, take_over.as_deref(), &profile.venv.path)?;
-            let sources = plan::Sources {
-                wheelhouse: wheelhouse.as_deref(),
-                bundle: bundle.as_deref(),
-            };
-            let mut plan = plan::make(&profile, &target, &observed, sources)?;
-            if let (Some(file), Some(header)) = (&bundle, &header) {
+            let mut plan = plan::make(&profile, &target, &observed, sources.for_plan())?;
+            if let (Some(file), Some(header)) = (&sources.bundle, &header) {
                 plan.bundle = Some(bundle::verdict(file, header, &plan));
             }
             print_stdout(&match format {
