@@ -33,6 +33,7 @@ pub mod mapping;
 pub mod ns;
 pub mod plan;
 pub mod profile;
+pub mod record;
 pub mod report;
 pub mod requirements;
 pub mod sbom;

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::exec::{self, Cmd};
 use crate::manifest::Manifest;
 use crate::plan::generations_dir;
+use crate::record::{parse_record, RecordEntry};
 use crate::target::Target;
 
 /// One way the target differs from its manifest.
@@ -222,56 +223,6 @@ pub fn verify(target: &Target, m: &Manifest) -> Result<Report> {
     })
 }
 
-/// One RECORD line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordEntry {
-    pub path: String,
-    /// URL-safe base64 sha256, when RECORD gives one.
-    pub sha256: Option<String>,
-    pub size: Option<u64>,
-}
-
-/// Parse a RECORD file (CSV: path, `sha256=<urlsafe b64>`, size).
-pub fn parse_record(text: &str) -> Vec<RecordEntry> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let fields = csv_fields(l);
-            let get = |i: usize| fields.get(i).map(String::as_str).unwrap_or("");
-            RecordEntry {
-                path: get(0).to_string(),
-                sha256: get(1).strip_prefix("sha256=").map(str::to_string),
-                size: get(2).parse().ok(),
-            }
-        })
-        .collect()
-}
-
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                if let Some(f) = fields.last_mut() {
-                    f.push('"');
-                }
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => {
-                if let Some(f) = fields.last_mut() {
-                    f.push(c);
-                }
-            }
-        }
-    }
-    fields
-}
-
-/// Check every dist-info's RECORD under the generation; returns (files, bytes).
 fn check_records(gen_host: &Path, out: &mut Vec<Drift>) -> (usize, u64) {
     let Some(site) = crate::layout::find_venv_site(gen_host) else {
         out.push(drift(
@@ -859,22 +810,6 @@ mod tests {
             tree_sha256_known(g, recorded_digests(g, &site)).unwrap(),
             tree_sha256(g).unwrap()
         );
-    }
-
-    #[test]
-    fn record_lines_parse_with_quotes() {
-        let r = parse_record("six.py,sha256=abc,123\n\"a,b.py\",sha256=d_-,4\nsix-1.0.dist-info/RECORD,,\n../../../bin/x,sha256=e,5\n");
-        assert_eq!(
-            r[0],
-            RecordEntry {
-                path: "six.py".into(),
-                sha256: Some("abc".into()),
-                size: Some(123)
-            }
-        );
-        assert_eq!(r[1].path, "a,b.py");
-        assert_eq!(r[2].sha256, None);
-        assert_eq!(r[3].path, "../../../bin/x");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::record::{record_hash, RecordRow};
+
 /// Where a venv's parts are, as host paths, and how its scripts start.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -70,16 +72,6 @@ impl WheelError {
     }
 }
 
-/// One line of `RECORD`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RecordRow {
-    /// Relative to `site-packages`, `/`-separated (`../../../bin/x` outside it).
-    pub path: String,
-    /// `sha256=<urlsafe base64>`, empty for `RECORD` itself.
-    pub hash: String,
-    pub size: Option<u64>,
-}
-
 /// What installing one wheel wrote. Its `RECORD` is already on disk.
 #[derive(Debug, Clone)]
 pub struct Installed {
@@ -95,25 +87,9 @@ pub struct Installed {
 }
 
 /// Write `dist_info/RECORD`: `rows` sorted, then `RECORD` itself.
-fn write_record(dist_info: &Path, site: &Path, mut rows: Vec<RecordRow>) -> Result<(), WheelError> {
+fn write_record(dist_info: &Path, site: &Path, rows: Vec<RecordRow>) -> Result<(), WheelError> {
     let record = dist_info.join("RECORD");
-    let own = rel_to_site(site, &record);
-    rows.retain(|r| r.path != own);
-    rows.sort();
-    rows.dedup_by(|a, b| a.path == b.path);
-    let mut text = String::new();
-    for r in &rows {
-        text.push_str(&csv_field(&r.path));
-        text.push(',');
-        text.push_str(&r.hash);
-        text.push(',');
-        if let Some(s) = r.size {
-            text.push_str(&s.to_string());
-        }
-        text.push('\n');
-    }
-    text.push_str(&csv_field(&own));
-    text.push_str(",,\n");
+    let text = crate::record::render(rows, &rel_to_site(site, &record));
     write_new(&record, text.as_bytes(), 0o644, true).map(|_| ())
 }
 
@@ -136,7 +112,7 @@ impl Installed {
             path: record.clone(),
             source,
         })?;
-        let mut rows: Vec<RecordRow> = crate::verify::parse_record(&text)
+        let mut rows: Vec<RecordRow> = crate::record::parse_record(&text)
             .into_iter()
             .map(|e| RecordRow {
                 path: e.path,
@@ -152,18 +128,6 @@ impl Installed {
             });
         }
         write_record(&self.dist_info, site, rows)
-    }
-}
-
-fn record_hash(digest: &[u8]) -> String {
-    format!("sha256={}", crate::codec::base64(digest, true))
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
@@ -386,7 +350,7 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
     // RECORD with its hash and size; the installer checks them.
     let record_name = format!("{dist_info}/RECORD");
     let recorded: BTreeMap<String, (Option<String>, Option<u64>)> =
-        crate::verify::parse_record(&read_member(&mut zip, &record_name)?)
+        crate::record::parse_record(&read_member(&mut zip, &record_name)?)
             .into_iter()
             .map(|e| (e.path, (e.sha256.map(|h| format!("sha256={h}")), e.size)))
             .collect();
@@ -685,6 +649,7 @@ fn fix_script_shebang(bytes: Vec<u8>, python: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::csv_field;
 
     /// A wheel made here, with the layout a real build backend writes and
     /// a RECORD that lists every member.
