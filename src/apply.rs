@@ -89,9 +89,6 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
 
 fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let started = Instant::now();
-    // Whatever the caller's umask, generations, manifest and fact are never
-    // group- or world-writable.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (profile, target) = (req.profile, req.target);
     let _lock = lock_venv(target, profile, reporter)?;
     let ask_apt = profile.python.asks_apt();

@@ -53,6 +53,10 @@ use target::Target;
 
 /// Run one command line; returns what `main` should exit with.
 pub fn run(cli: Cli) -> Result<()> {
+    // Whatever the caller's umask, what venvbake writes (generations,
+    // manifests, the fact, bundles, wheelhouses) is never group- or
+    // world-writable.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     match cli.command {
         Command::Apply {
             profile,

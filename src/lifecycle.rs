@@ -14,7 +14,6 @@ use crate::target::Target;
 
 /// Switch to the previous complete generation; returns its name.
 pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> Result<String> {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let _lock = lock_venv(target, profile, reporter)?;
     let obs = plan::observe(profile, target, false)?;
     let Link::Generation(active) = &obs.link else {
@@ -137,13 +136,14 @@ pub fn gc(
     reporter: &mut Reporter,
 ) -> Result<Vec<String>> {
     let _lock = lock_venv(target, profile, reporter)?;
-    let obs = plan::observe(profile, target, false)?;
+    // Only the link and the generations: no dpkg, no interpreter.
+    let (link, generations) = plan::observe_generations(&profile.venv.path, target);
     let keep = keep.unwrap_or(profile.venv.keep_generations).max(1);
-    let active = match &obs.link {
+    let active = match &link {
         Link::Generation(g) => Some(g.as_str()),
         _ => None,
     };
-    let names = plan::to_remove(&obs.generations, active.unwrap_or(""), active, keep);
+    let names = plan::to_remove(&generations, active.unwrap_or(""), active, keep);
     let gens_host = target.host_path(&plan::generations_dir(&profile.venv.path));
     let mut removed = Vec::new();
     for name in names {

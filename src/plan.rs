@@ -125,30 +125,8 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
     target.require_apt()?;
     let interpreter = target.interpreter(&profile.venv.python)?;
     check_venv_resolves(profile, target)?;
-    let venv_host = target.host_path_nofollow(&profile.venv.path);
-    let gens_target = generations_dir(&profile.venv.path);
-    let link = match std::fs::symlink_metadata(&venv_host) {
-        Err(_) => Link::Missing,
-        Ok(_) => match generation_of_link(&venv_host, &profile.venv.path) {
-            Some(g) => Link::Generation(g),
-            None => Link::Foreign,
-        },
-    };
-    let gens_host = target.host_path(&gens_target);
-    let mut generations = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&gens_host) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(number) = generation_number(&name) {
-                generations.push(GenerationState {
-                    record: manifest::read_generation(&e.path()),
-                    name,
-                    number,
-                });
-            }
-        }
-    }
-    generations.sort_by_key(|g| g.number);
+    let (link, generations) = observe_generations(&profile.venv.path, target);
+    let gens_host = target.host_path(&generations_dir(&profile.venv.path));
     let manifest = manifest::read(&target.host_path(&profile.outputs.manifest)).unwrap_or(None);
     let manifest_linked = std::fs::read_link(target.host_path_nofollow(&profile.outputs.manifest))
         .is_ok_and(|t| t == manifest::link_target(&profile.outputs.manifest, &profile.venv.path));
@@ -190,6 +168,35 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
         owner,
         os,
     })
+}
+
+/// What stands at the venv's fixed path, and the generations beside it
+/// (oldest first): all that `gc` needs to know.
+pub fn observe_generations(venv_path: &Path, target: &Target) -> (Link, Vec<GenerationState>) {
+    let venv_host = target.host_path_nofollow(venv_path);
+    let link = match std::fs::symlink_metadata(&venv_host) {
+        Err(_) => Link::Missing,
+        Ok(_) => match generation_of_link(&venv_host, venv_path) {
+            Some(g) => Link::Generation(g),
+            None => Link::Foreign,
+        },
+    };
+    let gens_host = target.host_path(&generations_dir(venv_path));
+    let mut generations = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&gens_host) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(number) = generation_number(&name) {
+                generations.push(GenerationState {
+                    record: manifest::read_generation(&e.path()),
+                    name,
+                    number,
+                });
+            }
+        }
+    }
+    generations.sort_by_key(|g| g.number);
+    (link, generations)
 }
 
 /// The mapping table: the target's own dh-python copy, else the embedded one.
