@@ -60,7 +60,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
         std::fs::write(&init, b"print('changed')\n").unwrap();
         let other = b.with_extension("drifted");
         let run = bundle_of(tree, &p, &other);
-        assert_eq!(run.code, 9, "{}", run.stderr);
+        run.expect_code(9);
         assert!(!other.exists());
     });
     let source = source.lock().unwrap().clone().unwrap();
@@ -69,12 +69,12 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
     let (p, b) = (profile.clone(), bundle.clone());
     with_tree("bookworm", move |tree| {
         let run = stamp(tree, &p, &b).ok();
-        assert!(run.stderr.contains("venv: unpack bundle"), "{}", run.stderr);
+        run.expect_stderr("venv: unpack bundle");
         // Stamped, not built: no venv made, no installer run.
         for built in ["venv: create", "native installer", "installer: pip"] {
             assert!(!run.stderr.contains(built), "{}", run.stderr);
         }
-        assert!(run.stderr.contains("venv: check imports"), "{}", run.stderr);
+        run.expect_stderr("venv: check imports");
         let m = tree.read_json("/var/lib/venvbake/stamp.json");
         for key in ["tree_sha256", "generation", "fingerprint"] {
             assert_eq!(m["venv"][key], source["venv"][key], "{key}");
@@ -94,7 +94,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
             .ok();
         // And a re-run with the bundle changes nothing.
         let again = stamp(tree, &p, &b).ok();
-        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+        again.expect_stderr("nothing changed");
     });
 
     // Another release: refused with the differing fields, nothing built.
@@ -124,11 +124,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
             "{}",
             plan.stdout
         );
-        assert!(
-            plan.stderr.contains("was built for another target"),
-            "{}",
-            plan.stderr
-        );
+        plan.expect_stderr("was built for another target");
         let json = venvbake(
             &[
                 "plan",
@@ -147,30 +143,17 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
         assert_eq!(json["venv"]["route"]["kind"], "stamp");
         assert_eq!(json["apt"]["install"][0]["name"], "python3.13-venv");
         let run = stamp(tree, &p, &b);
-        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.expect_code(2);
         assert!(!run.stderr.contains("venvbake: apt:"), "{}", run.stderr);
         assert_eq!(
             std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
             dpkg_status,
             "apt ran before the bundle was refused"
         );
-        assert!(
-            run.stderr.contains("was built for another target"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("  os: bundle `debian 12`, this target `debian 13`"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("python.identity"), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("hint: a bundle stamps images"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("was built for another target");
+        run.expect_stderr("  os: bundle `debian 12`, this target `debian 13`");
+        run.expect_stderr("python.identity");
+        run.expect_stderr("hint: a bundle stamps images");
         assert!(tree.link("/opt/venvs/stamp").is_none());
         assert!(
             !tree.path("/opt/venvs/stamp.generations").exists(),
@@ -191,8 +174,8 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
     let p = profile.clone();
     with_tree("bookworm", move |tree| {
         let run = stamp(tree, &p, &damaged);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        assert!(run.stderr.contains("it is damaged"), "{}", run.stderr);
+        run.expect_code(2);
+        run.expect_stderr("it is damaged");
         assert!(tree.link("/opt/venvs/stamp").is_none());
         assert!(
             !tree.path("/opt/venvs/stamp.generations").exists(),

@@ -58,15 +58,11 @@ fn unknown_key_names_file_line_and_key() {
         ],
         &[],
     );
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("t.toml:8:1:"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("unknown field `pyhton`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("(in `[venv]`)"), "{}", run.stderr);
-    assert!(run.stderr.contains("\nhint: "), "{}", run.stderr);
+    run.expect_code(2);
+    run.expect_stderr("t.toml:8:1:");
+    run.expect_stderr("unknown field `pyhton`");
+    run.expect_stderr("(in `[venv]`)");
+    run.expect_stderr("\nhint: ");
     assert_eq!(run.stdout, "");
     assert_eq!(
         std::fs::read_dir(root.path()).unwrap().count(),
@@ -87,24 +83,14 @@ fn unpinned_and_unhashed_requirements_name_the_line() {
     let p = write_profile(dir.path(), "t", "/opt/venvs/t", &lock, "");
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("t.requirements.txt:3: `idna` is not pinned"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("t.requirements.txt:3: `idna` is not pinned");
 
     std::fs::write(&lock, "six==1.16.0\n").unwrap();
     let p = write_profile(dir.path(), "t", "/opt/venvs/t", &lock, "");
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains(":1: `six==1.16.0` has no `--hash=sha256:` option"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    run.expect_stderr(":1: `six==1.16.0` has no `--hash=sha256:` option");
+    run.expect_stderr("hint: ");
 }
 
 #[test]
@@ -114,15 +100,10 @@ fn missing_requirements_file_is_named() {
     std::fs::write(&p, "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/v/t\"\nrequirements = \"nope.txt\"\n").unwrap();
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("nope.txt"), "{}", run.stderr);
+    run.expect_stderr("nope.txt");
     // The profile's line that names it, and the key.
-    assert!(
-        run.stderr
-            .contains("p.toml:5:16: `venv.requirements`: could not read"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("\nhint: "), "{}", run.stderr);
+    run.expect_stderr("p.toml:5:16: `venv.requirements`: could not read");
+    run.expect_stderr("\nhint: ");
 }
 
 #[test]
@@ -150,14 +131,10 @@ fn a_value_of_the_wrong_type_names_its_key() {
             extra,
         );
         let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.expect_code(2);
         assert!(run.stderr.contains(want), "{extra}: {}", run.stderr);
         assert!(!run.stderr.contains("i64"), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("hint: see the profile reference"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("hint: see the profile reference");
     }
 }
 
@@ -167,13 +144,13 @@ fn non_utf8_and_huge_profiles_are_refused_without_panic() {
     let p = dir.path().join("p.toml");
     std::fs::write(&p, b"schema_version = 1\nname = \"\xff\xfe\"\n").unwrap();
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("p.toml:2:"), "{}", run.stderr);
-    assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
+    run.expect_code(2);
+    run.expect_stderr("p.toml:2:");
+    run.expect_stderr("UTF-8");
 
     std::fs::write(&p, "#".repeat(2 * 1024 * 1024)).unwrap();
     let run = venvbake(&["plan", p.to_str().unwrap()], &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    run.expect_code(2);
     assert!(!run.stderr.contains("panicked"));
 }
 
@@ -205,23 +182,23 @@ fn target_without_apt_is_a_target_error() {
             &[],
         );
         assert_eq!(run.code, 3, "{cmd}: {}", run.stderr);
-        assert!(run.stderr.contains("has no apt/dpkg"), "{}", run.stderr);
-        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        run.expect_stderr("has no apt/dpkg");
+        run.expect_stderr("hint: ");
     }
     let run = venvbake(
         &["plan", p.to_str().unwrap(), "--root", "/nonexistent/tree"],
         &[],
     );
     // A root that is not there is a typo on the command line: bad input.
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    run.expect_code(2);
 }
 
 #[test]
 fn inventory_without_manifest_says_what_to_do() {
     let root = empty_root();
     let run = venvbake(&["inventory", "--root", root.path().to_str().unwrap()], &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("venvbake apply"), "{}", run.stderr);
+    run.expect_code(2);
+    run.expect_stderr("venvbake apply");
 }
 
 #[test]
@@ -238,7 +215,7 @@ fn shipped_profile_plans_against_the_example_lock() {
         ],
         &[],
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
+    run.expect_code(3);
 }
 
 /// What `--help` says, for the commands people read it for (snapshots).

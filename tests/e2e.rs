@@ -20,10 +20,6 @@ fn ansible_profile() -> PathBuf {
     Path::new(REPO).join("profiles/ansible.toml")
 }
 
-fn small_lock() -> PathBuf {
-    Path::new(REPO).join("tests/data/small.requirements.txt")
-}
-
 /// Every importable top-level name the ansible profile promises.
 const ANSIBLE_IMPORTS: &str = "import ansible, gitlab, lxml.etree, jmespath, netaddr, yaml, jinja2, cryptography, requests; print('imports ok')";
 
@@ -71,11 +67,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
         run.stdout, "/opt/venvs/ansible/bin/python\n",
         "stdout carries only the interpreter"
     );
-    assert!(
-        run.stderr.contains("venvbake: apt: install"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("venvbake: apt: install");
     assert!(
         !run.stderr.contains('\r'),
         "plain output has no carriage returns"
@@ -176,7 +168,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
     // A second apply changes nothing and says so.
     let before = std::fs::read(tree.path("/var/lib/venvbake/ansible.json")).unwrap();
     let again = tree.apply(&ansible_profile(), &[]).ok();
-    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    again.expect_stderr("nothing changed");
     assert_eq!(tree.link("/opt/venvs/ansible"), Some(link));
     assert_eq!(
         std::fs::read(tree.path("/var/lib/venvbake/ansible.json")).unwrap(),
@@ -271,7 +263,7 @@ fn forky_python_3_14_apply_verify_map_bundle_and_stamp() {
                 &[],
             )
             .ok();
-        assert!(run.stderr.contains("unpack bundle"), "{}", run.stderr);
+        run.expect_stderr("unpack bundle");
         let imports = tree
             .run(&["/opt/venvs/ansible/bin/python", "-c", ANSIBLE_IMPORTS])
             .ok();
@@ -312,12 +304,7 @@ fn failing_requirement_leaves_the_previous_generation_active() {
 
         let run = tree.apply(&profile, &[]);
         assert_eq!(run.code, 6, "install failure exit code:\n{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("error: installing the requirements failed"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("error: installing the requirements failed");
         assert!(
             run.stderr.contains("pip install"),
             "names the command:\n{}",
@@ -328,7 +315,7 @@ fn failing_requirement_leaves_the_previous_generation_active() {
             "shows pip's own words:\n{}",
             run.stderr
         );
-        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        run.expect_stderr("hint: ");
         assert_eq!(run.stdout, "", "no data on failure");
 
         // Nothing lost: same generation, still working, same manifest, no leftovers.
@@ -367,7 +354,7 @@ fn host_environment_does_not_leak_into_the_tree() {
         );
         // An unknown table is refused before anything runs.
         let run = tree.apply(&profile, &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.expect_code(2);
         assert!(
             !tree.path("/opt/venvs").exists(),
             "bad input touched the target"
@@ -414,9 +401,9 @@ fn missing_interpreter_is_a_target_error_and_changes_nothing() {
             "python = \"/usr/bin/python9\"\n",
         );
         let run = tree.apply(&profile, &[]);
-        assert_eq!(run.code, 3, "{}", run.stderr);
-        assert!(run.stderr.contains("/usr/bin/python9"), "{}", run.stderr);
-        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        run.expect_code(3);
+        run.expect_stderr("/usr/bin/python9");
+        run.expect_stderr("hint: ");
         assert!(!tree.path("/opt/venvs/small").exists());
     });
 }
@@ -436,14 +423,9 @@ fn apt_failure_names_the_command_and_keeps_the_venv() {
             "\n[apt]\npackages = [\"venvbake-no-such-package\"]\nlock_timeout_s = 60\n",
         );
         let run = tree.apply(&profile, &[]);
-        assert_eq!(run.code, 4, "{}", run.stderr);
-        assert!(run.stderr.contains("apt-get"), "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("Unable to locate package venvbake-no-such-package"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(4);
+        run.expect_stderr("apt-get");
+        run.expect_stderr("Unable to locate package venvbake-no-such-package");
         assert_eq!(tree.link("/opt/venvs/small"), Some(first));
         assert!(!tree.path("/usr/sbin/policy-rc.d").exists());
     });
@@ -484,7 +466,7 @@ fn two_profiles_share_the_fact_and_inventory_picks_by_name() {
             "/srv/beta-venv/bin/python"
         );
         let ambiguous = venvbake(&["inventory", "--root", root], &[]);
-        assert_eq!(ambiguous.code, 2, "{}", ambiguous.stderr);
+        ambiguous.expect_code(2);
         // system_site_packages: the beta venv sees the system's apt-installed modules.
         let cfg = std::fs::read_to_string(tree.path("/srv/beta-venv/pyvenv.cfg")).unwrap();
         assert!(cfg.contains("include-system-site-packages = true"), "{cfg}");
@@ -522,11 +504,7 @@ fn apply_on_the_running_system_as_a_provisioner_does() {
         let run = run.ok();
         assert_eq!(run.stdout, "/opt/venvs/small/bin/python\n");
         // On the running system the venv is on disk before the switch.
-        assert!(
-            run.stderr.contains("to disk before the switch"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("to disk before the switch");
         tree.run(&[
             "/opt/venvs/small/bin/python",
             "-c",
@@ -546,7 +524,7 @@ fn apply_on_the_running_system_as_a_provisioner_does() {
                 "/tmp/venvbake/small.toml",
             ])
             .ok();
-        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+        again.expect_stderr("nothing changed");
     });
 }
 
@@ -576,17 +554,9 @@ fn changed_lock_builds_a_new_generation_and_old_ones_are_kept_then_collected() {
         );
         let g1 = tree.link("/opt/venvs/small").unwrap();
         let run = apply(&two);
-        assert!(
-            run.stderr.contains("the requirements changed"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("the requirements changed");
         // This switch replaces a working venv: the new one is on disk first.
-        assert!(
-            run.stderr.contains("to disk before the switch"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("to disk before the switch");
         let g2 = tree.link("/opt/venvs/small").unwrap();
         assert_ne!(g1, g2);
         let gone = tree.run(&["/opt/venvs/small/bin/python", "-c", "import markupsafe"]);
@@ -654,13 +624,8 @@ fn held_dpkg_lock_is_waited_for_then_named() {
             "\n[apt]\nlock_timeout_s = 2\n",
         );
         let run = tree.apply(&profile, &[]);
-        assert_eq!(run.code, 5, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("the dpkg lock was still held after 2 s"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(5);
+        run.expect_stderr("the dpkg lock was still held after 2 s");
         assert!(
             run.stderr
                 .contains(&format!("python3 (pid {})", holder.id())),

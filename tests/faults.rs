@@ -13,10 +13,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn small_lock() -> PathBuf {
-    Path::new(REPO).join("tests/data/small.requirements.txt")
-}
-
 /// The two-requirement `small` profile applied to `tree`: its folder, lock,
 /// profile file and the generation it built.
 fn small_applied(tree: &Tree) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
@@ -132,7 +128,7 @@ fn verify_rollback_and_gc() {
             ],
             &[],
         );
-        assert_eq!(again.code, 2, "{}", again.stderr);
+        again.expect_code(2);
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
 
         // apply converges on the profile again (by switching, not rebuilding); gc keeps 1.
@@ -223,18 +219,9 @@ fn tampered_wheel_is_refused_by_hash_and_the_old_generation_stays() {
             ],
             &[],
         );
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("DO NOT MATCH THE HASHES"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("hint: a file does not match the lock's hash"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(6);
+        run.expect_stderr("DO NOT MATCH THE HASHES");
+        run.expect_stderr("hint: a file does not match the lock's hash");
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
         tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
             .ok();
@@ -294,18 +281,8 @@ fn two_applies_of_one_profile_never_interleave() {
         // The second starts while the first builds: it waits, then finds nothing to do.
         let second = tree.apply(&profile, &[]).ok();
         assert!(first.wait().unwrap().success());
-        assert!(
-            second
-                .stderr
-                .contains("waiting for another venvbake run on `/opt/venvs/small`"),
-            "{}",
-            second.stderr
-        );
-        assert!(
-            second.stderr.contains("nothing changed"),
-            "{}",
-            second.stderr
-        );
+        second.expect_stderr("waiting for another venvbake run on `/opt/venvs/small`");
+        second.expect_stderr("nothing changed");
         assert_eq!(
             generation_dirs(tree, "/opt/venvs/small.generations").len(),
             1
@@ -466,12 +443,8 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
             run.code,
             run.stderr
         );
-        assert!(
-            run.stderr.contains("No space left on device"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("hint: the disk"), "{}", run.stderr);
+        run.expect_stderr("No space left on device");
+        run.expect_stderr("hint: the disk");
         // Nothing lost: g1 serves and verifies; the partial generation's space is back.
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
         tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
@@ -525,22 +498,17 @@ fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
             .unwrap()
             .port();
         let run = apply_from(&format!("http://127.0.0.1:{closed}/simple"));
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("hint: the package index could not be reached"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(6);
+        run.expect_stderr("hint: the package index could not be reached");
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1.clone()));
 
         // The index answers, then drops the connection in the middle of a wheel.
         let (port, stop) = serve_index("markupsafe", None);
         let run = apply_from(&format!("http://127.0.0.1:{port}/simple"));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(run.stderr.contains("markupsafe"), "{}", run.stderr);
-        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        run.expect_code(6);
+        run.expect_stderr("markupsafe");
+        run.expect_stderr("hint: ");
         assert_eq!(tree.link("/opt/venvs/small"), Some(g1));
         tree.run(&["/opt/venvs/small/bin/python", "-c", "import six, jmespath"])
             .ok();
@@ -614,19 +582,9 @@ fn hostile_names_modes_and_symlink_escapes() {
         std::os::unix::fs::symlink("/usr/lib", tree.path("/opt/escape")).unwrap();
         let sneaky = write_profile(dir.path(), "sneaky", "/opt/escape/venv", &two, "");
         let run = tree.apply(&sneaky, &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("leads to `/usr/lib/venv` through a symlink"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("hint: set `[venv] path` to a directory"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(2);
+        run.expect_stderr("leads to `/usr/lib/venv` through a symlink");
+        run.expect_stderr("hint: set `[venv] path` to a directory");
         assert!(
             !tree.path("/usr/lib/venv").exists()
                 && !tree.path("/usr/lib/venv.generations").exists()
@@ -637,8 +595,8 @@ fn hostile_names_modes_and_symlink_escapes() {
         std::fs::write(tree.path("/opt/venvs/handmade/bin/keep-me"), "x").unwrap();
         let occupied = write_profile(dir.path(), "handmade", "/opt/venvs/handmade", &two, "");
         let run = tree.apply(&occupied, &[]);
-        assert_eq!(run.code, 8, "{}", run.stderr);
-        assert!(run.stderr.contains("is a real directory"), "{}", run.stderr);
+        run.expect_code(8);
+        run.expect_stderr("is a real directory");
         assert!(tree.path("/opt/venvs/handmade/bin/keep-me").exists());
         // --adopt moves it aside, records where, and builds the venv in its place.
         let run = venvbake(
@@ -654,12 +612,7 @@ fn hostile_names_modes_and_symlink_escapes() {
             &[],
         )
         .ok();
-        assert!(
-            run.stderr
-                .contains("moved the existing `/opt/venvs/handmade` aside"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("moved the existing `/opt/venvs/handmade` aside");
         assert!(tree
             .path("/opt/venvs/handmade.adopted-1/bin/keep-me")
             .exists());
@@ -732,11 +685,7 @@ fn python_upgraded_under_the_venv_is_detected_and_rebuilt() {
         assert!(items.iter().any(|(k, _)| k == "python"), "{items:?}");
 
         let run = tree.apply(&profile, &[]).ok();
-        assert!(
-            run.stderr.contains("building generation g2-"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("building generation g2-");
         assert_ne!(tree.link("/opt/venvs/small"), Some(g1));
         let out = tree
             .run(&[

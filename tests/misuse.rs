@@ -13,11 +13,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn six_lock(dir: &Path) -> PathBuf {
-    lock_subset(
-        &Path::new(REPO).join("tests/data/small.requirements.txt"),
-        &["six"],
-        &dir.join("six.txt"),
-    )
+    lock_subset(&small_lock(), &["six"], &dir.join("six.txt"))
 }
 
 fn drift_kinds(report: &serde_json::Value) -> Vec<String> {
@@ -121,13 +117,8 @@ fn concurrent_applies_of_different_profiles_keep_every_fact_entry() {
 
         // Several profiles: `inventory` wants a name, and says how to give it.
         let run = venvbake(&["inventory", "--root", tree.root.to_str().unwrap()], &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("hint: name one: `venvbake inventory c00`"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(2);
+        run.expect_stderr("hint: name one: `venvbake inventory c00`");
 
         // Nothing older to roll back to: said, with what to do.
         let p00 = dir.path().join("c00.toml");
@@ -140,7 +131,7 @@ fn concurrent_applies_of_different_profiles_keep_every_fact_entry() {
             ],
             &[],
         );
-        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.expect_code(2);
         assert!(
             run.stderr.contains("no complete generation older than")
                 && run
@@ -209,7 +200,7 @@ fn one_venv_path_has_one_owner_until_it_is_handed_over() {
             );
         }
         let run = tree.apply_from(&new, &["--take-over", "someone"], &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.expect_code(2);
         assert!(
             run.stderr.contains(&format!(
                 "state: `/opt/venvs/shared` still serves generation {}, as before this apply",
@@ -240,7 +231,7 @@ fn one_venv_path_has_one_owner_until_it_is_handed_over() {
         assert_ne!(verify(tree, "old").0, 0);
         // The same command line again changes nothing (a re-run of a build).
         let run = tree.apply_from(&new, &args, &[]).ok();
-        assert!(run.stderr.contains("nothing changed"), "{}", run.stderr);
+        run.expect_stderr("nothing changed");
         assert_eq!(
             tree.read_json("/var/lib/venvbake/new.json")["taken_over_from"],
             "old"
@@ -256,7 +247,7 @@ fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
             dir.path(),
             "small",
             "/opt/venvs/small",
-            &Path::new(REPO).join("tests/data/small.requirements.txt"),
+            &small_lock(),
             "[python]\nprefer = \"os\"\n",
         );
         // `plan` (which asks apt about OS packages) changes nothing at all.
@@ -287,13 +278,8 @@ fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
         ]);
         assert_eq!(planned["venv"]["route"]["kind"], "native", "{planned}");
         let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("state: no venv of this profile is at `/opt/venvs/small`"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(6);
+        run.expect_stderr("state: no venv of this profile is at `/opt/venvs/small`");
         assert!(
             !tree.path("/opt/venvs").exists(),
             "left behind: {:?}",
@@ -308,17 +294,13 @@ fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
             other.path(),
             "small",
             "/opt/venvs/small",
-            &lock_subset(
-                &Path::new(REPO).join("tests/data/small.requirements.txt"),
-                &["jmespath"],
-                &other.path().join("one.txt"),
-            ),
+            &lock_subset(&small_lock(), &["jmespath"], &other.path().join("one.txt")),
             "",
         );
         tree.apply(&one, &[]).ok();
         let g1 = generation_dirs(tree, "/opt/venvs/small.generations");
         let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
-        assert_eq!(run.code, 6, "{}", run.stderr);
+        run.expect_code(6);
         assert_eq!(generation_dirs(tree, "/opt/venvs/small.generations"), g1);
         let listed: Vec<String> = std::fs::read_dir(tree.path("/opt/venvs/small.generations"))
             .unwrap()
@@ -389,7 +371,7 @@ fn without_root_a_root_option_fails_at_once_with_exit_3() {
     for bad in ["/nonexistent/tree", profile.to_str().unwrap()] {
         let run = venvbake(&["plan", p, "--root", bad], &[]);
         assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
-        assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+        run.expect_stderr("is not a directory");
     }
 }
 
@@ -428,11 +410,7 @@ fn doctored_six(dir: &Path) -> (PathBuf, PathBuf) {
 fn a_wheel_whose_files_disagree_with_its_record_is_refused() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let one = lock_subset(
-            &Path::new(REPO).join("tests/data/small.requirements.txt"),
-            &["jmespath"],
-            &dir.path().join("one.txt"),
-        );
+        let one = lock_subset(&small_lock(), &["jmespath"], &dir.path().join("one.txt"));
         let p = write_profile(dir.path(), "small", "/opt/venvs/small", &one, "");
         tree.apply(&p, &[]).ok();
         let g1 = tree.link("/opt/venvs/small").unwrap();
@@ -440,7 +418,7 @@ fn a_wheel_whose_files_disagree_with_its_record_is_refused() {
         let (wh, lock) = doctored_six(dir.path());
         let p = write_profile(dir.path(), "small", "/opt/venvs/small", &lock, "");
         let run = tree.apply_from(&p, &["--wheelhouse", wh.to_str().unwrap()], &[]);
-        assert_eq!(run.code, 6, "{}", run.stderr);
+        run.expect_code(6);
         assert!(
             run.stderr.contains(
                 "six-1.17.0-py2.py3-none-any.whl` does not match its own RECORD: `six.py` has sha256="
@@ -515,7 +493,7 @@ fn a_venv_with_a_source_distribution_verifies_and_bundles() {
         )
         .ok();
         let run = tree.apply_from(&p, &source, &[]).ok();
-        assert!(run.stderr.contains("nothing changed"), "{}", run.stderr);
+        run.expect_stderr("nothing changed");
     });
 }
 

@@ -101,7 +101,7 @@ fn native_matches_pip(suite: &str, minor: &'static str) {
             "the wheelhouse build takes the native path:\n{}",
             run.stderr
         );
-        assert!(run.stderr.contains("compiled "), "{}", run.stderr);
+        run.expect_stderr("compiled ");
         let viapip = write_profile(
             dir.path(),
             "viapip",
@@ -110,12 +110,7 @@ fn native_matches_pip(suite: &str, minor: &'static str) {
             "installer = \"pip\"\npip = true\n",
         );
         let run = tree.apply(&viapip, &[]).ok();
-        assert!(
-            run.stderr
-                .contains("installer: pip (`[venv] installer = \"pip\"`)"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("installer: pip (`[venv] installer = \"pip\"`)");
 
         let (n, _) = same_as_pip(tree, "native", "viapip", minor);
         let site = format!("lib/python{minor}/site-packages");
@@ -196,11 +191,7 @@ fn a_venv_without_pip() {
         let dir = tempfile::tempdir().unwrap();
         let lean = write_profile(dir.path(), "lean", "/opt/venvs/lean", &lock(), "");
         let run = tree.apply(&lean, &[]).ok();
-        assert!(
-            run.stderr.contains("(native installer, 3 wheels)"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("(native installer, 3 wheels)");
         let viapip = write_profile(
             dir.path(),
             "leanpip",
@@ -252,19 +243,10 @@ fn a_missing_wheel_is_named_or_left_to_pip() {
             |profile: &Path| tree.apply_from(profile, &["--wheelhouse", wh.to_str().unwrap()], &[]);
         let strict = write_profile(dir.path(), "strict", "/opt/venvs/strict", &lock(), "");
         let run = apply(&strict);
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("the wheelhouse has no file of `cowsay==6.1` for Python 3.11"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr.contains("hint: fill the wheelhouse"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("venvbake fetch"), "{}", run.stderr);
+        run.expect_code(6);
+        run.expect_stderr("the wheelhouse has no file of `cowsay==6.1` for Python 3.11");
+        run.expect_stderr("hint: fill the wheelhouse");
+        run.expect_stderr("venvbake fetch");
         assert!(!tree.path("/opt/venvs/strict").exists());
         assert!(
             !tree.path("/opt/venvs/strict.generations").exists(),
@@ -279,14 +261,10 @@ fn a_missing_wheel_is_named_or_left_to_pip() {
             "allow_sdist = true\n",
         );
         let run = apply(&lenient);
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(run.stderr.contains("installer: pip ("), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("`allow_sdist` lets pip build it"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("cowsay"), "{}", run.stderr);
+        run.expect_code(6);
+        run.expect_stderr("installer: pip (");
+        run.expect_stderr("`allow_sdist` lets pip build it");
+        run.expect_stderr("cowsay");
     });
 }
 
@@ -396,19 +374,9 @@ fn a_module_that_fails_to_import_stops_the_switch() {
 
         let bad = write_profile(dir.path(), "imp", "/opt/venvs/imp", &broken_lock, "");
         let run = tree.apply_from(&bad, &source, &[]);
-        assert_eq!(run.code, 7, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("import brokenmod: RuntimeError: boom at import"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr
-                .contains("import crashmod: the interpreter was killed by a signal"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(7);
+        run.expect_stderr("import brokenmod: RuntimeError: boom at import");
+        run.expect_stderr("import crashmod: the interpreter was killed by a signal");
         for fine in ["cowsay", "jmespath", "markupsafe", "noisymod"] {
             assert!(
                 !run.stderr.contains(&format!("import {fine}:")),
@@ -416,7 +384,7 @@ fn a_module_that_fails_to_import_stops_the_switch() {
                 run.stderr
             );
         }
-        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        run.expect_stderr("hint: ");
         assert_eq!(tree.link("/opt/venvs/imp").unwrap(), before);
         assert_eq!(
             generation_dirs(tree, "/opt/venvs/imp.generations").len(),
@@ -458,7 +426,7 @@ fn a_module_that_fails_to_import_stops_the_switch() {
             &["verify", "--root", tree.root.to_str().unwrap(), "imp"],
             &[],
         );
-        assert_eq!(v.code, 0, "{}", v.stderr);
+        v.expect_code(0);
 
         // The dependency check still covers a skipped distribution.
         let mut text = std::fs::read_to_string(&broken_lock).unwrap();
@@ -469,12 +437,7 @@ fn a_module_that_fails_to_import_stops_the_switch() {
         let skip = "import_check_skip = [\"brokenmod\", \"crashmod\", \"needy\"]\n";
         let needy = write_profile(dir.path(), "imp", "/opt/venvs/imp", &needy_lock, skip);
         let run = tree.apply_from(&needy, &source, &[]);
-        assert_eq!(run.code, 7, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("needy 1.0 requires absentdep, which is not installed."),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(7);
+        run.expect_stderr("needy 1.0 requires absentdep, which is not installed.");
     });
 }

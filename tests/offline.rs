@@ -11,10 +11,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn small_lock() -> PathBuf {
-    Path::new(REPO).join("tests/data/small.requirements.txt")
-}
-
 /// `--cert` with the host's CA bundle: builds behind a TLS-inspecting proxy need it.
 fn cert_args() -> Vec<String> {
     let ca = "/etc/ssl/certs/ca-certificates.crt";
@@ -109,11 +105,7 @@ fn fetch_for_two_pythons_then_apply_with_no_network() {
         &[],
     );
     assert_ne!(run.code, 0);
-    assert!(
-        run.stderr.contains("for Python 3.7 (abi cp37"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("for Python 3.7 (abi cp37");
 
     let wh2 = wh.clone();
     let p2 = profile.clone();
@@ -144,14 +136,9 @@ fn fetch_for_two_pythons_then_apply_with_no_network() {
                 "",
             );
             let run = apply_offline(tree, &other, partial.path());
-            assert_eq!(run.code, 6, "{}", run.stderr);
-            assert!(
-                run.stderr
-                    .contains("the wheelhouse has no file of `jmespath==1.1.0`"),
-                "{}",
-                run.stderr
-            );
-            assert!(run.stderr.contains("venvbake fetch"), "{}", run.stderr);
+            run.expect_code(6);
+            run.expect_stderr("the wheelhouse has no file of `jmespath==1.1.0`");
+            run.expect_stderr("venvbake fetch");
         });
     }
 }
@@ -205,12 +192,8 @@ fn private_index_with_basic_auth_keeps_the_secret_out_of_everything() {
 
         // The variable must be set; the message names it, never a value.
         let run = venvbake(&args, &[("VB_INDEX_USER", "builder")]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("`VB_INDEX_TOKEN` is not set"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(2);
+        run.expect_stderr("`VB_INDEX_TOKEN` is not set");
         // The server really checks: a wrong password is refused.
         let run = venvbake(
             &args,
@@ -219,7 +202,7 @@ fn private_index_with_basic_auth_keeps_the_secret_out_of_everything() {
                 ("VB_INDEX_TOKEN", "wrong-one"),
             ],
         );
-        assert_eq!(run.code, 6, "{}", run.stderr);
+        run.expect_code(6);
         assert!(!tree.path("/opt/venvs/corp").exists());
 
         let run = venvbake(
@@ -418,12 +401,8 @@ fn https_index_with_a_private_ca() {
         // Without the CA, TLS verification fails and the hint says what to do.
         let p = profile("");
         let run = apply(&p);
-        assert_eq!(run.code, 6, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("hint: TLS verification failed"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(6);
+        run.expect_stderr("hint: TLS verification failed");
         // With `[index] cert` (read on the build host, bind-mounted for pip only).
         let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
         let run = apply(&p).ok();
@@ -465,11 +444,7 @@ fn https_index_with_a_private_ca() {
             ),
         );
         let run = apply(&p).ok();
-        assert!(
-            run.stderr.contains("requirement six: apt"),
-            "{}",
-            run.stderr
-        );
+        run.expect_stderr("requirement six: apt");
         assert!(!run.stderr.contains("pip download"), "{}", run.stderr);
         tree.run(&["/opt/venvs/aptonly/bin/python", "-c", "import six"])
             .ok();

@@ -91,11 +91,7 @@ fn prefer_os_serves_from_apt_and_venv(tree: &Tree) {
     );
 
     let run = tree.apply(&profile, &[]).ok();
-    assert!(
-        run.stderr.contains("requirement lxml>=4.9: apt"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("requirement lxml>=4.9: apt");
 
     // apt installed the OS packages; the venv imports both kinds.
     for pkg in ["python3-lxml", "python3-six"] {
@@ -138,7 +134,7 @@ fn prefer_os_serves_from_apt_and_venv(tree: &Tree) {
     assert_eq!(m["venv"]["system_site_packages"], true);
 
     let again = tree.apply(&profile, &[]).ok();
-    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    again.expect_stderr("nothing changed");
 }
 
 #[test]
@@ -164,25 +160,11 @@ fn system_entry_without_os_package_stops_unless_break_system_packages() {
             "\n[python]\nsystem = [\"pyOpenSSL\", \"cowsay\"]\n",
         );
         let run = tree.apply(&profile, &[]);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("1 Python requirement(s) cannot be served"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("system `cowsay`"), "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("looked at: python3-cowsay (convention): unknown to apt"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr.contains("break_system_packages = true"),
-            "{}",
-            run.stderr
-        );
+        run.expect_code(2);
+        run.expect_stderr("1 Python requirement(s) cannot be served");
+        run.expect_stderr("system `cowsay`");
+        run.expect_stderr("looked at: python3-cowsay (convention): unknown to apt");
+        run.expect_stderr("break_system_packages = true");
         assert!(!tree.path("/opt/venvs/sys").exists(), "nothing was built");
         let gone = tree.run(&["dpkg-query", "-W", "python3-openssl"]);
         assert_ne!(gone.code, 0, "nothing was installed");
@@ -196,7 +178,7 @@ fn system_entry_without_os_package_stops_unless_break_system_packages() {
             "\n[python]\nsystem = [\"pyOpenSSL\", \"cowsay\"]\nbreak_system_packages = true\n",
         );
         let run = tree.apply(&profile, &[]).ok();
-        assert!(run.stderr.contains("warning: installing cowsay==6.1 into the system interpreter with pip --break-system-packages"), "{}", run.stderr);
+        run.expect_stderr("warning: installing cowsay==6.1 into the system interpreter with pip --break-system-packages");
         tree.run(&["/usr/bin/python3", "-c", "import OpenSSL, cowsay"])
             .ok();
         tree.run(&["dpkg-query", "-W", "python3-openssl"]).ok();
@@ -220,7 +202,7 @@ fn system_entry_without_os_package_stops_unless_break_system_packages() {
             "{pip}"
         );
         let again = tree.apply(&profile, &[]).ok();
-        assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+        again.expect_stderr("nothing changed");
     });
 }
 

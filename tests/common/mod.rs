@@ -150,6 +150,11 @@ pub fn pip_env(cmd: &mut Command) {
     }
 }
 
+/// The tests' small lock: six, jmespath and markupsafe.
+pub fn small_lock() -> PathBuf {
+    Path::new(REPO).join("tests/data/small.requirements.txt")
+}
+
 /// The lock files whose wheels the wheelhouse holds.
 pub fn locks() -> Vec<PathBuf> {
     vec![
@@ -313,6 +318,27 @@ impl Run {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Assert the exit code; on a mismatch the failure shows what the
+    /// command printed.
+    pub fn expect_code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code, want,
+            "expected exit {want}:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Assert that stderr says `text`.
+    pub fn expect_stderr(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks `{text}`:\n{}",
+            self.stderr
+        );
+        self
     }
 
     pub fn ok(self) -> Self {
