@@ -26,8 +26,6 @@ use crate::target::Target;
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub interpreter: PathBuf,
-    pub changed: bool,
-    pub generation: String,
 }
 
 /// The venv lock of the profile's venv path (see [`crate::locks`]), taken
@@ -115,11 +113,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             profile.venv.path.display(),
             plan.venv.action.generation()
         ));
-        return Ok(Outcome {
-            interpreter,
-            changed: false,
-            generation: plan.venv.action.generation().to_string(),
-        });
+        return Ok(Outcome { interpreter });
     }
     // What this apply creates on the way to its generations directory goes
     // again if it fails: a refused first build leaves nothing behind.
@@ -405,11 +399,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         record.distributions.len(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(Outcome {
-        interpreter,
-        changed: true,
-        generation,
-    })
+    Ok(Outcome { interpreter })
 }
 
 /// `venvbake bundle`: pack the profile's active generation into `out`, once

@@ -108,7 +108,7 @@ pub enum Command {
     },
     /// Which OS package serves each Python distribution on the target, and does its version fit?
     ///
-    /// Looks each NAME[SPEC] up the way `[python] prefer = "os"` does: the profile's
+    /// Looks each `NAME[SPEC]` up the way `[python] prefer = "os"` does: the profile's
     /// `[python.map]`, built-in aliases, Debian's dh-python table, the `python3-<name>`
     /// convention, each candidate confirmed by apt on the target.
     /// Example: venvbake map pyOpenSSL 'lxml>=4.9' psycopg2-binary --root ./tree

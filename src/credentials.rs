@@ -99,8 +99,6 @@ pub fn venv_pip_conf(index: &IndexSpec) -> Option<String> {
     Some(s)
 }
 
-pub use crate::exec::mask;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,7 +132,7 @@ mod tests {
         let c = creds("bob", "s3cr:t");
         let line = "Looking in indexes: https://bob:s3cr%3At@host/simple and s3cr:t";
         assert_eq!(
-            mask(line, &c.secrets()),
+            crate::exec::mask(line, &c.secrets()),
             "Looking in indexes: https://bob:***@host/simple and ***"
         );
     }

@@ -2,47 +2,51 @@
 //! Debian and Ubuntu images, where PEP 668 stops `pip install` against the
 //! system Python.
 //!
-//! The flow is CLI + profile → checked settings ([`profile`]) → a pure
-//! [`plan`] → steps that carry it out ([`apply`], [`apt`], [`venv`]) →
-//! outputs ([`manifest`], [`inventory`]). Every subprocess goes through
-//! [`exec`]; every error is an [`error::Error`] with a stable exit code.
+//! The flow is CLI + profile → checked settings (`profile`, `settings`) →
+//! a pure `plan` → steps that carry it out (`apply`, `apt`, `venv`) →
+//! outputs (`manifest`, `inventory`). Every subprocess goes through `exec`;
+//! every error is an [`error::Error`] with a stable exit code.
+//!
+//! Only what the binary and the tests use is public: [`run`] with [`cli`],
+//! [`error`], and [`codec`]'s digests. Read the rest with
+//! `cargo doc --document-private-items`.
 
-pub mod apply;
-pub mod apt;
-pub mod bundle;
+mod apply;
+mod apt;
+mod bundle;
 pub mod cli;
-pub mod cloudconfig;
-pub mod cloudinit;
+mod cloudconfig;
+mod cloudinit;
 pub mod codec;
-pub mod credentials;
-pub mod debver;
-pub mod decide;
-pub mod dists;
+mod credentials;
+mod debver;
+mod decide;
+mod dists;
 pub mod error;
-pub mod exec;
-pub mod fetch;
-pub mod fsutil;
-pub mod imports;
-pub mod install;
-pub mod inventory;
-pub mod layout;
-pub mod lifecycle;
-pub mod locks;
-pub mod manifest;
-pub mod mapping;
-pub mod ns;
-pub mod plan;
-pub mod profile;
-pub mod record;
-pub mod report;
-pub mod requirements;
-pub mod sbom;
-pub mod settings;
-pub mod tags;
-pub mod target;
-pub mod venv;
-pub mod verify;
-pub mod wheel;
+mod exec;
+mod fetch;
+mod fsutil;
+mod imports;
+mod install;
+mod inventory;
+mod layout;
+mod lifecycle;
+mod locks;
+mod manifest;
+mod mapping;
+mod ns;
+mod plan;
+mod profile;
+mod record;
+mod report;
+mod requirements;
+mod sbom;
+mod settings;
+mod tags;
+mod target;
+mod venv;
+mod verify;
+mod wheel;
 
 use std::io::Write;
 

@@ -235,6 +235,7 @@ fn strip_comment(line: &str) -> &str {
 
 impl Requirements {
     /// Check every requirement is pinned and hashed.
+    #[cfg(test)]
     pub fn check_locked(&self) -> Result<(), RequirementsError> {
         self.items
             .iter()

@@ -8,7 +8,7 @@
 //! is the recorded Python version and ABI (a distribution upgrade that moved
 //! the system Python breaks the venv). Reads only; runs one python.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -414,12 +414,9 @@ impl Known {
         self.sorted = false;
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     /// Ready for [`Known::get`].
@@ -661,15 +658,6 @@ fn entry(p: &Path, rel: &Path, known: &Known) -> std::io::Result<Entry> {
         d.copy_from_slice(&digest);
         Entry::File(mode, d)
     })
-}
-
-/// Group drift kinds for a summary (used by tests and the text output).
-pub fn kinds(report: &Report) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for d in &report.drift {
-        *m.entry(d.kind.clone()).or_insert(0) += 1;
-    }
-    m
 }
 
 #[cfg(test)]

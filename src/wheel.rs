@@ -75,8 +75,6 @@ impl WheelError {
 /// What installing one wheel wrote. Its `RECORD` is already on disk.
 #[derive(Debug, Clone)]
 pub struct Installed {
-    /// The distribution's name as its metadata spells it.
-    pub name: String,
     /// Host path of the `.dist-info` directory.
     pub dist_info: PathBuf,
     /// `.py` files written (host paths) and their sizes, for byte-code.
@@ -389,7 +387,6 @@ pub fn install(file: &Path, layout: &Layout, requested: bool) -> Result<Installe
 
     let site = &layout.site;
     let mut out = Installed {
-        name: name.clone(),
         dist_info: site.join(&dist_info),
         sources: Vec::new(),
         files: 0,

@@ -204,7 +204,7 @@ pub fn wheelhouse() -> PathBuf {
     for l in locks() {
         key.push_str(&std::fs::read_to_string(&l).unwrap());
     }
-    let digest = venvbake::profile::hex_sha256(key.as_bytes());
+    let digest = venvbake::codec::hex_sha256(key.as_bytes());
     cached_folder(&format!("wheelhouse-{}", &digest[..12]), |tmp| {
         for (version, abi) in PYTHONS {
             for lock in locks() {
