@@ -14,8 +14,8 @@ use std::time::Instant;
 use crate::decide::Choice;
 use crate::error::{Error, Result};
 use crate::manifest::{
-    self, AptPackage, Distribution, FactEntry, FileInfo, GenerationRecord, Manifest, ProfileInfo,
-    Tool, VenvInfo,
+    self, AptPackage, Distribution, FileInfo, GenerationRecord, Manifest, ProfileInfo, Tool,
+    VenvInfo,
 };
 use crate::plan::{self, Plan, VenvAction};
 use crate::profile::Profile;
@@ -26,25 +26,6 @@ use crate::target::Target;
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub interpreter: PathBuf,
-}
-
-/// The venv lock of the profile's venv path (see [`crate::locks`]), taken
-/// once the target is known to be one venvbake serves.
-pub fn lock_venv(
-    target: &Target,
-    profile: &Profile,
-    reporter: &Reporter,
-) -> Result<crate::locks::Held> {
-    target.require_apt()?;
-    plan::check_venv_resolves(profile, target)?;
-    let timeout = profile.apt.lock_timeout;
-    crate::locks::venv(target, &profile.venv.path, timeout, || {
-        reporter.info(&format!(
-            "waiting for another venvbake run on `{}` to finish (up to {} s)",
-            profile.venv.path.display(),
-            timeout.as_secs()
-        ))
-    })
 }
 
 pub struct Request<'a> {
@@ -66,7 +47,8 @@ pub struct Request<'a> {
 /// [`Error::Stopped`], saying what the venv's fixed path serves now.
 pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let venv_path = &req.profile.venv.path;
-    let serving = || plan::generation_of_link(&req.target.host_path_nofollow(venv_path), venv_path);
+    let serving =
+        || crate::store::generation_of_link(&req.target.host_path_nofollow(venv_path), venv_path);
     let before = serving();
     apply_inner(req, reporter).map_err(|e| {
         let after = serving();
@@ -88,7 +70,7 @@ pub fn apply(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
 fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let started = Instant::now();
     let (profile, target) = (req.profile, req.target);
-    let _lock = lock_venv(target, profile, reporter)?;
+    let _lock = crate::store::lock_venv(target, profile, reporter)?;
     let ask_apt = profile.python.asks_apt();
     // With --adopt, a directory (or foreign symlink) at the fixed path is
     // planned around and moved aside just before the switch; never deleted.
@@ -341,7 +323,11 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     );
     let fixed_host = target.host_path_nofollow(&profile.venv.path);
     let occupied = std::fs::symlink_metadata(&fixed_host).is_ok();
-    if must_sync(&plan.venv.action, target.chroot().is_none(), occupied) {
+    if crate::store::must_sync(
+        matches!(plan.venv.action, VenvAction::Build { .. }),
+        target.chroot().is_none(),
+        occupied,
+    ) {
         let gen_host = target.host_path(&gens_dir.join(&generation));
         let t = std::time::Instant::now();
         crate::fsutil::sync_fs(&gen_host)?;
@@ -352,7 +338,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     }
     let adopted = if req.adopt
         && occupied
-        && plan::generation_of_link(&fixed_host, &profile.venv.path).is_none()
+        && crate::store::generation_of_link(&fixed_host, &profile.venv.path).is_none()
     {
         let dest = (1..)
             .map(|n| PathBuf::from(format!("{}.adopted-{n}", profile.venv.path.display())))
@@ -381,7 +367,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         "switch {} -> {generation}",
         profile.venv.path.display()
     ));
-    commit(
+    crate::store::commit(
         target,
         profile,
         gens_dir,
@@ -389,7 +375,13 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         !matches!(plan.venv.action, VenvAction::Keep { .. }),
     )?;
     scaffold.keep();
-    remove_generations(target, &plan, &generation, reporter);
+    crate::store::remove_generations(
+        target,
+        &plan.venv.generations_dir,
+        &plan.venv.remove,
+        &generation,
+        reporter,
+    );
     reporter.finish();
     reporter.info(&format!(
         "profile `{}` applied: {} -> {generation} (python {}, {} distributions) in {:.1}s",
@@ -467,108 +459,6 @@ pub fn bundle(
     Ok(size)
 }
 
-/// Make `m`'s generation the active one, with the manifest and fact that
-/// describe it. The manifest is written into the generation first and the
-/// manifest path is a symlink through the venv's fixed path, so the single
-/// rename of the fixed path's symlink switches venv and manifest together:
-/// a kill at any moment leaves a manifest that describes the venv in use.
-pub fn commit(
-    target: &Target,
-    profile: &Profile,
-    gens_dir: &Path,
-    m: &Manifest,
-    switch: bool,
-) -> Result<()> {
-    let gen_host = target.host_path(&gens_dir.join(&m.venv.generation));
-    m.write(&manifest::in_generation(&gen_host))?;
-    let link_host = target.host_path_nofollow(&profile.outputs.manifest);
-    let want = manifest::link_target(&profile.outputs.manifest, &profile.venv.path);
-    if std::fs::read_link(&link_host).ok().as_deref() != Some(want.as_path()) {
-        if link_host.is_dir() {
-            return Err(Error::Occupied {
-                path: profile.outputs.manifest.clone(),
-            });
-        }
-        crate::fsutil::create_dirs(link_host.parent().unwrap_or(Path::new("/")))?;
-        crate::fsutil::switch_symlink(&link_host, &want)?;
-    }
-    record_in_fact(
-        target,
-        &profile.outputs.ansible_fact,
-        &profile.name,
-        FactEntry::new(&profile.venv.path, &profile.outputs.manifest),
-        m.taken_over_from.as_deref(),
-        profile.apt.lock_timeout,
-    )?;
-    if switch {
-        let gens_name = gens_dir.file_name().unwrap_or_default();
-        crate::fsutil::switch_symlink(
-            &target.host_path_nofollow(&profile.venv.path),
-            &Path::new(gens_name).join(&m.venv.generation),
-        )?;
-    }
-    Ok(())
-}
-
-/// Set profile `name`'s entry in the Ansible fact at `fact_path` (a target
-/// path), and drop the entry of the profile it took the venv path over
-/// from. Every profile of the target shares the fact, so it is read,
-/// changed and written under the target lock: no concurrent update is lost.
-pub fn record_in_fact(
-    target: &Target,
-    fact_path: &Path,
-    name: &str,
-    entry: FactEntry,
-    taken_over_from: Option<&str>,
-    timeout: std::time::Duration,
-) -> Result<()> {
-    let fact_host = target.host_path(fact_path);
-    let _shared = crate::locks::target(target, timeout)?;
-    manifest::update_fact(&fact_host, |fact| {
-        let mut changed = false;
-        if let Some(old) = taken_over_from {
-            if let Some(e) = fact
-                .profiles
-                .get(old)
-                .filter(|e| e.venv == entry.venv)
-                .cloned()
-            {
-                fact.profiles.remove(old);
-                forget_manifest_link(target, &e.manifest, &entry.venv);
-                changed = true;
-            }
-        }
-        if fact.profiles.get(name) != Some(&entry) {
-            fact.profiles.insert(name.to_string(), entry);
-            changed = true;
-        }
-        changed
-    })
-}
-
-/// Remove a handed-over profile's manifest path if it is still the symlink
-/// through `venv_path` that venvbake made (it would read the new owner's
-/// manifest under the old name); anything else there is left alone.
-fn forget_manifest_link(target: &Target, manifest_path: &Path, venv_path: &Path) {
-    let host = target.host_path_nofollow(manifest_path);
-    let ours = manifest::link_target(manifest_path, venv_path);
-    if std::fs::read_link(&host).is_ok_and(|t| t == ours) {
-        let _ = std::fs::remove_file(&host);
-    }
-}
-
-/// Whether a new generation must be on disk before the switch makes it the
-/// venv: the switch's rename is durable at once, the generation's files only
-/// once the kernel writes them back, so a power loss in between would leave
-/// the fixed path pointing at empty files. That matters when the switch
-/// replaces a venv (it would trade a working one for a broken one) and on the
-/// running system (cloud-init's `runcmd` does not run again). A first build
-/// into an image tree (`--root`) is not synced: the pipeline's unmount or
-/// shutdown writes it, and a crash before that fails the image build anyway.
-fn must_sync(action: &VenvAction, live: bool, replaces: bool) -> bool {
-    matches!(action, VenvAction::Build { .. }) && (live || replaces)
-}
-
 /// One line per requirement that does not simply go to the venv, so Packer
 /// logs show why apt serves something or why the last resort is used.
 fn report_decisions(plan: &Plan, reporter: &Reporter) {
@@ -587,23 +477,6 @@ fn report_decisions(plan: &Plan, reporter: &Reporter) {
             d.decision.label(),
             d.reason
         ));
-    }
-}
-
-/// Remove the generations the plan names; never the active one, never
-/// anything that is not a generation directory inside venvbake's own directory.
-fn remove_generations(target: &Target, plan: &Plan, active: &str, reporter: &mut Reporter) {
-    let gens_host = target.host_path(&plan.venv.generations_dir);
-    for name in &plan.venv.remove {
-        if name == active || plan::generation_number(name).is_none() {
-            continue;
-        }
-        let dir = gens_host.join(name);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => reporter.info(&format!("removed old generation {name}")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => reporter.warn(&format!("could not remove `{}`: {e}", dir.display())),
-        }
     }
 }
 
@@ -739,47 +612,6 @@ pub fn manifest_for(
 mod tests {
     use super::*;
 
-    /// Concurrent applies of different profiles each add their entry to the
-    /// one fact file: none may be lost (without the target lock, several
-    /// were, each apply exiting 0).
-    #[test]
-    fn concurrent_fact_updates_of_different_profiles_lose_nothing() {
-        let root = tempfile::tempdir().unwrap();
-        let target = Target::new(Some(root.path())).unwrap();
-        let fact = Path::new("/etc/ansible/facts.d/venvbake.fact");
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let target = target.clone();
-                std::thread::spawn(move || {
-                    for round in 0..12 {
-                        let name = format!("p{t}-{round}");
-                        let venv = PathBuf::from(format!("/opt/venvs/{name}"));
-                        let entry = FactEntry::new(&venv, &crate::profile::default_manifest(&name));
-                        record_in_fact(
-                            &target,
-                            fact,
-                            &name,
-                            entry,
-                            None,
-                            std::time::Duration::from_secs(60),
-                        )
-                        .unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let got = manifest::read_fact(&target.host_path(fact));
-        assert_eq!(
-            got.profiles.len(),
-            8 * 12,
-            "lost: {:?}",
-            got.profiles.keys()
-        );
-    }
-
     /// The manifest as written for a generation (the schema's fields, in
     /// order; the README documents them).
     #[test]
@@ -829,7 +661,7 @@ mod tests {
         let m = manifest_for(
             &profile,
             &record,
-            &plan::generations_dir(&profile.venv.path),
+            &crate::store::generations_dir(&profile.venv.path),
             &[("python3.11-venv".into(), "venv-module".into())],
             vec![],
             &os,
@@ -837,47 +669,5 @@ mod tests {
             &Default::default(),
         );
         insta::assert_snapshot!("manifest", m.to_json());
-    }
-
-    #[test]
-    fn a_hand_over_drops_the_old_owners_entry_and_manifest_link() {
-        let root = tempfile::tempdir().unwrap();
-        let target = Target::new(Some(root.path())).unwrap();
-        let fact = Path::new("/etc/ansible/facts.d/venvbake.fact");
-        let venv = Path::new("/opt/venvs/shared");
-        let (old_m, new_m) = (
-            crate::profile::default_manifest("old"),
-            crate::profile::default_manifest("new"),
-        );
-        let t = std::time::Duration::from_secs(5);
-        record_in_fact(&target, fact, "old", FactEntry::new(venv, &old_m), None, t).unwrap();
-        record_in_fact(
-            &target,
-            fact,
-            "other",
-            FactEntry::new(Path::new("/opt/o"), &old_m),
-            None,
-            t,
-        )
-        .unwrap();
-        let link = target.host_path_nofollow(&old_m);
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(manifest::link_target(&old_m, venv), &link).unwrap();
-        record_in_fact(
-            &target,
-            fact,
-            "new",
-            FactEntry::new(venv, &new_m),
-            Some("old"),
-            t,
-        )
-        .unwrap();
-        let got = manifest::read_fact(&target.host_path(fact));
-        let names: Vec<&str> = got.profiles.keys().map(String::as_str).collect();
-        assert_eq!(names, ["new", "other"]);
-        assert!(
-            std::fs::symlink_metadata(&link).is_err(),
-            "the old manifest link is gone"
-        );
     }
 }

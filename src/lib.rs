@@ -42,6 +42,7 @@ mod report;
 mod requirements;
 mod sbom;
 mod settings;
+mod store;
 mod tags;
 mod target;
 mod venv;

@@ -5,11 +5,13 @@
 //! generations directory (and the manifest and fact, rewritten atomically by
 //! rollback), and never remove the active generation.
 
-use crate::apply::{lock_venv, manifest_for};
+use crate::apply::manifest_for;
 use crate::error::{Error, Result};
-use crate::plan::{self, Link};
+use crate::plan;
 use crate::profile::Profile;
 use crate::report::Reporter;
+use crate::store::lock_venv;
+use crate::store::Link;
 use crate::target::Target;
 
 /// Switch to the previous complete generation; returns its name.
@@ -25,7 +27,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
             "`venvbake apply` builds one; nothing was changed",
         ));
     };
-    let active_no = plan::generation_number(active).unwrap_or(u32::MAX);
+    let active_no = crate::store::generation_number(active).unwrap_or(u32::MAX);
     let previous = obs
         .generations
         .iter()
@@ -35,7 +37,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
             Error::usage(
                 format!(
                     "no complete generation older than {active} is left in `{}`",
-                    plan::generations_dir(&profile.venv.path).display()
+                    crate::store::generations_dir(&profile.venv.path).display()
                 ),
                 format!(
                     "{active} stays active; `[venv] keep_generations` (at least 2) keeps one to roll back to for the next apply"
@@ -46,7 +48,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         .record
         .clone()
         .ok_or_else(|| Error::Internal("record vanished".into()))?;
-    let gens_dir = plan::generations_dir(&profile.venv.path);
+    let gens_dir = crate::store::generations_dir(&profile.venv.path);
 
     // The old generation must still run on today's interpreter.
     let python = gens_dir.join(&previous.name).join("bin/python");
@@ -118,7 +120,7 @@ pub fn rollback(profile: &Profile, target: &Target, reporter: &mut Reporter) -> 
         m.adopted = before.adopted.clone();
         m.taken_over_from = before.taken_over_from.clone();
     }
-    crate::apply::commit(target, profile, &gens_dir, &m, true)?;
+    crate::store::commit(target, profile, &gens_dir, &m, true)?;
     reporter.finish();
     reporter.info(&format!(
         "rolled back `{}` from {active} to {}; the next `venvbake apply` switches to the profile's current generation again",
@@ -137,17 +139,17 @@ pub fn gc(
 ) -> Result<Vec<String>> {
     let _lock = lock_venv(target, profile, reporter)?;
     // Only the link and the generations: no dpkg, no interpreter.
-    let (link, generations) = plan::observe_generations(&profile.venv.path, target);
+    let (link, generations) = crate::store::observe_generations(&profile.venv.path, target);
     let keep = keep.unwrap_or(profile.venv.keep_generations).max(1);
     let active = match &link {
         Link::Generation(g) => Some(g.as_str()),
         _ => None,
     };
-    let names = plan::to_remove(&generations, active.unwrap_or(""), active, keep);
-    let gens_host = target.host_path(&plan::generations_dir(&profile.venv.path));
+    let names = crate::store::to_remove(&generations, active.unwrap_or(""), active, keep);
+    let gens_host = target.host_path(&crate::store::generations_dir(&profile.venv.path));
     let mut removed = Vec::new();
     for name in names {
-        if Some(name.as_str()) == active || plan::generation_number(&name).is_none() {
+        if Some(name.as_str()) == active || crate::store::generation_number(&name).is_none() {
             continue;
         }
         match std::fs::remove_dir_all(gens_host.join(&name)) {

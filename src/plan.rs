@@ -17,9 +17,12 @@ use serde::Serialize;
 pub use crate::apt::{AptItem, AptPlan};
 use crate::decide::{self, Choice, Decision, OsLookup, Scope};
 use crate::error::{Error, Result};
-use crate::manifest::{self, FactEntry, GenerationRecord, Manifest};
+use crate::manifest::{self, FactEntry, Manifest};
 use crate::mapping::Fallback;
 use crate::profile::{hex_sha256, Profile, SystemSite};
+use crate::store::{
+    check_venv_resolves, generations_dir, observe_generations, to_remove, GenerationState, Link,
+};
 use crate::target::{Interpreter, OsRelease, Target};
 
 /// Bumped when the way generations are built changes, so old ones are rebuilt.
@@ -72,23 +75,6 @@ impl Inputs {
     }
 }
 
-/// What is at the venv's fixed path now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    Missing,
-    /// A symlink to this generation name (inside the generations directory).
-    Generation(String),
-    /// A symlink somewhere else, or a real file or directory: never touched.
-    Foreign,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenerationState {
-    pub name: String,
-    pub number: u32,
-    pub record: Option<GenerationRecord>,
-}
-
 /// What the target looks like now (read-only).
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -112,11 +98,6 @@ pub struct Observed {
     /// Another profile that owns the venv path: the one whose manifest the
     /// active generation carries, or whose fact entry names the path.
     pub owner: Option<String>,
-}
-
-/// `<venv path>.generations`: venvbake's own directory; nothing outside it is ever removed.
-pub fn generations_dir(venv_path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.generations", venv_path.display()))
 }
 
 /// Read what the plan needs from the target. The only command it may run is
@@ -168,35 +149,6 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
         owner,
         os,
     })
-}
-
-/// What stands at the venv's fixed path, and the generations beside it
-/// (oldest first): all that `gc` needs to know.
-pub fn observe_generations(venv_path: &Path, target: &Target) -> (Link, Vec<GenerationState>) {
-    let venv_host = target.host_path_nofollow(venv_path);
-    let link = match std::fs::symlink_metadata(&venv_host) {
-        Err(_) => Link::Missing,
-        Ok(_) => match generation_of_link(&venv_host, venv_path) {
-            Some(g) => Link::Generation(g),
-            None => Link::Foreign,
-        },
-    };
-    let gens_host = target.host_path(&generations_dir(venv_path));
-    let mut generations = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&gens_host) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(number) = generation_number(&name) {
-                generations.push(GenerationState {
-                    record: manifest::read_generation(&e.path()),
-                    name,
-                    number,
-                });
-            }
-        }
-    }
-    generations.sort_by_key(|g| g.number);
-    (link, generations)
 }
 
 /// The mapping table: the target's own dh-python copy, else the embedded one.
@@ -256,44 +208,6 @@ pub fn lookup_names(
         .collect())
 }
 
-/// The generation the fixed path's symlink points at, if it is venvbake's.
-pub fn generation_of_link(host_link: &Path, venv_path: &Path) -> Option<String> {
-    let dest = std::fs::read_link(host_link).ok()?;
-    let gens_name = generations_dir(venv_path)
-        .file_name()?
-        .to_string_lossy()
-        .into_owned();
-    let mut comps = dest.components();
-    match (comps.next(), comps.next(), comps.next()) {
-        (Some(a), Some(b), None) if a.as_os_str() == gens_name.as_str() => {
-            Some(b.as_os_str().to_string_lossy().into_owned())
-        }
-        _ => None,
-    }
-}
-
-/// A symlink in the target must not carry the venv (or its generations)
-/// somewhere the profile could not have named.
-pub fn check_venv_resolves(profile: &Profile, target: &Target) -> Result<()> {
-    if let (Some(parent), Some(name)) = (profile.venv.path.parent(), profile.venv.path.file_name())
-    {
-        let resolved = crate::target::resolve_in_root(&target.root, parent).join(name);
-        if resolved != profile.venv.path {
-            crate::profile::check_venv_location(&resolved).map_err(|m| {
-                Error::usage(
-                    format!(
-                        "`{}` leads to `{}` through a symlink in the target: {m}",
-                        profile.venv.path.display(),
-                        resolved.display()
-                    ),
-                    "set `[venv] path` to a directory no symlink of the image carries into the system's own trees (e.g. `/opt/venvs/NAME`); nothing was changed",
-                )
-            })?;
-        }
-    }
-    Ok(())
-}
-
 /// `--adopt`: a directory (or foreign symlink) at the fixed path is planned
 /// around; apply moves it aside just before the switch, never deletes it.
 pub fn adopt(o: &mut Observed, adopt: bool) {
@@ -320,16 +234,6 @@ pub fn hand_over(o: &mut Observed, from: Option<&str>, venv_path: &Path) -> Resu
         )),
         _ => Ok(false),
     }
-}
-
-/// `g12-1a2b3c4d` -> 12.
-pub fn generation_number(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix('g')?;
-    let (n, hash) = rest.split_once('-')?;
-    if hash.len() != 8 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    n.parse().ok()
 }
 
 // ---------------------------------------------------------------- the plan
@@ -498,39 +402,6 @@ pub struct OutputPlan {
     pub ansible_fact: PathBuf,
     /// Whether the manifest and fact must be (re)written.
     pub write: bool,
-}
-
-/// Generations to remove so that `keep` complete ones remain, `new_active`
-/// included. The generation active now (`current`) is the rollback target and
-/// is kept first, then the newest complete ones; incomplete leftovers of
-/// killed runs always go. `new_active` itself is never listed.
-pub fn to_remove(
-    generations: &[GenerationState],
-    new_active: &str,
-    current: Option<&str>,
-    keep: u32,
-) -> Vec<String> {
-    let mut candidates: Vec<&GenerationState> = generations
-        .iter()
-        .filter(|g| g.name != new_active)
-        .collect();
-    candidates.sort_by_key(|g| {
-        (
-            Some(g.name.as_str()) != current,
-            std::cmp::Reverse(g.number),
-        )
-    });
-    let mut keep_left = keep.saturating_sub(1);
-    let mut remove = Vec::new();
-    for g in candidates {
-        if g.record.is_some() && keep_left > 0 {
-            keep_left -= 1;
-        } else {
-            remove.push(g.name.clone());
-        }
-    }
-    remove.sort();
-    remove
 }
 
 /// A distribution installed into the system interpreter with pip (the last resort).
@@ -1120,7 +991,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::PythonInfo;
+    use crate::manifest::{GenerationRecord, PythonInfo};
+    use crate::store::generation_number;
 
     fn profile(dir: &Path) -> Profile {
         std::fs::write(
@@ -1471,12 +1343,5 @@ mod tests {
         assert_eq!(names, ["python3.11-venv", "python3-lxml", "python3-six"]);
         assert_eq!(plan.apt.install[1].reason, "requirement lxml");
         assert!(plan.unresolved().is_empty());
-    }
-
-    #[test]
-    fn generation_names() {
-        assert_eq!(generation_number("g12-1a2b3c4d"), Some(12));
-        assert_eq!(generation_number("g1-xyz"), None);
-        assert_eq!(generation_number(".lock"), None);
     }
 }

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::error::Result;
 use crate::exec::{self, Cmd};
 use crate::manifest::Manifest;
-use crate::plan::generations_dir;
 use crate::record::{parse_record, RecordEntry};
+use crate::store::generations_dir;
 use crate::target::Target;
 
 /// One way the target differs from its manifest.
