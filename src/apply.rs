@@ -1,12 +1,16 @@
 //! `venvbake apply`: carry out a plan, in an order that never leaves a
 //! half-built image.
 //!
-//! Under the profile's lock: observe and plan (no side effects); stop there
-//! when nothing changes. Otherwise, for an image tree, enter a private mount
-//! namespace; install the missing apt packages; build and check a new
-//! generation beside the old one; switch the fixed path's symlink with one
-//! rename; remove old generations; then write the manifest and the Ansible
-//! fact atomically. Until the switch, the previous generation keeps serving.
+//! A straight line, under the venv path's lock: settings (resolved by the
+//! caller) → observe → plan (stage 1: who serves what, apt, the system's
+//! pip; stage 2: the venv) → stop when nothing changes, and refuse what can
+//! be refused before any change (another profile's path, a bundle built for
+//! another target) → for an image tree, a private mount namespace → apt →
+//! stage 2 again from the target apt left → probe the interpreter → the
+//! system's pip → fill and check a new generation beside the old one (or
+//! stamp it from a bundle) → commit: manifest, fact, then the switch of the
+//! fixed path's symlink in one rename → remove old generations. Until the
+//! switch, the previous generation keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -190,11 +194,11 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         reporter,
     )?;
     if !plan.apt.install.is_empty() {
-        // apt may have upgraded the interpreter itself: plan the venv again.
-        observed = observe(ask_apt)?;
-        plan = plan::make(profile, target, &observed, sources)?;
+        // Stage 2 again, from the target as apt left it: apt may have
+        // upgraded the interpreter itself (its identity is an input).
+        observed.refresh_after_apt(profile, target)?;
+        plan = plan::replan_venv(&plan, profile, target, &observed, sources);
     }
-    let cert = req.sources.cert.as_deref();
     let creds = crate::credentials::Credentials::from_profile(profile, &req.host_env)?;
 
     reporter.step(format!("python: probe {}", profile.venv.python.display()));
@@ -218,162 +222,15 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         }
     ));
 
-    let gens_dir = &plan.venv.generations_dir;
-    let pending: Vec<_> = plan
-        .system_pip
-        .iter()
-        .filter(|s| !s.present)
-        .cloned()
-        .collect();
-    if !pending.is_empty() {
-        for s in &pending {
-            reporter.warn(&format!(
-                "installing {}=={} into the system interpreter with pip{}: {}",
-                s.name,
-                s.version,
-                if s.flag {
-                    " --break-system-packages"
-                } else {
-                    ""
-                },
-                s.reason
-            ));
-        }
-        crate::venv::install_system(
-            &crate::venv::SystemInstall {
-                target,
-                base_env: &base_env,
-                profile,
-                entries: &pending,
-                staging: gens_dir,
-                wheelhouse,
-                cert,
-                creds: &creds,
-            },
-            reporter,
-        )?;
-    }
-    let record = match &plan.venv.action {
-        VenvAction::Build { generation, reason } => {
-            reporter.info(&format!("building generation {generation}: {reason}"));
-            let sde = req
-                .host_env
-                .iter()
-                .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
-                .map(|(_, v)| v.as_str());
-            let route = plan.venv.route.as_ref().ok_or_else(|| {
-                Error::Internal("a generation to build has no planned route".into())
-            })?;
-            let build = crate::venv::Build {
-                route,
-                target,
-                base_env: &base_env,
-                profile,
-                probe: &probe,
-                gen_path: gens_dir.join(generation),
-                gen_name: generation.clone(),
-                fingerprint: plan.venv.fingerprint.clone(),
-                wheelhouse,
-                cert,
-                built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
-                system_site_packages: plan.venv.system_site_packages,
-                pip_lines: &plan.venv.pip_lines,
-                decisions: &plan.decisions,
-                creds: &creds,
-            };
-            match &bundle {
-                Some((file, header)) => {
-                    let wanted = crate::bundle::Wanted {
-                        generation,
-                        inputs: &plan.venv.inputs,
-                        os_id: &observed.os_release.id,
-                        os_version_id: &observed.os_release.version_id,
-                        python_version: Some(&probe.version),
-                        abi: Some(&probe.soabi),
-                    };
-                    let fields = crate::bundle::mismatches(header, &wanted);
-                    if !fields.is_empty() {
-                        return Err(Error::BundleMismatch {
-                            file: file.to_path_buf(),
-                            fields,
-                        });
-                    }
-                    crate::venv::stamp(&build, file, header, early.take(), reporter)?
-                }
-                None => crate::venv::build(&build, reporter)?,
-            }
-        }
-        VenvAction::Switch { generation } | VenvAction::Keep { generation } => {
-            manifest::read_generation(&target.host_path(&gens_dir.join(generation))).ok_or_else(
-                || Error::Internal(format!("generation {generation} lost its record")),
-            )?
-        }
+    let steps = Steps {
+        req,
+        plan: &plan,
+        base_env: &base_env,
+        creds: &creds,
     };
-    let generation = record.generation.clone();
-
-    let installed = target.dpkg_installed()?;
-    let system_dists = target.system_dists(&observed.interpreter);
-    let manifest = build_manifest(
-        profile,
-        &plan,
-        &record,
-        &observed.os_release,
-        &installed,
-        &system_dists,
-    );
-    let fixed_host = target.host_path_nofollow(&profile.venv.path);
-    let occupied = std::fs::symlink_metadata(&fixed_host).is_ok();
-    if crate::store::must_sync(
-        matches!(plan.venv.action, VenvAction::Build { .. }),
-        target.chroot().is_none(),
-        occupied,
-    ) {
-        let gen_host = target.host_path(&gens_dir.join(&generation));
-        let t = std::time::Instant::now();
-        crate::fsutil::sync_fs(&gen_host)?;
-        reporter.info(&format!(
-            "wrote generation {generation} to disk before the switch ({:.2}s)",
-            t.elapsed().as_secs_f64()
-        ));
-    }
-    let adopted = if req.adopt
-        && occupied
-        && crate::store::generation_of_link(&fixed_host, &profile.venv.path).is_none()
-    {
-        let dest = (1..)
-            .map(|n| PathBuf::from(format!("{}.adopted-{n}", profile.venv.path.display())))
-            .find(|p| std::fs::symlink_metadata(target.host_path_nofollow(p)).is_err())
-            .unwrap_or_default();
-        std::fs::rename(&fixed_host, target.host_path_nofollow(&dest))
-            .map_err(|e| Error::io("move aside", &fixed_host, e))?;
-        reporter.warn(&format!(
-            "moved the existing `{}` aside to `{}` (--adopt); nothing was deleted",
-            profile.venv.path.display(),
-            dest.display()
-        ));
-        Some(dest)
-    } else {
-        None
-    };
-    let mut manifest = manifest;
-    let before = observed.manifest.as_ref();
-    manifest.adopted = adopted.or_else(|| before.and_then(|m| m.adopted.clone()));
-    manifest.taken_over_from = req
-        .take_over
-        .filter(|_| took_over.get())
-        .map(str::to_string)
-        .or_else(|| before.and_then(|m| m.taken_over_from.clone()));
-    reporter.step(format!(
-        "switch {} -> {generation}",
-        profile.venv.path.display()
-    ));
-    crate::store::commit(
-        target,
-        profile,
-        gens_dir,
-        &manifest,
-        !matches!(plan.venv.action, VenvAction::Keep { .. }),
-    )?;
+    steps.system_pip(reporter)?;
+    let record = steps.fill(&probe, bundle.as_ref(), early.take(), &observed, reporter)?;
+    let generation = steps.switch(&record, &observed, took_over.get(), reporter)?;
     scaffold.keep();
     crate::store::remove_generations(
         target,
@@ -457,6 +314,218 @@ pub fn bundle(
     let size = crate::bundle::write(&header, &gen_host, out)?;
     reporter.finish();
     Ok(size)
+}
+
+/// What the steps after the plan share: the request, the plan, the clean
+/// environment of commands in the target and the index's credentials.
+struct Steps<'a> {
+    req: &'a Request<'a>,
+    plan: &'a Plan,
+    base_env: &'a [(String, String)],
+    creds: &'a crate::credentials::Credentials,
+}
+
+impl Steps<'_> {
+    /// The last resort: pip installs the planned `[python] system` entries
+    /// into the system interpreter, each said as a warning.
+    fn system_pip(&self, reporter: &mut Reporter) -> Result<()> {
+        let (target, profile) = (self.req.target, self.req.profile);
+        let gens_dir = &self.plan.venv.generations_dir;
+        let wheelhouse = self.req.sources.wheelhouse.as_deref();
+        let cert = self.req.sources.cert.as_deref();
+        let pending: Vec<_> = self
+            .plan
+            .system_pip
+            .iter()
+            .filter(|s| !s.present)
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            for s in &pending {
+                reporter.warn(&format!(
+                    "installing {}=={} into the system interpreter with pip{}: {}",
+                    s.name,
+                    s.version,
+                    if s.flag {
+                        " --break-system-packages"
+                    } else {
+                        ""
+                    },
+                    s.reason
+                ));
+            }
+            crate::venv::install_system(
+                &crate::venv::SystemInstall {
+                    target,
+                    base_env: self.base_env,
+                    profile,
+                    entries: &pending,
+                    staging: gens_dir,
+                    wheelhouse,
+                    cert,
+                    creds: self.creds,
+                },
+                reporter,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The generation that becomes the venv: built (or stamped from the
+    /// bundle) when the plan says so, else the complete one it names.
+    fn fill(
+        &self,
+        probe: &crate::venv::Probe,
+        bundle: Option<&(&Path, crate::bundle::Header)>,
+        early: Option<crate::bundle::Early>,
+        observed: &plan::Observed,
+        reporter: &mut Reporter,
+    ) -> Result<GenerationRecord> {
+        let plan = self.plan;
+        let (target, profile, req) = (self.req.target, self.req.profile, self.req);
+        let gens_dir = &plan.venv.generations_dir;
+        let wheelhouse = req.sources.wheelhouse.as_deref();
+        let cert = req.sources.cert.as_deref();
+        let record = match &plan.venv.action {
+            VenvAction::Build { generation, reason } => {
+                reporter.info(&format!("building generation {generation}: {reason}"));
+                let sde = req
+                    .host_env
+                    .iter()
+                    .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+                    .map(|(_, v)| v.as_str());
+                let route = plan.venv.route.as_ref().ok_or_else(|| {
+                    Error::Internal("a generation to build has no planned route".into())
+                })?;
+                let build = crate::venv::Build {
+                    route,
+                    target,
+                    base_env: self.base_env,
+                    profile,
+                    probe,
+                    gen_path: gens_dir.join(generation),
+                    gen_name: generation.clone(),
+                    fingerprint: plan.venv.fingerprint.clone(),
+                    wheelhouse,
+                    cert,
+                    built_at: crate::fsutil::rfc3339(crate::fsutil::build_epoch(sde)),
+                    system_site_packages: plan.venv.system_site_packages,
+                    pip_lines: &plan.venv.pip_lines,
+                    decisions: &plan.decisions,
+                    creds: self.creds,
+                };
+                match bundle {
+                    Some((file, header)) => {
+                        let wanted = crate::bundle::Wanted {
+                            generation,
+                            inputs: &plan.venv.inputs,
+                            os_id: &observed.os_release.id,
+                            os_version_id: &observed.os_release.version_id,
+                            python_version: Some(&probe.version),
+                            abi: Some(&probe.soabi),
+                        };
+                        let fields = crate::bundle::mismatches(header, &wanted);
+                        if !fields.is_empty() {
+                            return Err(Error::BundleMismatch {
+                                file: file.to_path_buf(),
+                                fields,
+                            });
+                        }
+                        crate::venv::stamp(&build, file, header, early, reporter)?
+                    }
+                    None => crate::venv::build(&build, reporter)?,
+                }
+            }
+            VenvAction::Switch { generation } | VenvAction::Keep { generation } => {
+                manifest::read_generation(&target.host_path(&gens_dir.join(generation)))
+                    .ok_or_else(|| {
+                        Error::Internal(format!("generation {generation} lost its record"))
+                    })?
+            }
+        };
+        Ok(record)
+    }
+
+    /// Write the generation to disk when it must be, move an adopted
+    /// directory aside, and commit: manifest, fact, then the switch.
+    /// Returns the generation now active.
+    fn switch(
+        &self,
+        record: &GenerationRecord,
+        observed: &plan::Observed,
+        took_over: bool,
+        reporter: &mut Reporter,
+    ) -> Result<String> {
+        let plan = self.plan;
+        let (target, profile, req) = (self.req.target, self.req.profile, self.req);
+        let gens_dir = &plan.venv.generations_dir;
+        let generation = record.generation.clone();
+
+        let installed = target.dpkg_installed()?;
+        let system_dists = target.system_dists(&observed.interpreter);
+        let manifest = build_manifest(
+            profile,
+            plan,
+            record,
+            &observed.os_release,
+            &installed,
+            &system_dists,
+        );
+        let fixed_host = target.host_path_nofollow(&profile.venv.path);
+        let occupied = std::fs::symlink_metadata(&fixed_host).is_ok();
+        if crate::store::must_sync(
+            matches!(plan.venv.action, VenvAction::Build { .. }),
+            target.chroot().is_none(),
+            occupied,
+        ) {
+            let gen_host = target.host_path(&gens_dir.join(&generation));
+            let t = std::time::Instant::now();
+            crate::fsutil::sync_fs(&gen_host)?;
+            reporter.info(&format!(
+                "wrote generation {generation} to disk before the switch ({:.2}s)",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        let adopted = if req.adopt
+            && occupied
+            && crate::store::generation_of_link(&fixed_host, &profile.venv.path).is_none()
+        {
+            let dest = (1..)
+                .map(|n| PathBuf::from(format!("{}.adopted-{n}", profile.venv.path.display())))
+                .find(|p| std::fs::symlink_metadata(target.host_path_nofollow(p)).is_err())
+                .unwrap_or_default();
+            std::fs::rename(&fixed_host, target.host_path_nofollow(&dest))
+                .map_err(|e| Error::io("move aside", &fixed_host, e))?;
+            reporter.warn(&format!(
+                "moved the existing `{}` aside to `{}` (--adopt); nothing was deleted",
+                profile.venv.path.display(),
+                dest.display()
+            ));
+            Some(dest)
+        } else {
+            None
+        };
+        let mut manifest = manifest;
+        let before = observed.manifest.as_ref();
+        manifest.adopted = adopted.or_else(|| before.and_then(|m| m.adopted.clone()));
+        manifest.taken_over_from = req
+            .take_over
+            .filter(|_| took_over)
+            .map(str::to_string)
+            .or_else(|| before.and_then(|m| m.taken_over_from.clone()));
+        reporter.step(format!(
+            "switch {} -> {generation}",
+            profile.venv.path.display()
+        ));
+        crate::store::commit(
+            target,
+            profile,
+            gens_dir,
+            &manifest,
+            !matches!(plan.venv.action, VenvAction::Keep { .. }),
+        )?;
+        Ok(generation)
+    }
 }
 
 /// One line per requirement that does not simply go to the venv, so Packer

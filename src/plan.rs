@@ -151,6 +151,19 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
     })
 }
 
+impl Observed {
+    /// Read again what apt may have changed (the interpreter, dpkg's
+    /// database, the system's distributions), for stage 2 of the plan; the
+    /// venv's side and apt's view of the archive are as they were.
+    pub fn refresh_after_apt(&mut self, profile: &Profile, target: &Target) -> Result<()> {
+        self.interpreter = target.interpreter(&profile.venv.python)?;
+        self.installed = target.dpkg_installed()?;
+        self.externally_managed = target.externally_managed(&self.interpreter);
+        self.system_dists = target.system_dists(&self.interpreter);
+        Ok(())
+    }
+}
+
 /// The mapping table: the target's own dh-python copy, else the embedded one.
 pub fn fallback_for(target: &Target) -> std::borrow::Cow<'static, Fallback> {
     match target.read(Path::new(crate::mapping::TARGET_FALLBACK)) {
@@ -427,14 +440,62 @@ pub struct Sources<'a> {
     pub bundle: Option<&'a Path>,
 }
 
-/// The pure planning step.
+/// Stage 1 of a plan: who serves each requirement and system entry, and
+/// what apt and the system's pip must do. Decided before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemPlan {
+    pub decisions: Vec<Decision>,
+    /// Resolved `system_site_packages` (`auto`: whether apt serves a requirement).
+    pub system_site_packages: bool,
+    pub system_pip: Vec<SystemPip>,
+    pub apt: AptPlan,
+}
+
+/// Stage 2 of a plan: the venv, and whether the manifest and fact are
+/// written. Made from stage 1 and the target as it is after apt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenvStage {
+    pub venv: VenvPlan,
+    pub write: bool,
+}
+
+/// The whole plan: stage 1, then stage 2, from one observation (what
+/// `venvbake plan` shows and what `apply` starts from).
 pub fn make(
     profile: &Profile,
     target: &Target,
     obs: &Observed,
     sources: Sources<'_>,
 ) -> Result<Plan> {
-    let wheelhouse = sources.wheelhouse;
+    let system = plan_system(profile, obs)?;
+    let venv = plan_venv(profile, obs, &system, sources);
+    Ok(assemble(profile, target, obs, system, venv, sources))
+}
+
+/// Stage 2 again, after apt changed the target (`obs` refreshed by
+/// [`Observed::refresh_after_apt`]); stage 1 stays as it was decided.
+pub fn replan_venv(
+    plan: &Plan,
+    profile: &Profile,
+    target: &Target,
+    obs: &Observed,
+    sources: Sources<'_>,
+) -> Plan {
+    let system = SystemPlan {
+        decisions: plan.decisions.clone(),
+        system_site_packages: plan.venv.system_site_packages,
+        system_pip: plan.system_pip.clone(),
+        apt: plan.apt.clone(),
+    };
+    let venv = plan_venv(profile, obs, &system, sources);
+    let mut out = assemble(profile, target, obs, system, venv, sources);
+    out.bundle = plan.bundle.clone();
+    out
+}
+
+/// What stands at the venv path must be venvbake's, and this profile's
+/// (or handed over with `--take-over`): refused before anything changes.
+fn check_venv_path(profile: &Profile, obs: &Observed) -> Result<()> {
     if obs.link == Link::Foreign {
         return Err(Error::Occupied {
             path: profile.venv.path.clone(),
@@ -454,6 +515,12 @@ pub fn make(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Stage 1: who serves what, and what apt and the system's pip must do.
+pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
+    check_venv_path(profile, obs)?;
     let py = &profile.python;
     let file = &profile.requirements.file;
     let lookup_of = |name: &str| {
@@ -587,12 +654,29 @@ pub fn make(
         lock_timeout_s: profile.apt.lock_timeout.as_secs(),
     };
 
+    Ok(SystemPlan {
+        decisions,
+        system_site_packages,
+        system_pip,
+        apt,
+    })
+}
+
+/// Stage 2: the venv's inputs, fingerprint and action, the route that fills
+/// a new generation, what to remove, and whether the outputs are written.
+pub fn plan_venv(
+    profile: &Profile,
+    obs: &Observed,
+    system: &SystemPlan,
+    sources: Sources<'_>,
+) -> VenvStage {
+    let (decisions, system_site_packages) = (&system.decisions, system.system_site_packages);
     // The venv: only what it serves goes to pip.
     let pip_lines: Vec<String> = profile
         .requirements
         .items
         .iter()
-        .zip(&decisions)
+        .zip(decisions)
         .filter(|(_, d)| d.decision == Choice::Venv)
         .map(|(r, _)| r.pip_line())
         .collect();
@@ -669,17 +753,42 @@ pub fn make(
         requirements: pip_lines.len(),
         pip_lines,
         inputs,
-        route: matches!(action, VenvAction::Build { .. })
-            .then(|| route(profile, &decisions, wheelhouse, sources.bundle.is_some())),
+        route: matches!(action, VenvAction::Build { .. }).then(|| {
+            route(
+                profile,
+                decisions,
+                sources.wheelhouse,
+                sources.bundle.is_some(),
+            )
+        }),
         action,
         remove,
     };
+    VenvStage { venv, write }
+}
+
+/// The plan of both stages, as `venvbake plan` prints it.
+fn assemble(
+    profile: &Profile,
+    target: &Target,
+    obs: &Observed,
+    system: SystemPlan,
+    stage: VenvStage,
+    sources: Sources<'_>,
+) -> Plan {
+    let SystemPlan {
+        decisions,
+        system_pip,
+        apt,
+        ..
+    } = system;
+    let VenvStage { venv, write } = stage;
     let noop = apt.install.is_empty()
         && matches!(venv.action, VenvAction::Keep { .. })
         && venv.remove.is_empty()
         && system_pip.iter().all(|s| s.present)
         && !write;
-    Ok(Plan {
+    Plan {
         profile: profile.name.clone(),
         root: target.root.clone(),
         os: obs.os_release.clone(),
@@ -697,10 +806,10 @@ pub fn make(
         },
         decisions,
         system_pip,
-        wheelhouse: wheelhouse.map(Path::to_path_buf),
+        wheelhouse: sources.wheelhouse.map(Path::to_path_buf),
         bundle: None,
         noop,
-    })
+    }
 }
 
 /// `venvbake map`: for each `NAME[SPEC]`, the OS package apt would install and
