@@ -87,7 +87,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         }
         Ok(o)
     };
-    let sources = req.sources.for_plan();
+    let sources = req.sources;
     let wheelhouse = req.sources.wheelhouse.as_deref();
     let mut observed = observe(ask_apt)?;
     let mut plan = plan::make(profile, target, &observed, sources)?;
@@ -114,7 +114,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     };
     let refuse_foreign_bundle = |plan: &Plan| -> Result<()> {
         match &bundle {
-            Some((file, header)) => crate::bundle::verdict(file, header, plan)
+            Some((file, header)) => plan::bundle_verdict(file, header, plan)
                 .refusal()
                 .map_or(Ok(()), Err),
             None => Ok(()),
@@ -269,7 +269,12 @@ pub fn bundle(
         });
     }
     let observed = plan::observe(profile, target, profile.python.asks_apt())?;
-    let plan = plan::make(profile, target, &observed, plan::Sources::default())?;
+    let plan = plan::make(
+        profile,
+        target,
+        &observed,
+        &crate::settings::Sources::default(),
+    )?;
     if plan.venv.fingerprint != m.venv.fingerprint {
         return Err(Error::usage(
             format!(

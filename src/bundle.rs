@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::GenerationRecord;
-use crate::plan::Inputs;
+use crate::store::Inputs;
 
 /// What the first member of a bundle says.
 pub const FORMAT: &str = "venvbake-bundle-v1";
@@ -114,73 +114,6 @@ pub fn mismatches(h: &Header, w: &Wanted) -> Vec<(String, String, String)> {
     cmp("venv.pip", i.pip.to_string(), j.pip.to_string());
     cmp("generation", h.generation.clone(), w.generation.to_string());
     out
-}
-
-/// What the bundle `file` with `header` would do with `plan`, decided
-/// before anything changes: every field that can be known without probing
-/// the interpreter (release, paths, interpreter identity, lock, options,
-/// generation) is compared; the Python version and ABI are compared again
-/// once the interpreter is probed.
-pub fn verdict(
-    file: &Path,
-    header: &Header,
-    plan: &crate::plan::Plan,
-) -> crate::plan::BundleVerdict {
-    use crate::plan::{BundleDifference, BundleVerdict, VenvAction};
-    let VenvAction::Build { generation, .. } = &plan.venv.action else {
-        return BundleVerdict {
-            file: file.to_path_buf(),
-            stamps: false,
-            differs: Vec::new(),
-            note: format!(
-                "the venv needs no new generation ({}); the bundle is not used",
-                plan.venv.action.generation()
-            ),
-        };
-    };
-    let wanted = Wanted {
-        generation,
-        inputs: &plan.venv.inputs,
-        os_id: &plan.os.id,
-        os_version_id: &plan.os.version_id,
-        python_version: None,
-        abi: None,
-    };
-    let differs: Vec<BundleDifference> = mismatches(header, &wanted)
-        .into_iter()
-        .map(|(field, bundle, target)| BundleDifference {
-            field,
-            bundle,
-            target,
-        })
-        .collect();
-    BundleVerdict {
-        file: file.to_path_buf(),
-        stamps: differs.is_empty(),
-        note: if differs.is_empty() {
-            format!(
-                "stamps {generation}; Python {} ({}) is checked once the interpreter is probed",
-                header.python_version, header.abi
-            )
-        } else {
-            "built for another target: refused before anything changes".into()
-        },
-        differs,
-    }
-}
-
-impl crate::plan::BundleVerdict {
-    /// The refusal as an error (exit 2), when the bundle cannot stamp.
-    pub fn refusal(&self) -> Option<Error> {
-        (!self.differs.is_empty()).then(|| Error::BundleMismatch {
-            file: self.file.clone(),
-            fields: self
-                .differs
-                .iter()
-                .map(|d| (d.field.clone(), d.bundle.clone(), d.target.clone()))
-                .collect(),
-        })
-    }
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {

@@ -17,7 +17,7 @@ use crate::requirements::Requirement;
 
 pub use crate::profile::Prefer;
 
-/// What `apt-cache policy` says about one package (see [`crate::apt::policy`]).
+/// What `apt-cache policy` says about one package (see [`crate::apt_query::policy`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PolicyEntry {
     pub installed: Option<String>,

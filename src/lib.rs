@@ -13,6 +13,7 @@
 
 mod apply;
 mod apt;
+mod apt_query;
 mod bundle;
 pub mod cli;
 mod cloudconfig;
@@ -134,9 +135,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut observed = plan::observe(&profile, &target, true)?;
             plan::adopt(&mut observed, adopt);
             plan::hand_over(&mut observed, take_over.as_deref(), &profile.venv.path)?;
-            let mut plan = plan::make(&profile, &target, &observed, sources.for_plan())?;
+            let mut plan = plan::make(&profile, &target, &observed, &sources)?;
             if let (Some(file), Some(header)) = (&sources.bundle, &header) {
-                plan.bundle = Some(bundle::verdict(file, header, &plan));
+                plan.bundle = Some(plan::bundle_verdict(file, header, &plan));
             }
             print_stdout(&match format {
                 PlanFormat::Text => plan.to_text(),

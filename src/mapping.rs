@@ -8,7 +8,7 @@
 //! convention. Names are compared after PEP 503 normalisation, which also
 //! folds dh-python's key style (`python_gitlab`, `pyOpenSSL`, `PyYAML`).
 //! This module only proposes candidates; apt on the target confirms them
-//! (see [`crate::apt::policy`]).
+//! (see [`crate::apt_query::policy`]).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -59,23 +59,7 @@ const ALIASES: [(&str, &str, &str); 8] = [
     ),
 ];
 
-/// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.trim().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
+pub use crate::requirements::normalize;
 
 /// Parsed `cpython3_fallback`: normalised distribution name -> package.
 #[derive(Debug, Clone, Default)]

@@ -14,66 +14,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use crate::apt::{AptItem, AptPlan};
 use crate::decide::{self, Choice, Decision, OsLookup, Scope};
 use crate::error::{Error, Result};
 use crate::manifest::{self, FactEntry, Manifest};
 use crate::mapping::Fallback;
 use crate::profile::{hex_sha256, Profile, SystemSite};
+use crate::settings::Sources;
 use crate::store::{
-    check_venv_resolves, generations_dir, observe_generations, to_remove, GenerationState, Link,
+    check_venv_resolves, generations_dir, observe_generations, to_remove, GenerationState, Inputs,
+    Link,
 };
 use crate::target::{Interpreter, OsRelease, Target};
-
-/// Bumped when the way generations are built changes, so old ones are rebuilt.
-const BUILD_FORMAT: &str = "venvbake-generation-v1";
-
-/// Everything a generation is built from; its hash names the generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Inputs {
-    pub venv_path: PathBuf,
-    pub python: PathBuf,
-    pub python_identity: String,
-    pub requirements_sha256: String,
-    pub system_site_packages: bool,
-    pub allow_sdist: bool,
-    /// pip (and setuptools where ensurepip adds it) in the venv.
-    #[serde(default = "yes")]
-    pub pip: bool,
-    /// Requirements the import check leaves out (`[venv] import_check_skip`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub import_check_skip: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Inputs {
-    pub fn fingerprint(&self) -> String {
-        let text = format!(
-            "{BUILD_FORMAT}\nvenv_path={}\npython={}\npython_identity={}\nrequirements={}\nsystem_site_packages={}\nallow_sdist={}\n",
-            self.venv_path.display(),
-            self.python.display(),
-            self.python_identity,
-            self.requirements_sha256,
-            self.system_site_packages,
-            self.allow_sdist
-        );
-        // Only a venv without pip says so: venvs with pip keep the
-        // fingerprints of the releases that always installed it.
-        let mut text = if self.pip { text } else { text + "pip=false\n" };
-        // Likewise only a skip list says so (a generation checked less is
-        // another generation).
-        if !self.import_check_skip.is_empty() {
-            text.push_str(&format!(
-                "import_check_skip={}\n",
-                self.import_check_skip.join(",")
-            ));
-        }
-        hex_sha256(text.as_bytes())
-    }
-}
 
 /// What the target looks like now (read-only).
 #[derive(Debug, Clone)]
@@ -211,7 +162,7 @@ pub fn lookup_names(
         .collect();
     packages.sort();
     packages.dedup();
-    let policy = crate::apt::policy(target, &crate::exec::base_env(&[]), &packages)?;
+    let policy = crate::apt_query::policy(target, &crate::exec::base_env(&[]), &packages)?;
     Ok(per_name
         .into_iter()
         .map(|(name, cands)| {
@@ -310,6 +261,68 @@ pub struct BundleDifference {
     pub field: String,
     pub bundle: String,
     pub target: String,
+}
+
+/// What the bundle `file` with `header` would do with `plan`, decided
+/// before anything changes: every field that can be known without probing
+/// the interpreter (release, paths, interpreter identity, lock, options,
+/// generation) is compared; the Python version and ABI are compared again
+/// once the interpreter is probed.
+pub fn bundle_verdict(file: &Path, header: &crate::bundle::Header, plan: &Plan) -> BundleVerdict {
+    let VenvAction::Build { generation, .. } = &plan.venv.action else {
+        return BundleVerdict {
+            file: file.to_path_buf(),
+            stamps: false,
+            differs: Vec::new(),
+            note: format!(
+                "the venv needs no new generation ({}); the bundle is not used",
+                plan.venv.action.generation()
+            ),
+        };
+    };
+    let wanted = crate::bundle::Wanted {
+        generation,
+        inputs: &plan.venv.inputs,
+        os_id: &plan.os.id,
+        os_version_id: &plan.os.version_id,
+        python_version: None,
+        abi: None,
+    };
+    let differs: Vec<BundleDifference> = crate::bundle::mismatches(header, &wanted)
+        .into_iter()
+        .map(|(field, bundle, target)| BundleDifference {
+            field,
+            bundle,
+            target,
+        })
+        .collect();
+    BundleVerdict {
+        file: file.to_path_buf(),
+        stamps: differs.is_empty(),
+        note: if differs.is_empty() {
+            format!(
+                "stamps {generation}; Python {} ({}) is checked once the interpreter is probed",
+                header.python_version, header.abi
+            )
+        } else {
+            "built for another target: refused before anything changes".into()
+        },
+        differs,
+    }
+}
+
+impl BundleVerdict {
+    /// The refusal as an error (exit 2), when the bundle cannot stamp.
+    pub fn refusal(&self) -> Option<Error> {
+        (!self.differs.is_empty()).then(|| Error::BundleMismatch {
+            file: self.file.clone(),
+            fields: self
+                .differs
+                .iter()
+                .map(|d| (d.field.clone(), d.bundle.clone(), d.target.clone()))
+                .collect(),
+        })
+    }
 }
 
 /// The route of a generation built from `profile` with these sources.
@@ -432,12 +445,23 @@ pub struct SystemPip {
     pub reason: String,
 }
 
-/// Where a new generation's files would come from (`--wheelhouse`,
-/// `--bundle`; neither: the profile's index).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sources<'a> {
-    pub wheelhouse: Option<&'a Path>,
-    pub bundle: Option<&'a Path>,
+/// The apt part of a plan: what to install, and whether to update first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AptPlan {
+    /// Run `apt-get update` first (the target has no package lists).
+    pub update: bool,
+    pub install: Vec<AptItem>,
+    pub present: Vec<AptItem>,
+    pub lock_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AptItem {
+    pub name: String,
+    /// The installed version, for packages already present.
+    pub version: Option<String>,
+    /// `profile` or `venv-module`.
+    pub reason: String,
 }
 
 /// Stage 1 of a plan: who serves each requirement and system entry, and
@@ -461,12 +485,7 @@ pub struct VenvStage {
 
 /// The whole plan: stage 1, then stage 2, from one observation (what
 /// `venvbake plan` shows and what `apply` starts from).
-pub fn make(
-    profile: &Profile,
-    target: &Target,
-    obs: &Observed,
-    sources: Sources<'_>,
-) -> Result<Plan> {
+pub fn make(profile: &Profile, target: &Target, obs: &Observed, sources: &Sources) -> Result<Plan> {
     let system = plan_system(profile, obs)?;
     let venv = plan_venv(profile, obs, &system, sources);
     Ok(assemble(profile, target, obs, system, venv, sources))
@@ -479,7 +498,7 @@ pub fn replan_venv(
     profile: &Profile,
     target: &Target,
     obs: &Observed,
-    sources: Sources<'_>,
+    sources: &Sources,
 ) -> Plan {
     let system = SystemPlan {
         decisions: plan.decisions.clone(),
@@ -668,7 +687,7 @@ pub fn plan_venv(
     profile: &Profile,
     obs: &Observed,
     system: &SystemPlan,
-    sources: Sources<'_>,
+    sources: &Sources,
 ) -> VenvStage {
     let (decisions, system_site_packages) = (&system.decisions, system.system_site_packages);
     // The venv: only what it serves goes to pip.
@@ -757,7 +776,7 @@ pub fn plan_venv(
             route(
                 profile,
                 decisions,
-                sources.wheelhouse,
+                sources.wheelhouse.as_deref(),
                 sources.bundle.is_some(),
             )
         }),
@@ -774,7 +793,7 @@ fn assemble(
     obs: &Observed,
     system: SystemPlan,
     stage: VenvStage,
-    sources: Sources<'_>,
+    sources: &Sources,
 ) -> Plan {
     let SystemPlan {
         decisions,
@@ -806,7 +825,7 @@ fn assemble(
         },
         decisions,
         system_pip,
-        wheelhouse: sources.wheelhouse.map(Path::to_path_buf),
+        wheelhouse: sources.wheelhouse.clone(),
         bundle: None,
         noop,
     }
@@ -1171,7 +1190,7 @@ mod tests {
     fn fresh_target_installs_and_builds() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let plan = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
+        let plan = make(&p, &root(), &observed(&[]), &Sources::default()).unwrap();
         let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["python3.11-venv", "git"]);
         assert!(!plan.apt.update);
@@ -1188,7 +1207,7 @@ mod tests {
         let p = profile(dir.path());
         let mut obs = observed(&[("python3.11-venv", "3.11.2-6"), ("git", "1:2.39.5-0")]);
         obs.apt_lists = false;
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         assert!(plan.apt.install.is_empty());
         assert!(!plan.apt.update, "no update when nothing is missing");
         assert_eq!(plan.apt.present.len(), 2);
@@ -1198,7 +1217,7 @@ mod tests {
     fn matching_active_generation_is_kept_and_gc_respects_keep() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let fp = make(&p, &root(), &observed(&[]), Sources::default())
+        let fp = make(&p, &root(), &observed(&[]), &Sources::default())
             .unwrap()
             .venv
             .fingerprint;
@@ -1214,7 +1233,7 @@ mod tests {
             record("g4-00000000", &fp),
         ];
         obs.link = Link::Generation("g4-00000000".into());
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         assert_eq!(
             plan.venv.action,
             VenvAction::Keep {
@@ -1232,7 +1251,7 @@ mod tests {
         let mut obs = observed(&[]);
         obs.generations = vec![record("g7-00000000", "other")];
         obs.link = Link::Generation("g7-00000000".into());
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         match plan.venv.action {
             VenvAction::Build { generation, .. } => assert!(generation.starts_with("g8-")),
             other => panic!("{other:?}"),
@@ -1247,14 +1266,14 @@ mod tests {
     fn a_complete_inactive_match_is_switched_to() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let fp = make(&p, &root(), &observed(&[]), Sources::default())
+        let fp = make(&p, &root(), &observed(&[]), &Sources::default())
             .unwrap()
             .venv
             .fingerprint;
         let mut obs = observed(&[]);
         obs.generations = vec![record("g1-00000000", "x"), record("g2-00000000", &fp)];
         obs.link = Link::Generation("g1-00000000".into());
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         assert_eq!(
             plan.venv.action,
             VenvAction::Switch {
@@ -1271,7 +1290,7 @@ mod tests {
         // g1 is active (switched back to); g2 is newer but was not active.
         obs.generations = vec![record("g1-00000000", "a"), record("g2-00000000", "b")];
         obs.link = Link::Generation("g1-00000000".into());
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         assert!(
             matches!(&plan.venv.action, VenvAction::Build { generation, .. } if generation.starts_with("g3-"))
         );
@@ -1285,7 +1304,7 @@ mod tests {
         let mut obs = observed(&[]);
         obs.link = Link::Foreign;
         assert!(matches!(
-            make(&p, &root(), &obs, Sources::default()),
+            make(&p, &root(), &obs, &Sources::default()),
             Err(Error::Occupied { .. })
         ));
     }
@@ -1294,13 +1313,13 @@ mod tests {
     fn interpreter_identity_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path());
-        let a = make(&p, &root(), &observed(&[]), Sources::default())
+        let a = make(&p, &root(), &observed(&[]), &Sources::default())
             .unwrap()
             .venv
             .fingerprint;
         let mut obs = observed(&[]);
         obs.interpreter.identity = "9:9:9".into();
-        let b = make(&p, &root(), &obs, Sources::default())
+        let b = make(&p, &root(), &obs, &Sources::default())
             .unwrap()
             .venv
             .fingerprint;
@@ -1311,11 +1330,11 @@ mod tests {
     fn pip_in_the_venv_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = profile(dir.path());
-        let without = make(&p, &root(), &observed(&[]), Sources::default())
+        let without = make(&p, &root(), &observed(&[]), &Sources::default())
             .unwrap()
             .venv;
         p.venv.pip = true;
-        let with = make(&p, &root(), &observed(&[]), Sources::default())
+        let with = make(&p, &root(), &observed(&[]), &Sources::default())
             .unwrap()
             .venv;
         assert!(!without.inputs.pip && with.inputs.pip);
@@ -1330,10 +1349,10 @@ mod tests {
         let p = profile(dir.path());
         let obs = observed(&[("python3.11-venv", "3.11.2-6+deb12u8")]);
         let sources = Sources {
-            wheelhouse: Some(Path::new("/srv/wheels")),
-            bundle: None,
+            wheelhouse: Some("/srv/wheels".into()),
+            ..Sources::default()
         };
-        let plan = make(&p, &root(), &obs, sources).unwrap();
+        let plan = make(&p, &root(), &obs, &sources).unwrap();
         insta::assert_snapshot!("plan_text", plan.to_text());
         insta::assert_snapshot!("plan_json", plan.to_json());
     }
@@ -1342,30 +1361,29 @@ mod tests {
     fn the_plan_names_the_route_of_a_build() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = profile(dir.path());
-        let kind = |p: &Profile, sources: Sources| {
+        let kind = |p: &Profile, sources: &Sources| {
             make(p, &root(), &observed(&[]), sources)
                 .unwrap()
                 .venv
                 .route
                 .map(|r| r.kind)
         };
-        let wh = Path::new("/wheels");
         let with_wheelhouse = Sources {
-            wheelhouse: Some(wh),
-            bundle: None,
+            wheelhouse: Some("/wheels".into()),
+            ..Sources::default()
         };
-        assert_eq!(kind(&p, with_wheelhouse), Some(RouteKind::Native));
-        assert_eq!(kind(&p, Sources::default()), Some(RouteKind::Download));
+        assert_eq!(kind(&p, &with_wheelhouse), Some(RouteKind::Native));
+        assert_eq!(kind(&p, &Sources::default()), Some(RouteKind::Download));
         let stamp = Sources {
-            wheelhouse: None,
-            bundle: Some(Path::new("/b.bundle")),
+            bundle: Some("/b.bundle".into()),
+            ..Sources::default()
         };
-        assert_eq!(kind(&p, stamp), Some(RouteKind::Stamp));
+        assert_eq!(kind(&p, &stamp), Some(RouteKind::Stamp));
         p.venv.allow_sdist = true;
-        assert_eq!(kind(&p, Sources::default()), Some(RouteKind::Pip));
+        assert_eq!(kind(&p, &Sources::default()), Some(RouteKind::Pip));
         p.venv.installer = crate::profile::Installer::Pip;
-        assert_eq!(kind(&p, with_wheelhouse), Some(RouteKind::Pip));
-        let text = make(&p, &root(), &observed(&[]), with_wheelhouse)
+        assert_eq!(kind(&p, &with_wheelhouse), Some(RouteKind::Pip));
+        let text = make(&p, &root(), &observed(&[]), &with_wheelhouse)
             .unwrap()
             .to_text();
         assert!(
@@ -1378,11 +1396,11 @@ mod tests {
     fn an_import_check_skip_changes_the_fingerprint_and_is_shown() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = profile(dir.path());
-        let plain = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
+        let plain = make(&p, &root(), &observed(&[]), &Sources::default()).unwrap();
         assert!(!plain.to_text().contains("import check skips"));
         assert!(!plain.to_json().contains("import_check_skip"));
         p.venv.import_check_skip = vec!["six".into()];
-        let skipping = make(&p, &root(), &observed(&[]), Sources::default()).unwrap();
+        let skipping = make(&p, &root(), &observed(&[]), &Sources::default()).unwrap();
         assert_ne!(plain.venv.fingerprint, skipping.venv.fingerprint);
         assert!(
             skipping.to_text().contains("import check skips six"),
@@ -1420,13 +1438,13 @@ mod tests {
         let text = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\nsystem_site_packages = \"auto\"\n[python]\nprefer = \"os\"\n";
         let p = crate::profile::parse(&dir.path().join("p.toml"), text, dir.path()).unwrap();
         let mut obs = observed(&[]);
-        let policy: BTreeMap<String, crate::apt::PolicyEntry> =
+        let policy: BTreeMap<String, crate::decide::PolicyEntry> =
             [("python3-lxml", "4.9.2-1+b1"), ("python3-six", "1.16.0-4")]
                 .iter()
                 .map(|(k, v)| {
                     (
                         k.to_string(),
-                        crate::apt::PolicyEntry {
+                        crate::decide::PolicyEntry {
                             installed: None,
                             candidate: Some(v.to_string()),
                         },
@@ -1442,7 +1460,7 @@ mod tests {
             })
             .collect();
         obs.os = Some(lookups);
-        let plan = make(&p, &root(), &obs, Sources::default()).unwrap();
+        let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         let choices: Vec<Choice> = plan.decisions.iter().map(|d| d.decision).collect();
         // six is pinned to 1.16.0 and Debian has 1.16.0: apt serves it too.
         assert_eq!(choices, [Choice::Apt, Choice::Apt]);

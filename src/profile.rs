@@ -228,7 +228,7 @@ pub struct PythonSpec {
 impl PythonSpec {
     pub fn prefer_for(&self, name: &str) -> Prefer {
         self.prefer_for
-            .get(&crate::mapping::normalize(name))
+            .get(&crate::requirements::normalize(name))
             .copied()
             .unwrap_or(self.prefer)
     }
@@ -601,7 +601,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     };
     let mut prefer_for = BTreeMap::new();
     for (name, value) in &raw.python.prefer_for {
-        let key = crate::mapping::normalize(name);
+        let key = crate::requirements::normalize(name);
         if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
             return Err(err(
                 value.span(),
@@ -686,7 +686,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     }
     let mut import_check_skip = Vec::new();
     for s in &raw.venv.import_check_skip {
-        let key = crate::mapping::normalize(s.get_ref());
+        let key = crate::requirements::normalize(s.get_ref());
         if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
             return Err(err(
                 s.span(),

@@ -54,6 +54,24 @@ impl RequirementsError {
     }
 }
 
+/// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
 /// One requirement of the file.
 #[derive(Debug, Clone)]
 pub struct Requirement {

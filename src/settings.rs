@@ -48,14 +48,6 @@ impl Sources {
         }
         Ok(sources)
     }
-
-    /// The part of the sources the plan depends on.
-    pub fn for_plan(&self) -> crate::plan::Sources<'_> {
-        crate::plan::Sources {
-            wheelhouse: self.wheelhouse.as_deref(),
-            bundle: self.bundle.as_deref(),
-        }
-    }
 }
 
 /// The CA bundle for the index: `--cert` overrides `[index] cert`.

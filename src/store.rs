@@ -7,11 +7,62 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::codec::hex_sha256;
 use crate::error::{Error, Result};
 use crate::manifest::{self, FactEntry, GenerationRecord, Manifest};
 use crate::profile::Profile;
 use crate::report::Reporter;
 use crate::target::Target;
+
+/// Bumped when the way generations are built changes, so old ones are rebuilt.
+const BUILD_FORMAT: &str = "venvbake-generation-v1";
+
+/// Everything a generation is built from; its hash names the generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub venv_path: PathBuf,
+    pub python: PathBuf,
+    pub python_identity: String,
+    pub requirements_sha256: String,
+    pub system_site_packages: bool,
+    pub allow_sdist: bool,
+    /// pip (and setuptools where ensurepip adds it) in the venv.
+    #[serde(default = "yes")]
+    pub pip: bool,
+    /// Requirements the import check leaves out (`[venv] import_check_skip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_check_skip: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Inputs {
+    pub fn fingerprint(&self) -> String {
+        let text = format!(
+            "{BUILD_FORMAT}\nvenv_path={}\npython={}\npython_identity={}\nrequirements={}\nsystem_site_packages={}\nallow_sdist={}\n",
+            self.venv_path.display(),
+            self.python.display(),
+            self.python_identity,
+            self.requirements_sha256,
+            self.system_site_packages,
+            self.allow_sdist
+        );
+        // Only a venv without pip says so: venvs with pip keep the
+        // fingerprints of the releases that always installed it.
+        let mut text = if self.pip { text } else { text + "pip=false\n" };
+        // Likewise only a skip list says so (a generation checked less is
+        // another generation).
+        if !self.import_check_skip.is_empty() {
+            text.push_str(&format!(
+                "import_check_skip={}\n",
+                self.import_check_skip.join(",")
+            ));
+        }
+        hex_sha256(text.as_bytes())
+    }
+}
 
 /// What is at the venv's fixed path now.
 #[derive(Debug, Clone, PartialEq, Eq)]
