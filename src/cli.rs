@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::inventory::Format as InventoryFormat;
-use crate::report::Progress;
+use crate::commands::inventory::Format as InventoryFormat;
+use crate::sys::report::Progress;
 
 /// Bake a standard, hash-checked Python venv into a Debian or Ubuntu image
 /// (PEP 668 systems), and tell Ansible where its interpreter is.
@@ -51,8 +51,8 @@ pub enum Command {
         progress: Progress,
         /// On a freshly booted system, wait (up to `[apt] lock_timeout_s`) for cloud-init's
         /// first boot to finish, unless venvbake runs under cloud-init itself.
-        #[arg(long, value_enum, default_value_t = crate::cloudinit::Wait::Auto)]
-        cloud_init_wait: crate::cloudinit::Wait,
+        #[arg(long, value_enum, default_value_t = crate::target::cloudinit::Wait::Auto)]
+        cloud_init_wait: crate::target::cloudinit::Wait,
         /// If a directory that venvbake did not make stands at the venv path, move it aside
         /// to `<path>.adopted-N` (recorded in the manifest) instead of refusing. Never deletes.
         #[arg(long)]
@@ -169,7 +169,7 @@ pub enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "name")]
         manifest: Option<PathBuf>,
         #[arg(long, value_enum)]
-        format: crate::sbom::Format,
+        format: crate::commands::sbom::Format,
     },
     /// Download the files the profile's lock allows for one target into a wheelhouse (runs on the build host).
     ///

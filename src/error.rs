@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::exec::CommandError;
-use crate::profile::ProfileError;
-use crate::requirements::RequirementsError;
+use crate::input::profile::ProfileError;
+use crate::input::requirements::RequirementsError;
+use crate::sys::exec::CommandError;
 use crate::target::TargetError;
 
 /// Stable, documented exit codes. Never renumber: scripts branch on them.
@@ -75,7 +75,7 @@ pub enum Error {
     #[error("{source}")]
     Install {
         #[source]
-        source: Box<crate::install::InstallError>,
+        source: Box<crate::steps::install::InstallError>,
         hint: String,
     },
     #[error("the bundle `{}` cannot be used: {message}", file.display())]
@@ -231,7 +231,7 @@ impl Error {
             out.push_str(&source.render_tail());
         }
         if let Error::Install { source, .. } = self {
-            if let crate::install::InstallError::Compile(c) = source.as_ref() {
+            if let crate::steps::install::InstallError::Compile(c) = source.as_ref() {
                 out.push_str(&c.render_tail());
             }
         }
@@ -276,7 +276,7 @@ mod tests {
         };
         let io = || std::io::Error::other("x");
         let all = vec![
-            Error::Profile(crate::profile::ProfileError::Invalid {
+            Error::Profile(crate::input::profile::ProfileError::Invalid {
                 path: "p.toml".into(),
                 line: 1,
                 column: 1,
@@ -284,7 +284,7 @@ mod tests {
                 message: "x".into(),
                 hint: None,
             }),
-            Error::Profile(crate::profile::ProfileError::Whole {
+            Error::Profile(crate::input::profile::ProfileError::Whole {
                 path: "p.toml".into(),
                 message: "x".into(),
                 hint: None,
@@ -302,7 +302,9 @@ mod tests {
                 source: Box::new(cmd()),
             },
             Error::Install {
-                source: Box::new(crate::install::InstallError::Compile(Box::new(cmd()))),
+                source: Box::new(crate::steps::install::InstallError::Compile(
+                    Box::new(cmd()),
+                )),
                 hint: "do this".into(),
             },
             Error::Bundle {

@@ -2,55 +2,38 @@
 //! Debian and Ubuntu images, where PEP 668 stops `pip install` against the
 //! system Python.
 //!
-//! The flow is CLI + profile → checked settings (`profile`, `settings`) →
-//! a pure `plan` → steps that carry it out (`apply`, `apt`, `venv`) →
-//! outputs (`manifest`, `inventory`). Every subprocess goes through `exec`;
-//! every error is an [`error::Error`] with a stable exit code.
+//! The flow is CLI + profile → checked settings (`input`) → observe the
+//! target (`target`) → two pure plans (`plan`, with the decisions of
+//! `decide`) → steps that carry them out (`steps`) → a new generation and
+//! what describes it (`generation`). `commands` holds each command's own
+//! code; `sys` the plumbing: every subprocess goes through `sys::exec`.
+//! Every error is an [`error::Error`] with a stable exit code. The folders'
+//! arrows point one way: sys ← input ← decide ← target ← generation ← plan ←
+//! steps ← commands.
 //!
 //! Only what the binary and the tests use is public: [`run`] with [`cli`],
 //! [`error`], and [`codec`]'s digests. Read the rest with
 //! `cargo doc --document-private-items`.
 
-mod apply;
-mod apt;
-mod apt_query;
-mod bundle;
 pub mod cli;
-mod cloudconfig;
-mod cloudinit;
-pub mod codec;
-mod credentials;
-mod debver;
+mod commands;
 mod decide;
-mod dists;
 pub mod error;
-mod exec;
-mod fetch;
-mod fsutil;
-mod imports;
-mod install;
-mod inventory;
-mod layout;
-mod lifecycle;
-mod locks;
-mod manifest;
-mod mapping;
-mod ns;
+mod generation;
+mod input;
 mod plan;
-mod profile;
-mod record;
-mod report;
-mod requirements;
-mod sbom;
-mod settings;
-mod store;
-mod tags;
+mod steps;
+mod sys;
 mod target;
-mod venv;
-mod verify;
-mod wheel;
+
+pub use sys::codec;
 
 use std::io::Write;
+
+use commands::{apply, cloudconfig, fetch, inventory, lifecycle, sbom};
+use generation::{bundle, manifest, verify};
+use input::{profile, settings};
+use sys::report;
 
 use cli::{Cli, Command, PlanFormat};
 use error::Result;

@@ -14,16 +14,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::decide::mapping::Fallback;
 use crate::decide::{self, Choice, Decision, OsLookup, Scope};
 use crate::error::{Error, Result};
-use crate::manifest::{self, FactEntry, Manifest};
-use crate::mapping::Fallback;
-use crate::profile::{hex_sha256, Profile, SystemSite};
-use crate::settings::Sources;
-use crate::store::{
+use crate::generation::manifest::{self, FactEntry, Manifest};
+use crate::generation::store::{
     check_venv_resolves, generations_dir, observe_generations, to_remove, GenerationState, Inputs,
     Link,
 };
+use crate::input::profile::{hex_sha256, Profile, SystemSite};
+use crate::input::settings::Sources;
 use crate::target::{Interpreter, OsRelease, Target};
 
 /// What the target looks like now (read-only).
@@ -117,7 +117,7 @@ impl Observed {
 
 /// The mapping table: the target's own dh-python copy, else the embedded one.
 pub fn fallback_for(target: &Target) -> std::borrow::Cow<'static, Fallback> {
-    match target.read(Path::new(crate::mapping::TARGET_FALLBACK)) {
+    match target.read(Path::new(crate::decide::mapping::TARGET_FALLBACK)) {
         Ok(Some(text)) => std::borrow::Cow::Owned(Fallback::parse(&text, "target")),
         _ => std::borrow::Cow::Borrowed(Fallback::embedded()),
     }
@@ -147,12 +147,12 @@ pub fn lookup_names(
     lists: bool,
 ) -> Result<BTreeMap<String, OsLookup>> {
     let fallback = fallback_for(target);
-    let per_name: Vec<(String, Vec<crate::mapping::Candidate>)> = names
+    let per_name: Vec<(String, Vec<crate::decide::mapping::Candidate>)> = names
         .iter()
         .map(|n| {
             (
-                crate::mapping::normalize(n),
-                crate::mapping::candidates(n, map, &fallback),
+                crate::decide::mapping::normalize(n),
+                crate::decide::mapping::candidates(n, map, &fallback),
             )
         })
         .collect();
@@ -162,7 +162,8 @@ pub fn lookup_names(
         .collect();
     packages.sort();
     packages.dedup();
-    let policy = crate::apt_query::policy(target, &crate::exec::base_env(&[]), &packages)?;
+    let policy =
+        crate::target::apt_query::policy(target, &crate::sys::exec::base_env(&[]), &packages)?;
     Ok(per_name
         .into_iter()
         .map(|(name, cands)| {
@@ -268,7 +269,11 @@ pub struct BundleDifference {
 /// the interpreter (release, paths, interpreter identity, lock, options,
 /// generation) is compared; the Python version and ABI are compared again
 /// once the interpreter is probed.
-pub fn bundle_verdict(file: &Path, header: &crate::bundle::Header, plan: &Plan) -> BundleVerdict {
+pub fn bundle_verdict(
+    file: &Path,
+    header: &crate::generation::bundle::Header,
+    plan: &Plan,
+) -> BundleVerdict {
     let VenvAction::Build { generation, .. } = &plan.venv.action else {
         return BundleVerdict {
             file: file.to_path_buf(),
@@ -280,7 +285,7 @@ pub fn bundle_verdict(file: &Path, header: &crate::bundle::Header, plan: &Plan) 
             ),
         };
     };
-    let wanted = crate::bundle::Wanted {
+    let wanted = crate::generation::bundle::Wanted {
         generation,
         inputs: &plan.venv.inputs,
         os_id: &plan.os.id,
@@ -288,7 +293,7 @@ pub fn bundle_verdict(file: &Path, header: &crate::bundle::Header, plan: &Plan) 
         python_version: None,
         abi: None,
     };
-    let differs: Vec<BundleDifference> = crate::bundle::mismatches(header, &wanted)
+    let differs: Vec<BundleDifference> = crate::generation::bundle::mismatches(header, &wanted)
         .into_iter()
         .map(|(field, bundle, target)| BundleDifference {
             field,
@@ -339,7 +344,7 @@ pub fn route(
     if bundle {
         return r(RouteKind::Stamp, "`--bundle`: unpacked, then checked");
     }
-    if profile.venv.installer == crate::profile::Installer::Pip {
+    if profile.venv.installer == crate::input::profile::Installer::Pip {
         return r(RouteKind::Pip, "`[venv] installer = \"pip\"`");
     }
     let unpinned = profile
@@ -545,7 +550,7 @@ pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
     let lookup_of = |name: &str| {
         obs.os
             .as_ref()
-            .and_then(|m| m.get(&crate::mapping::normalize(name)))
+            .and_then(|m| m.get(&crate::decide::mapping::normalize(name)))
     };
 
     // Who serves each requirement and each system entry.
@@ -565,10 +570,9 @@ pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
         .collect();
     // The import check can only leave out what the venv serves.
     for name in &profile.venv.import_check_skip {
-        if let Some(d) = decisions
-            .iter()
-            .find(|d| crate::mapping::normalize(&d.name) == *name && d.decision != Choice::Venv)
-        {
+        if let Some(d) = decisions.iter().find(|d| {
+            crate::decide::mapping::normalize(&d.name) == *name && d.decision != Choice::Venv
+        }) {
             return Err(Error::usage(
                 format!(
                     "`[venv] import_check_skip` names `{}`, which the venv does not serve ({}: {})",
@@ -754,9 +758,9 @@ pub fn plan_venv(
             m.venv.fingerprint != fingerprint
                 || m.venv.generation != new_active
                 || m.profile.sha256 != profile.sha256
-                || m.tool != crate::manifest::Tool::current()
+                || m.tool != crate::generation::manifest::Tool::current()
                 || *f
-                    != crate::manifest::FactEntry::new(
+                    != crate::generation::manifest::FactEntry::new(
                         &profile.venv.path,
                         &profile.outputs.manifest,
                     )
@@ -841,7 +845,7 @@ pub fn map(
     target.require_apt()?;
     let mut reqs = Vec::new();
     for a in args {
-        let parsed = crate::requirements::parse(Path::new("<command line>"), a)?;
+        let parsed = crate::input::requirements::parse(Path::new("<command line>"), a)?;
         reqs.extend(parsed.items);
     }
     let names: Vec<String> = reqs.iter().map(|r| r.name.to_string()).collect();
@@ -1119,8 +1123,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{GenerationRecord, PythonInfo};
-    use crate::store::generation_number;
+    use crate::generation::manifest::{GenerationRecord, PythonInfo};
+    use crate::generation::store::generation_number;
 
     fn profile(dir: &Path) -> Profile {
         std::fs::write(
@@ -1129,7 +1133,7 @@ mod tests {
         )
         .unwrap();
         let text = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\nkeep_generations = 2\n[apt]\npackages = [\"git\"]\n";
-        crate::profile::parse(&dir.join("p.toml"), text, dir).unwrap()
+        crate::input::profile::parse(&dir.join("p.toml"), text, dir).unwrap()
     }
 
     fn observed(installed: &[(&str, &str)]) -> Observed {
@@ -1381,7 +1385,7 @@ mod tests {
         assert_eq!(kind(&p, &stamp), Some(RouteKind::Stamp));
         p.venv.allow_sdist = true;
         assert_eq!(kind(&p, &Sources::default()), Some(RouteKind::Pip));
-        p.venv.installer = crate::profile::Installer::Pip;
+        p.venv.installer = crate::input::profile::Installer::Pip;
         assert_eq!(kind(&p, &with_wheelhouse), Some(RouteKind::Pip));
         let text = make(&p, &root(), &observed(&[]), &with_wheelhouse)
             .unwrap()
@@ -1416,14 +1420,15 @@ mod tests {
         profile(dir.path()); // writes req.txt
         let base = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\n";
         let bad = format!("{base}import_check_skip = [\"lxml\"]\n");
-        let e = crate::profile::parse(&dir.path().join("p.toml"), &bad, dir.path()).unwrap_err();
+        let e =
+            crate::input::profile::parse(&dir.path().join("p.toml"), &bad, dir.path()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("p.toml:6:22: `venv.import_check_skip`: `lxml` is not a requirement"),
             "{e}"
         );
         let ok = format!("{base}import_check_skip = [\"Six\", \"six\"]\n");
-        let q = crate::profile::parse(&dir.path().join("p.toml"), &ok, dir.path()).unwrap();
+        let q = crate::input::profile::parse(&dir.path().join("p.toml"), &ok, dir.path()).unwrap();
         assert_eq!(q.venv.import_check_skip, ["six"]);
     }
 
@@ -1436,7 +1441,7 @@ mod tests {
         )
         .unwrap();
         let text = "schema_version = 1\nname = \"t\"\n[venv]\npath = \"/opt/venvs/t\"\nrequirements = \"req.txt\"\nsystem_site_packages = \"auto\"\n[python]\nprefer = \"os\"\n";
-        let p = crate::profile::parse(&dir.path().join("p.toml"), text, dir.path()).unwrap();
+        let p = crate::input::profile::parse(&dir.path().join("p.toml"), text, dir.path()).unwrap();
         let mut obs = observed(&[]);
         let policy: BTreeMap<String, crate::decide::PolicyEntry> =
             [("python3-lxml", "4.9.2-1+b1"), ("python3-six", "1.16.0-4")]
@@ -1455,7 +1460,7 @@ mod tests {
         let lookups = ["lxml", "six"]
             .iter()
             .map(|n| {
-                let c = crate::mapping::candidates(n, &BTreeMap::new(), &fb);
+                let c = crate::decide::mapping::candidates(n, &BTreeMap::new(), &fb);
                 (n.to_string(), decide::lookup(&c, &policy, true))
             })
             .collect();
