@@ -103,18 +103,19 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
         // Decided before anything changes: by plan, and by apply before apt
         // (a fresh trixie tree needs python3.13-venv, which must not come).
         let dpkg_status = std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap();
-        let plan = venvbake(
-            &[
-                "plan",
+        let plan_with_bundle = |format: &str| {
+            let (p, b, root) = (
                 p.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-                "--bundle",
                 b.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+                tree.root.to_str().unwrap(),
+            );
+            venvbake(
+                &["plan", p, "--root", root, "--bundle", b, "--format", format],
+                &[],
+            )
+        };
+        let plan = plan_with_bundle("text");
+        plan.expect_code(2);
         assert!(
             plan.stdout
                 .contains("built for another target: refused before anything changes")
@@ -125,19 +126,7 @@ fn a_bundle_stamps_a_fresh_image_of_the_same_kind_only() {
             plan.stdout
         );
         plan.expect_stderr("was built for another target");
-        let json = venvbake(
-            &[
-                "plan",
-                p.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-                "--bundle",
-                b.to_str().unwrap(),
-                "--format",
-                "json",
-            ],
-            &[],
-        );
+        let json = plan_with_bundle("json");
         let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         assert_eq!(json["bundle"]["stamps"], false);
         assert_eq!(json["venv"]["route"]["kind"], "stamp");
