@@ -398,6 +398,10 @@ pub struct VenvPlan {
     #[serde(skip)]
     pub pip_lines: Vec<String>,
     pub inputs: Inputs,
+    /// Each requirement of the lock with who serves it, typed (the
+    /// `decisions` say the same for people, with reasons).
+    #[serde(skip)]
+    pub served: Vec<Served>,
     pub action: VenvAction,
     /// How a generation to build would be filled (only when one is built).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -467,6 +471,13 @@ pub struct AptItem {
     pub version: Option<String>,
     /// `profile` or `venv-module`.
     pub reason: String,
+}
+
+/// A requirement of the lock and who serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub requirement: crate::input::requirements::Requirement,
+    pub by: Choice,
 }
 
 /// Stage 1 of a plan: who serves each requirement and system entry, and
@@ -768,6 +779,16 @@ pub fn plan_venv(
         }
         _ => true,
     };
+    let served = profile
+        .requirements
+        .items
+        .iter()
+        .zip(decisions)
+        .map(|(r, d)| Served {
+            requirement: r.clone(),
+            by: d.decision,
+        })
+        .collect();
     let venv = VenvPlan {
         path: profile.venv.path.clone(),
         generations_dir: generations_dir(&profile.venv.path),
@@ -776,6 +797,7 @@ pub fn plan_venv(
         requirements: pip_lines.len(),
         pip_lines,
         inputs,
+        served,
         route: matches!(action, VenvAction::Build { .. }).then(|| {
             route(
                 profile,

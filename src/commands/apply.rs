@@ -424,6 +424,7 @@ impl Steps<'_> {
                     system_site_packages: plan.venv.system_site_packages,
                     pip_lines: &plan.venv.pip_lines,
                     decisions: &plan.decisions,
+                    served: &plan.venv.served,
                     creds: self.creds,
                 };
                 match bundle {

@@ -73,7 +73,7 @@ pub fn normalize(name: &str) -> String {
 }
 
 /// One requirement of the file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
     /// 1-based line the requirement starts on.
     pub line: usize,

@@ -200,8 +200,10 @@ pub struct Build<'a> {
     pub system_site_packages: bool,
     /// The lines pip installs (requirements the venv serves, with hashes).
     pub pip_lines: &'a [String],
-    /// Who serves each requirement, in the requirements file's order.
+    /// Who serves each requirement, and why (recorded in the generation).
     pub decisions: &'a [Decision],
+    /// Each requirement with who serves it, typed.
+    pub served: &'a [crate::plan::Served],
     pub creds: &'a Credentials,
 }
 
@@ -582,15 +584,12 @@ fn choose_way(b: &Build) -> Result<Route> {
 /// The requirements the venv serves on this target (markers evaluated).
 fn venv_requirements<'b>(b: &'b Build) -> Vec<&'b crate::input::requirements::Requirement> {
     let env = b.probe.marker_env();
-    b.profile
-        .requirements
-        .items
+    b.served
         .iter()
-        .zip(b.decisions)
-        .filter(|(r, d)| {
-            d.decision == Choice::Venv && env.as_ref().is_none_or(|env| r.applies(env))
+        .filter(|s| {
+            s.by == Choice::Venv && env.as_ref().is_none_or(|env| s.requirement.applies(env))
         })
-        .map(|(r, _)| r)
+        .map(|s| &s.requirement)
         .collect()
 }
 
@@ -958,8 +957,9 @@ fn to_check<'d>(
     let env = b.probe.marker_env();
     let mut checked: Vec<&crate::target::dists::DistInfo> = Vec::new();
     let mut missing = Vec::new();
-    for (req, d) in b.profile.requirements.items.iter().zip(b.decisions) {
-        let found = match d.decision {
+    for s in b.served {
+        let req = &s.requirement;
+        let found = match s.by {
             Choice::Venv => {
                 if env.as_ref().is_some_and(|env| !req.applies(env)) {
                     continue;
@@ -988,7 +988,7 @@ fn to_check<'d>(
             None => missing.push(format!(
                 "`{}` is not installed ({} should serve it)",
                 req.text,
-                d.decision.label()
+                s.by.label()
             )),
         }
     }
@@ -1332,13 +1332,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     };
 
     let required: Vec<&PackageName> = b
-        .profile
-        .requirements
-        .items
+        .served
         .iter()
-        .zip(b.decisions)
-        .filter(|(_, d)| d.decision == Choice::Venv)
-        .map(|(r, _)| &r.name)
+        .filter(|s| s.by == Choice::Venv)
+        .map(|s| &s.requirement.name)
         .collect();
     let distributions = dists
         .values()
