@@ -178,7 +178,7 @@ impl Manifest {
     }
 
     pub fn write(&self, host_path: &Path) -> Result<()> {
-        atomic_write(host_path, self.to_json().as_bytes(), 0o644)
+        atomic_write(host_path, self.to_json().as_bytes(), 0o644).map_err(Into::into)
     }
 }
 
@@ -201,7 +201,7 @@ pub fn read(host_path: &Path) -> Result<Option<Manifest>> {
 pub fn write_generation(host_gen_dir: &Path, record: &GenerationRecord) -> Result<()> {
     let mut text = serde_json::to_string_pretty(record).unwrap_or_default();
     text.push('\n');
-    atomic_write(&record_path(host_gen_dir), text.as_bytes(), 0o644)
+    atomic_write(&record_path(host_gen_dir), text.as_bytes(), 0o644).map_err(Into::into)
 }
 
 /// Where a generation keeps its completion record.
@@ -290,7 +290,7 @@ pub fn update_fact(host_path: &Path, change: impl FnOnce(&mut Fact) -> bool) -> 
     fact.schema_version = SCHEMA_VERSION;
     let mut text = serde_json::to_string_pretty(&fact).unwrap_or_default();
     text.push('\n');
-    atomic_write(host_path, text.as_bytes(), 0o644)
+    atomic_write(host_path, text.as_bytes(), 0o644).map_err(Into::into)
 }
 
 #[cfg(test)]

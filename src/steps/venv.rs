@@ -691,7 +691,8 @@ fn download_dir(gen: &Path) -> PathBuf {
 fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
     if b.pip_lines.is_empty() {
         // Everything comes from apt: nothing to download (pip would refuse).
-        return crate::sys::fsutil::create_dirs(&b.target.host_path(&download_dir(&b.gen_path)));
+        return crate::sys::fsutil::create_dirs(&b.target.host_path(&download_dir(&b.gen_path)))
+            .map_err(Into::into);
     }
     let mut staged = Vec::new();
     let meta = b.gen_path.join(".venvbake");
@@ -1208,6 +1209,7 @@ fn write_venv_extras(b: &Build, host_gen: &Path) -> Result<()> {
     let mut lines = b.pip_lines.join("\n");
     lines.push('\n');
     crate::sys::fsutil::atomic_write(&meta.join("requirements.txt"), lines.as_bytes(), 0o644)
+        .map_err(Into::into)
 }
 
 /// The target's `major.minor`, as the native installer lays out the venv.

@@ -10,7 +10,28 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+/// A file-system operation that failed: what, where and why. The crate's
+/// error wraps it as an I/O error (exit 8), keeping its hint.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {action} `{}`: {source}", path.display())]
+pub struct FsError {
+    pub action: &'static str,
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FsError {
+    fn new(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        FsError {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, FsError>;
 
 /// Write `bytes` to `path` atomically with `mode`, creating parent directories (0755).
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -38,7 +59,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io("write", path, e));
+        return Err(FsError::new("write", path, e));
     }
     Ok(())
 }
@@ -115,12 +136,12 @@ impl Drop for NewDirs {
 }
 
 pub fn create_dirs(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+    fs::create_dir_all(dir).map_err(|e| FsError::new("create directory", dir, e))
 }
 
 /// Remove `dir` and everything under it.
 pub fn remove_dirs(dir: &Path) -> Result<()> {
-    fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))
+    fs::remove_dir_all(dir).map_err(|e| FsError::new("remove", dir, e))
 }
 
 /// Write everything the file system holding `path` has in the page cache to
@@ -129,7 +150,7 @@ pub fn remove_dirs(dir: &Path) -> Result<()> {
 pub fn sync_fs(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| nix::unistd::syncfs(&f).map_err(std::io::Error::from))
-        .map_err(|e| Error::io("write to disk", path, e))
+        .map_err(|e| FsError::new("write to disk", path, e))
 }
 
 /// Ask the kernel to start reading `paths` into the page cache, on a thread
@@ -196,7 +217,7 @@ pub fn switch_symlink(link: &Path, target: &Path) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io("switch symlink", link, e));
+        return Err(FsError::new("switch symlink", link, e));
     }
     Ok(())
 }
