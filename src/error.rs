@@ -129,6 +129,32 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<crate::generation::manifest::ManifestError> for Error {
+    fn from(e: crate::generation::manifest::ManifestError) -> Self {
+        use crate::generation::manifest::ManifestError as M;
+        match e {
+            M::Fs(fs) => fs.into(),
+            M::Invalid { path, message } => Error::BadManifest { path, message },
+        }
+    }
+}
+
+impl From<crate::input::credentials::Unset> for Error {
+    fn from(e: crate::input::credentials::Unset) -> Self {
+        Error::usage(e.to_string(), e.hint())
+    }
+}
+
+impl From<crate::target::ns::NsError> for Error {
+    fn from(e: crate::target::ns::NsError) -> Self {
+        use crate::target::ns::NsError as N;
+        match e {
+            N::NotRoot(t) => t.into(),
+            N::Fs(fs) => fs.into(),
+        }
+    }
+}
+
 impl From<crate::sys::fsutil::FsError> for Error {
     fn from(e: crate::sys::fsutil::FsError) -> Self {
         Error::Io {
@@ -409,6 +435,48 @@ mod tests {
         // read after the failure: a hint cannot know it.
         for e in every_variant() {
             assert!(!e.hint().contains("previous generation"), "{}", e.hint());
+        }
+    }
+
+    /// The leaf modules' own errors keep the exit codes and hints they had
+    /// when those modules returned this type.
+    #[test]
+    fn leaf_errors_keep_their_exit_codes() {
+        let fs = || crate::sys::fsutil::FsError {
+            action: "write",
+            path: "/x".into(),
+            source: std::io::Error::other("x"),
+        };
+        let cases: Vec<(Error, ExitCode)> = vec![
+            (fs().into(), ExitCode::Io),
+            (
+                crate::generation::manifest::ManifestError::Invalid {
+                    path: "/m".into(),
+                    message: "x".into(),
+                }
+                .into(),
+                ExitCode::Input,
+            ),
+            (
+                crate::generation::manifest::ManifestError::Fs(fs()).into(),
+                ExitCode::Io,
+            ),
+            (
+                crate::input::credentials::Unset {
+                    var: "TOKEN".into(),
+                }
+                .into(),
+                ExitCode::Input,
+            ),
+            (
+                crate::target::ns::NsError::NotRoot(TargetError::NotRoot).into(),
+                ExitCode::Target,
+            ),
+            (crate::target::ns::NsError::Fs(fs()).into(), ExitCode::Io),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
+            assert!(!e.hint().is_empty(), "{e}");
         }
     }
 

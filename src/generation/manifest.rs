@@ -9,7 +9,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::sys::fsutil::FsError;
+
+/// A manifest, record or fact that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("the manifest `{}` is not valid: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+type Result<T> = std::result::Result<T, ManifestError>;
 use crate::sys::fsutil::atomic_write;
 use crate::target::OsRelease;
 
@@ -178,7 +189,7 @@ impl Manifest {
     }
 
     pub fn write(&self, host_path: &Path) -> Result<()> {
-        atomic_write(host_path, self.to_json().as_bytes(), 0o644).map_err(Into::into)
+        Ok(atomic_write(host_path, self.to_json().as_bytes(), 0o644)?)
     }
 }
 
@@ -187,11 +198,18 @@ pub fn read(host_path: &Path) -> Result<Option<Manifest>> {
     let text = match std::fs::read_to_string(host_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read manifest", host_path, e)),
+        Err(e) => {
+            return Err(FsError {
+                action: "read manifest",
+                path: host_path.to_path_buf(),
+                source: e,
+            }
+            .into())
+        }
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| Error::BadManifest {
+        .map_err(|e| ManifestError::Invalid {
             path: host_path.to_path_buf(),
             message: e.to_string(),
         })
@@ -201,7 +219,11 @@ pub fn read(host_path: &Path) -> Result<Option<Manifest>> {
 pub fn write_generation(host_gen_dir: &Path, record: &GenerationRecord) -> Result<()> {
     let mut text = serde_json::to_string_pretty(record).unwrap_or_default();
     text.push('\n');
-    atomic_write(&record_path(host_gen_dir), text.as_bytes(), 0o644).map_err(Into::into)
+    Ok(atomic_write(
+        &record_path(host_gen_dir),
+        text.as_bytes(),
+        0o644,
+    )?)
 }
 
 /// Where a generation keeps its completion record.
@@ -290,7 +312,7 @@ pub fn update_fact(host_path: &Path, change: impl FnOnce(&mut Fact) -> bool) -> 
     fact.schema_version = SCHEMA_VERSION;
     let mut text = serde_json::to_string_pretty(&fact).unwrap_or_default();
     text.push('\n');
-    atomic_write(host_path, text.as_bytes(), 0o644).map_err(Into::into)
+    Ok(atomic_write(host_path, text.as_bytes(), 0o644)?)
 }
 
 #[cfg(test)]

@@ -272,7 +272,7 @@ pub fn record_in_fact(
 ) -> Result<()> {
     let fact_host = target.host_path(fact_path);
     let _shared = crate::generation::locks::target(target, timeout)?;
-    manifest::update_fact(&fact_host, |fact| {
+    Ok(manifest::update_fact(&fact_host, |fact| {
         let mut changed = false;
         if let Some(old) = taken_over_from {
             if let Some(e) = fact
@@ -291,7 +291,7 @@ pub fn record_in_fact(
             changed = true;
         }
         changed
-    })
+    })?)
 }
 
 /// Remove a handed-over profile's manifest path if it is still the symlink

@@ -5,9 +5,21 @@
 //! user and password in it), never through its command line, and every line
 //! of output is masked for them before it is logged or kept for an error.
 
-use crate::error::{Error, Result};
 use crate::input::profile::{IndexSpec, Profile};
 use crate::sys::exec::Cmd;
+
+/// A variable the profile names for the index's credentials is not set.
+#[derive(Debug, thiserror::Error)]
+#[error("the index credentials variable `{var}` is not set in venvbake's environment")]
+pub struct Unset {
+    pub var: String,
+}
+
+impl Unset {
+    pub fn hint(&self) -> String {
+        "export it before venvbake runs (with sudo: `sudo --preserve-env=NAME`); the profile names the variable, never the value".into()
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -16,20 +28,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    pub fn from_profile(profile: &Profile, host_env: &[(String, String)]) -> Result<Self> {
-        let get = |name: &Option<String>| -> Result<Option<String>> {
+    pub fn from_profile(profile: &Profile, host_env: &[(String, String)]) -> Result<Self, Unset> {
+        let get = |name: &Option<String>| -> Result<Option<String>, Unset> {
             match name {
                 None => Ok(None),
                 Some(var) => host_env
                     .iter()
                     .find(|(k, _)| k == var)
                     .map(|(_, v)| Some(v.clone()))
-                    .ok_or_else(|| {
-                        Error::usage(
-                            format!("the index credentials variable `{var}` is not set in venvbake's environment"),
-                            "export it before venvbake runs (with sudo: `sudo --preserve-env=NAME`); the profile names the variable, never the value",
-                        )
-                    }),
+                    .ok_or_else(|| Unset { var: var.clone() }),
             }
         };
         Ok(Credentials {

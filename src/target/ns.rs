@@ -12,11 +12,30 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
-use crate::error::{Error, Result};
+use crate::sys::fsutil::FsError;
 use crate::target::TargetError;
 
-fn nix_err(action: &'static str, path: &Path, e: nix::Error) -> Error {
-    Error::io(action, path, std::io::Error::from(e))
+/// Entering the namespace or mounting in it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error(transparent)]
+    NotRoot(#[from] TargetError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+type Result<T> = std::result::Result<T, NsError>;
+
+fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> NsError {
+    NsError::Fs(FsError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn nix_err(action: &'static str, path: &Path, e: nix::Error) -> NsError {
+    io_err(action, path, std::io::Error::from(e))
 }
 
 /// Enter a new mount namespace whose mounts never propagate to the host.
@@ -113,7 +132,7 @@ impl Bound {
         } else {
             std::fs::write(mount_point, b"")
         }
-        .map_err(|e| Error::io("create mount point", mount_point, e))?;
+        .map_err(|e| io_err("create mount point", mount_point, e))?;
         let bound = Bound {
             host_path: mount_point.to_path_buf(),
         };
