@@ -179,44 +179,33 @@ fn one_venv_path_has_one_owner_until_it_is_handed_over() {
         let g_old = tree.link("/opt/venvs/shared").unwrap();
 
         // A second profile naming the same path is refused, by plan and apply.
-        for cmd in ["plan", "apply"] {
-            let mut args = vec![
-                cmd,
-                new.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-            ];
-            let wh = wheelhouse();
-            if cmd == "apply" {
-                args.extend(["--wheelhouse", wh.to_str().unwrap()]);
-            }
-            let run = venvbake(&args, &[]);
-            assert_eq!(run.code, 2, "{cmd}: {}", run.stderr);
-            assert!(
-                run.stderr.contains("belongs to profile `old`")
-                    && run.stderr.contains("--take-over old"),
-                "{cmd}: {}",
-                run.stderr
-            );
-        }
-        let run = tree.apply_from(&new, &["--take-over", "someone"], &[]);
-        run.expect_code(2);
-        assert!(
-            run.stderr.contains(&format!(
-                "state: `/opt/venvs/shared` still serves generation {}, as before this apply",
-                g_old.file_name().unwrap().to_string_lossy()
-            )),
-            "{}",
-            run.stderr
-        );
+        tree.case("plan", &new)
+            .expect(2)
+            .expect_stderr("belongs to profile `old`")
+            .expect_stderr("--take-over old");
+        tree.case("apply", &new)
+            .wheelhouse()
+            .expect(2)
+            .expect_stderr("belongs to profile `old`");
+        let g = g_old.file_name().unwrap().to_string_lossy().into_owned();
+        tree.case("apply", &new)
+            .args(["--take-over", "someone"])
+            .expect(2)
+            .expect_stderr("belongs to profile `old`, not `someone`")
+            .expect_stderr(&format!(
+                "state: `/opt/venvs/shared` still serves generation {g}, as before this apply"
+            ));
         assert_eq!(tree.link("/opt/venvs/shared").as_ref(), Some(&g_old));
         assert_eq!(verify(tree, "old").0, 0);
 
         // Handed over on purpose: recorded, and the old name no longer
         // answers for the path.
-        let wh = wheelhouse();
-        let args = ["--take-over", "old", "--wheelhouse", wh.to_str().unwrap()];
-        tree.apply_from(&new, &args, &[]).ok();
+        let take_over = || {
+            tree.case("apply", &new)
+                .wheelhouse()
+                .args(["--take-over", "old"])
+        };
+        take_over().expect(0);
         let m = tree.read_json("/var/lib/venvbake/new.json");
         assert_eq!(m["taken_over_from"], "old");
         assert_eq!(m["profile"]["name"], "new");
@@ -230,8 +219,7 @@ fn one_venv_path_has_one_owner_until_it_is_handed_over() {
         assert!(!run.stdout.contains("\"new\""), "{}", run.stdout);
         assert_ne!(verify(tree, "old").0, 0);
         // The same command line again changes nothing (a re-run of a build).
-        let run = tree.apply_from(&new, &args, &[]).ok();
-        run.expect_stderr("nothing changed");
+        take_over().expect(0).expect_stderr("nothing changed");
         assert_eq!(
             tree.read_json("/var/lib/venvbake/new.json")["taken_over_from"],
             "old"
@@ -252,16 +240,7 @@ fn a_refused_first_build_and_a_plan_leave_nothing_behind() {
         );
         // `plan` (which asks apt about OS packages) changes nothing at all.
         let before = changed_paths(tree);
-        let run = venvbake(
-            &[
-                "plan",
-                p.to_str().unwrap(),
-                "--root",
-                tree.root.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .ok();
+        let run = tree.case("plan", &p).expect(0);
         assert!(run.stdout.contains("small"), "{}", run.stdout);
         assert_eq!(changed_paths(tree), before, "plan wrote into the tree");
 

@@ -304,6 +304,39 @@ impl Drop for Tree {
     }
 }
 
+/// A venvbake command line being built (see [`Tree::case`]).
+pub struct Case {
+    args: Vec<String>,
+}
+
+impl Case {
+    pub fn arg(mut self, arg: impl std::fmt::Display) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn args<D: std::fmt::Display>(self, args: impl IntoIterator<Item = D>) -> Self {
+        args.into_iter().fold(self, Case::arg)
+    }
+
+    /// Offline, from the tests' wheelhouse.
+    pub fn wheelhouse(self) -> Self {
+        self.arg("--wheelhouse").arg(wheelhouse().display())
+    }
+
+    pub fn run(self) -> Run {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        venvbake(&args, &[])
+    }
+
+    /// Run it, and assert its exit code.
+    pub fn expect(self, code: i32) -> Run {
+        let run = self.run();
+        run.expect_code(code);
+        run
+    }
+}
+
 /// What a venvbake run returned.
 pub struct Run {
     pub code: i32,
@@ -447,6 +480,22 @@ impl Tree {
         ];
         args.extend_from_slice(source);
         venvbake(&args, extra)
+    }
+
+    /// An end-to-end case stated in one chain: the command on a profile
+    /// against this tree, its options, then what must come out:
+    /// `tree.case("apply", &p).wheelhouse().expect(0).expect_stderr("applied")`.
+    pub fn case(&self, command: &str, profile: &Path) -> Case {
+        let mut args = vec![
+            command.to_string(),
+            profile.display().to_string(),
+            "--root".into(),
+            self.root.display().to_string(),
+        ];
+        if command == "apply" {
+            args.extend(["--progress".into(), "plain".into()]);
+        }
+        Case { args }
     }
 
     pub fn read_json(&self, target_path: &str) -> serde_json::Value {
