@@ -64,14 +64,16 @@ pub fn observe(profile: &Profile, target: &Target, ask_apt: bool) -> Result<Obse
         .is_ok_and(|t| t == manifest::link_target(&profile.outputs.manifest, &profile.venv.path));
     let mut fact = manifest::read_fact(&target.host_path(&profile.outputs.ansible_fact));
     let fact_entry = fact.profiles.remove(&profile.name);
-    let carried = match &link {
-        Link::Generation(g) => {
-            manifest::read(&manifest::in_generation(&gens_host.join(g))).unwrap_or(None)
-        }
+    // The manifest the active generation carries names its owner. A linked
+    // manifest path already read that file (through the fixed path).
+    let carried_owner = match &link {
+        Link::Generation(_) if manifest_linked => manifest.as_ref().map(|m| m.profile.name.clone()),
+        Link::Generation(g) => manifest::read(&manifest::in_generation(&gens_host.join(g)))
+            .unwrap_or(None)
+            .map(|m| m.profile.name),
         _ => None,
     };
-    let owner = carried
-        .map(|m| m.profile.name)
+    let owner = carried_owner
         .or_else(|| {
             fact.profiles
                 .iter()

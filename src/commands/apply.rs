@@ -175,7 +175,10 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     if !unresolved.is_empty() {
         return Err(Error::Unresolved { items: unresolved });
     }
-    refuse_foreign_bundle(&plan)?;
+    if !final_plan {
+        // Planned again with apt's lists: judge the bundle on this plan.
+        refuse_foreign_bundle(&plan)?;
+    }
     // A bundle for the planned generation unpacks while the interpreter is
     // probed and the bundle's fields compared; if they differ, what it
     // unpacked is removed again (only when nothing else runs first).
