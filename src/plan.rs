@@ -211,6 +211,8 @@ pub struct Plan {
     pub root: PathBuf,
     pub os: OsRelease,
     pub python: PlanPython,
+    /// The profile's lock: its file name and format.
+    pub lock: PlanLock,
     pub apt: AptPlan,
     pub venv: VenvPlan,
     pub outputs: OutputPlan,
@@ -369,6 +371,10 @@ pub fn route(
             RouteKind::Native,
             "venvbake's installer, offline from the wheelhouse",
         ),
+        None if lock_paths_serve(profile, decisions) => r(
+            RouteKind::Native,
+            "venvbake's installer, offline from the wheels the lock's `path` keys name",
+        ),
         None if profile.venv.allow_sdist => r(
             RouteKind::Pip,
             "files come from an index and `allow_sdist` lets pip build source distributions",
@@ -378,6 +384,33 @@ pub fn route(
             "pip downloads the lock's wheels from the index, venvbake's installer installs them",
         ),
     }
+}
+
+/// Whether every requirement the venv serves is a `pylock.toml` package
+/// with a wheel at a local `path` (then no index is needed).
+fn lock_paths_serve(profile: &Profile, decisions: &[Decision]) -> bool {
+    let mut venv = profile
+        .requirements
+        .items
+        .iter()
+        .zip(decisions)
+        .filter(|(_, d)| d.decision == Choice::Venv)
+        .peekable();
+    venv.peek().is_some()
+        && venv.all(|(r, _)| {
+            r.locked.as_ref().is_some_and(|l| {
+                l.wheels
+                    .iter()
+                    .any(|w| w.path.as_ref().is_some_and(|p| p.is_file()))
+            })
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanLock {
+    pub file: String,
+    pub format: crate::input::requirements::LockFormat,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -555,9 +588,52 @@ fn check_venv_path(profile: &Profile, obs: &Observed) -> Result<()> {
     Ok(())
 }
 
+/// The marker environment the target's interpreter will report, told from
+/// the tree before it runs: Debian's `python3.X-minimal` package gives the
+/// full version, and a chroot runs on this machine's kernel and CPU. `None`
+/// for an interpreter Debian did not install (judged after the probe).
+pub fn predicted_markers(obs: &Observed) -> Option<pep508_rs::MarkerEnvironment> {
+    let minor = obs.interpreter.minor.as_ref()?;
+    obs.interpreter
+        .resolved
+        .starts_with("/usr/bin")
+        .then_some(())?;
+    let deb = obs.installed.get(&format!("python{minor}-minimal"))?;
+    // `3.11.2-6+deb12u6` -> 3.11.2; `3.14.0~rc3-1` -> 3.14.0rc3.
+    let upstream = deb.split_once(':').map_or(deb.as_str(), |(_, v)| v);
+    let upstream = upstream.rsplit_once('-').map_or(upstream, |(v, _)| v);
+    let full = upstream.replace('~', "");
+    let parsed: pep440_rs::Version = full.parse().ok()?;
+    if !full.starts_with(&format!("{minor}.")) || parsed.release().len() < 3 {
+        return None;
+    }
+    let uts = nix::sys::utsname::uname().ok()?;
+    let s = |o: &std::ffi::OsStr| o.to_string_lossy().into_owned();
+    let (machine, release, version) = (s(uts.machine()), s(uts.release()), s(uts.version()));
+    pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: &full,
+        os_name: "posix",
+        platform_machine: &machine,
+        platform_python_implementation: "CPython",
+        platform_release: &release,
+        platform_system: "Linux",
+        platform_version: &version,
+        python_full_version: &full,
+        python_version: minor,
+        sys_platform: "linux",
+    })
+    .ok()
+}
+
 /// Stage 1: who serves what, and what apt and the system's pip must do.
 pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
     check_venv_path(profile, obs)?;
+    // A lock made for another Python or environment (a `pylock.toml`'s
+    // `requires-python`, `environments`) is refused before any change.
+    if let Some(env) = predicted_markers(obs) {
+        profile.requirements.check_scope(&env)?;
+    }
     let py = &profile.python;
     let file = &profile.requirements.file;
     let lookup_of = |name: &str| {
@@ -844,6 +920,16 @@ fn assemble(
             resolved: obs.interpreter.resolved.clone(),
             minor: obs.interpreter.minor.clone(),
         },
+        lock: PlanLock {
+            file: profile
+                .requirements
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format: profile.requirements.format,
+            sha256: profile.requirements.sha256.clone(),
+        },
         apt,
         venv,
         outputs: OutputPlan {
@@ -1016,6 +1102,16 @@ impl Plan {
             "python    {} -> {}",
             self.python.path.display(),
             self.python.resolved.display()
+        );
+        let _ = writeln!(
+            o,
+            "lock      {} ({}, sha256 {})",
+            self.lock.file,
+            match self.lock.format {
+                crate::input::requirements::LockFormat::Pylock => "PEP 751 pylock.toml",
+                crate::input::requirements::LockFormat::Requirements => "hashed requirements file",
+            },
+            self.lock.sha256.get(..12).unwrap_or("")
         );
         if self.apt.install.is_empty() {
             let _ = writeln!(o, "apt       nothing to install");

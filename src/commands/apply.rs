@@ -220,6 +220,10 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         None => crate::steps::venv::probe(target, &base_env, &profile.venv.python, pip_wheels)?,
     };
     reporter.finish();
+    // The plan judged the lock's scope from the tree; the interpreter has the last word.
+    if let Some(env) = probe.marker_env() {
+        profile.requirements.check_scope(&env)?;
+    }
     reporter.info(&format!(
         "python {} ({}), externally managed (PEP 668): {}",
         probe.version,
@@ -665,6 +669,7 @@ pub fn manifest_for(
             requirements: FileInfo {
                 file: file_name(&profile.requirements.file),
                 sha256: profile.requirements.sha256.clone(),
+                format: Some(profile.requirements.format),
             },
         },
         os: os.clone(),

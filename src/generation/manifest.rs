@@ -103,6 +103,10 @@ pub struct ProfileInfo {
 pub struct FileInfo {
     pub file: String,
     pub sha256: String,
+    /// The lock's format: `requirements` (a hashed requirements file) or
+    /// `pylock` (PEP 751). Absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::input::requirements::LockFormat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

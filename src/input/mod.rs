@@ -4,5 +4,6 @@
 
 pub mod credentials;
 pub mod profile;
+pub mod pylock;
 pub mod requirements;
 pub mod settings;

@@ -1,4 +1,6 @@
-//! Parsing a pinned, hash-checked pip requirements file (a lock).
+//! Parsing a pinned, hash-checked pip requirements file (a lock), and the
+//! typed requirements both lock formats give (a PEP 751 `pylock.toml` is
+//! read by `pylock` into the same [`Requirements`]).
 //!
 //! Every requirement must be pinned with `==` (or `===`) and carry at least
 //! one `--hash=sha256:` option, the way `pip-compile --generate-hashes` and
@@ -13,6 +15,7 @@ use std::str::FromStr;
 use pep440_rs::{Operator, Version, VersionSpecifiers};
 use pep508_rs::{MarkerEnvironment, MarkerTree, PackageName, VerbatimUrl, VersionOrUrl};
 
+pub use crate::input::pylock::{LockScope, LockedPackage};
 use crate::sys::codec::{hex_sha256, line_col};
 
 /// Requirements files larger than this are refused before parsing.
@@ -33,6 +36,16 @@ pub enum RequirementsError {
         message: String,
         hint: String,
     },
+    /// A key of a `pylock.toml`, at its line and column.
+    #[error("{}:{line}:{column}: {}{message}", path.display(), if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+        hint: String,
+    },
     #[error("{}: {message}", path.display())]
     Whole {
         path: PathBuf,
@@ -47,9 +60,9 @@ impl RequirementsError {
             RequirementsError::Read { .. } => {
                 "`[venv] requirements` is relative to the profile file; check the name".into()
             }
-            RequirementsError::Line { hint, .. } | RequirementsError::Whole { hint, .. } => {
-                hint.clone()
-            }
+            RequirementsError::Line { hint, .. }
+            | RequirementsError::At { hint, .. }
+            | RequirementsError::Whole { hint, .. } => hint.clone(),
         }
     }
 }
@@ -87,6 +100,8 @@ pub struct Requirement {
     pub marker: MarkerTree,
     /// sha256 hex digests allowed for this requirement.
     pub hashes: Vec<String>,
+    /// What a `pylock.toml` adds: the package's files and `requires-python`.
+    pub locked: Option<LockedPackage>,
 }
 
 impl Requirement {
@@ -128,10 +143,26 @@ impl Requirement {
         Ok(())
     }
 
-    /// Whether the requirement applies on an interpreter with `env`.
+    /// Whether the requirement applies on an interpreter with `env`: its
+    /// marker, and a locked package's `requires-python`.
     pub fn applies(&self, env: &MarkerEnvironment) -> bool {
         self.marker.evaluate(env, &[])
+            && self
+                .locked
+                .as_ref()
+                .and_then(|l| l.requires_python.as_ref())
+                .is_none_or(|rp| rp.contains(&env.python_full_version().version))
     }
+}
+
+/// Which format a lock is written in (recorded in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockFormat {
+    /// A hashed pip requirements file.
+    Requirements,
+    /// A PEP 751 `pylock.toml`.
+    Pylock,
 }
 
 /// A parsed requirements file.
@@ -141,9 +172,72 @@ pub struct Requirements {
     /// The file's bytes, copied as-is into each generation.
     pub text: String,
     pub sha256: String,
+    pub format: LockFormat,
+    /// A `pylock.toml`'s `requires-python` and `environments` (empty for a
+    /// requirements file).
+    pub scope: LockScope,
     pub items: Vec<Requirement>,
 }
 
+impl Requirements {
+    /// Whether the lock was made for an interpreter with `env`: a
+    /// `pylock.toml`'s `requires-python`, and one of its `environments`.
+    pub fn check_scope(&self, env: &MarkerEnvironment) -> Result<(), RequirementsError> {
+        let at = |line: usize, key: &str, message: String, hint: &str| RequirementsError::At {
+            path: self.file.clone(),
+            line,
+            column: 1,
+            key: key.into(),
+            message,
+            hint: hint.into(),
+        };
+        let python = &env.python_full_version().version;
+        if let Some((rp, line)) = &self.scope.requires_python {
+            if !rp.contains(python) {
+                return Err(at(
+                    *line,
+                    "requires-python",
+                    format!("the lock requires Python `{rp}`; the target's is {python}"),
+                    "make a lock for this target's Python (one lock per release: see the README's lock workflow)",
+                ));
+            }
+        }
+        let envs = &self.scope.environments;
+        if !envs.is_empty() && !envs.iter().any(|(m, _)| m.evaluate(env, &[])) {
+            let listed: Vec<&str> = envs.iter().map(|(_, t)| t.as_str()).collect();
+            return Err(at(
+                self.scope.environments_line,
+                "environments",
+                format!(
+                    "the target (Python {python}, {} on {}) matches none of the lock's environments: {}",
+                    env.sys_platform(),
+                    env.platform_machine(),
+                    listed.join("; ")
+                ),
+                "lock for this target's environment too",
+            ));
+        }
+        // Two entries of one name that both apply here.
+        let applying: Vec<&Requirement> = self.items.iter().filter(|r| r.applies(env)).collect();
+        for (i, a) in applying.iter().enumerate() {
+            if let Some(b) = applying[i + 1..].iter().find(|b| b.name == a.name) {
+                return Err(at(
+                    b.line,
+                    "packages",
+                    format!(
+                        "`{}` is locked twice for this target (lines {} and {})",
+                        a.name, a.line, b.line
+                    ),
+                    "give the entries disjoint markers, or regenerate the lock",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read a lock: a `.toml` file as a PEP 751 `pylock.toml`, anything else
+/// as a hashed requirements file.
 pub fn load(path: &Path) -> Result<Requirements, RequirementsError> {
     let read_err = |source| RequirementsError::Read {
         path: path.to_path_buf(),
@@ -171,6 +265,9 @@ pub fn load(path: &Path) -> Result<Requirements, RequirementsError> {
             hint: "save the requirements file as UTF-8".into(),
         }
     })?;
+    if crate::input::pylock::is_pylock(path) {
+        return crate::input::pylock::parse(path, &text);
+    }
     parse(path, &text)
 }
 
@@ -394,6 +491,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
             version,
             marker: req.marker,
             hashes,
+            locked: None,
         });
     }
     if items.is_empty() {
@@ -407,6 +505,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
         file: path.to_path_buf(),
         text: text.to_string(),
         sha256: hex_sha256(text.as_bytes()),
+        format: LockFormat::Requirements,
+        scope: LockScope::default(),
         items,
     })
 }

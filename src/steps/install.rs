@@ -106,6 +106,13 @@ pub enum InstallError {
         got: String,
         allowed: Vec<String>,
     },
+    #[error("`{}` ({requirement}) is {got} bytes; the lock records {expected}", file.display())]
+    SizeMismatch {
+        file: PathBuf,
+        requirement: String,
+        got: u64,
+        expected: u64,
+    },
     #[error(transparent)]
     Wheel(#[from] WheelError),
     #[error("compiling byte-code failed")]
@@ -121,6 +128,8 @@ pub struct Chosen {
     /// The lock's allowed sha256 digests (hex); empty: not checked against a
     /// lock (the target's own `ensurepip` wheels).
     pub allowed: Vec<String>,
+    /// The size a `pylock.toml` records for the file, checked with the hash.
+    pub size: Option<u64>,
     /// Gets `REQUESTED` (the lock's, and what ensurepip asks for by name).
     pub requested: bool,
     /// A requirement of the lock (not one of the target's own wheels).
@@ -143,7 +152,10 @@ pub fn scan_wheelhouse(dir: &Path) -> std::io::Result<Vec<(PathBuf, WheelName)>>
     Ok(out)
 }
 
-/// The best-fitting wheel of each requirement, or the first requirement that has none.
+/// The best-fitting wheel of each requirement, or the first requirement that
+/// has none. Candidates are the wheelhouse's `files` and, for a package of a
+/// `pylock.toml`, the wheels its `path` keys name; a `pylock.toml` package
+/// takes only a wheel the lock lists (by file name), and that file's size.
 pub fn select(
     reqs: &[&Requirement],
     wheelhouse: &Path,
@@ -153,19 +165,34 @@ pub fn select(
 ) -> Result<Vec<Chosen>, InstallError> {
     let mut out = Vec::new();
     for r in reqs {
-        let same: Vec<&(PathBuf, WheelName)> = files
+        let locked = r.locked.as_ref();
+        let from_paths: Vec<(PathBuf, WheelName)> = locked
+            .into_iter()
+            .flat_map(|l| &l.wheels)
+            .filter_map(|f| {
+                let p = f.path.as_ref().filter(|p| p.is_file())?;
+                Some((p.clone(), WheelName::parse(&f.name)?))
+            })
+            .collect();
+        let same: Vec<&(PathBuf, WheelName)> = from_paths
             .iter()
+            .chain(files)
             .filter(|(_, w)| w.name == r.name && Some(&w.version) == r.version.as_ref())
+            .filter(|(_, w)| locked.is_none_or(|l| l.file(&w.file).is_some()))
             .collect();
         let best = same
             .iter()
-            .filter_map(|(p, w)| crate::steps::tags::rank(w, supported).map(|rank| (rank, p)))
-            .min_by_key(|(rank, _)| *rank);
+            .filter_map(|(p, w)| crate::steps::tags::rank(w, supported).map(|rank| (rank, p, w)))
+            .min_by_key(|(rank, _, _)| *rank);
         match best {
-            Some((_, p)) => out.push(Chosen {
+            Some((_, p, w)) => out.push(Chosen {
                 name: r.name.clone(),
                 file: p.clone(),
-                allowed: r.hashes.clone(),
+                allowed: match locked.and_then(|l| l.file(&w.file)) {
+                    Some(f) => vec![f.sha256.clone()],
+                    None => r.hashes.clone(),
+                },
+                size: locked.and_then(|l| l.file(&w.file)).and_then(|f| f.size),
                 requested: true,
                 from_lock: true,
                 requirement: r.text.clone(),
@@ -369,6 +396,17 @@ fn unpack(job: &Job, w: &Chosen) -> Unpacked {
             got: sha,
             allowed: w.allowed.clone(),
         });
+    }
+    if let Some(expected) = w.size {
+        let got = std::fs::metadata(&w.file).map_or(0, |m| m.len());
+        if got != expected {
+            return Err(InstallError::SizeMismatch {
+                file: w.file.clone(),
+                requirement: w.requirement.clone(),
+                got,
+                expected,
+            });
+        }
     }
     let inst = crate::steps::wheel::install(&w.file, &job.layout, w.requested)?;
     Ok((inst, sha))

@@ -568,7 +568,8 @@ fn choose_way(b: &Build) -> Result<Route> {
     }
     match (b.route.kind, b.wheelhouse) {
         (RouteKind::Pip, _) => Ok(Route::Install(Way::Pip(b.route.reason.clone()))),
-        (RouteKind::Native, Some(wheelhouse)) => native_from(b, wheelhouse, true).map(Route::Install),
+        (RouteKind::Native, Some(wheelhouse)) => native_from(b, Some(wheelhouse), true).map(Route::Install),
+        (RouteKind::Native, None) => native_from(b, None, true).map(Route::Install),
         (RouteKind::Download, None) => Ok(match pip_wheel(b.probe) {
             Some(pip) => Route::Download(pip),
             None => Route::Install(Way::Pip(
@@ -612,15 +613,27 @@ fn pip_wheel(probe: &Probe) -> Option<PathBuf> {
 /// permits; else the build stops, with the `fetch` hint when `filled_by_user`
 /// (files downloaded from an index go to pip instead, which may accept a
 /// wheel the native installer does not).
-fn native_from(b: &Build, wheelhouse: &Path, filled_by_user: bool) -> Result<Way> {
+fn native_from(b: &Build, wheelhouse: Option<&Path>, filled_by_user: bool) -> Result<Way> {
     let Some(interp) = b.probe.interp() else {
         return Ok(Way::Pip(
             "the native installer serves CPython on glibc Linux".into(),
         ));
     };
     let reqs = venv_requirements(b);
-    let files = crate::steps::install::scan_wheelhouse(wheelhouse)
-        .map_err(|e| Error::io("read", wheelhouse, e))?;
+    // No wheelhouse: the wheels a `pylock.toml`'s `path` keys name.
+    let lock_dir = b
+        .profile
+        .requirements
+        .file
+        .parent()
+        .unwrap_or(Path::new("."));
+    let files = match wheelhouse {
+        Some(w) => {
+            crate::steps::install::scan_wheelhouse(w).map_err(|e| Error::io("read", w, e))?
+        }
+        None => Vec::new(),
+    };
+    let wheelhouse = wheelhouse.unwrap_or(lock_dir);
     let supported = crate::steps::tags::supported(&interp);
     let minor = format!("{}.{}", interp.major, interp.minor);
     let mut chosen = match crate::steps::install::select(
@@ -670,6 +683,7 @@ fn native_from(b: &Build, wheelhouse: &Path, filled_by_user: bool) -> Result<Way
             name: parsed.name,
             file,
             allowed: Vec::new(),
+            size: None,
             // ensurepip asks pip for them by name: pip marks them requested.
             requested: true,
             from_lock: false,
@@ -790,6 +804,7 @@ fn runnable_pip(
             .map_err(|e| Error::Internal(format!("the name `pip`: {e}")))?,
         file: b.target.host_path(pip),
         allowed: Vec::new(),
+        size: None,
         requested: false,
         from_lock: false,
         requirement: "pip".into(),
@@ -827,7 +842,7 @@ fn threads() -> usize {
 fn install_hint(e: &crate::steps::install::InstallError) -> String {
     use crate::steps::install::InstallError as E;
     match e {
-        E::HashMismatch { .. } => "a file does not match the lock's hash: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`".into(),
+        E::HashMismatch { .. } | E::SizeMismatch { .. } => "a file does not match the lock's hash or size: the file was altered, or the lock is wrong; regenerate it with `scripts/lock-profile`".into(),
         E::Wheel(w) if w.io_error().and_then(std::io::Error::raw_os_error) == Some(28) => DISK_FULL.into(),
         E::Wheel(crate::steps::wheel::WheelError::Record { .. }) => "the wheel's files disagree with its own RECORD (PEP 427): it was changed after it was built, or built broken; the lock's hash only pins the archive as published. Get the wheel from its publisher again, or lock another version".into(),
         E::Wheel(crate::steps::wheel::WheelError::Invalid { .. }) => "the wheel is damaged or not a wheel; fetch it again (`venvbake fetch`), or set `[venv] installer = \"pip\"`".into(),
@@ -1243,7 +1258,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         Route::Download(pip) => {
             download(b, &pip, reporter)?;
             let dir = download_dir(host_gen);
-            (native_from(b, &dir, false)?, Some(dir))
+            (native_from(b, Some(&dir), false)?, Some(dir))
         }
     };
     let (hashes, dists, tree_sha256) = match &way {

@@ -536,7 +536,8 @@ pub fn copy_wheels(from: &Path, dest: &Path, keep: impl Fn(&str) -> bool) {
     }
 }
 
-/// Write a profile into `dir` that uses `requirements` (copied next to it).
+/// Write a profile into `dir` that uses `requirements` (copied next to it;
+/// a `.toml` lock as `pylock.NAME.toml`).
 pub fn write_profile(
     dir: &Path,
     name: &str,
@@ -544,7 +545,11 @@ pub fn write_profile(
     requirements: &Path,
     extra: &str,
 ) -> PathBuf {
-    let req_name = format!("{name}.requirements.txt");
+    let req_name = if requirements.extension().is_some_and(|e| e == "toml") {
+        format!("pylock.{name}.toml")
+    } else {
+        format!("{name}.requirements.txt")
+    };
     std::fs::copy(requirements, dir.join(&req_name)).unwrap();
     let text = format!(
         "schema_version = 1\nname = \"{name}\"\ndescription = \"test profile\"\n\n[venv]\npath = \"{venv_path}\"\nrequirements = \"{req_name}\"\n{extra}"
