@@ -171,6 +171,31 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: crate::commands::sbom::Format,
     },
+    /// Write an OS-aware lock for the target's release (runs on the build host, resolves with uv).
+    ///
+    /// Resolves the top-level requirements of INPUT for the target's Python
+    /// and platform; every distribution the profile lets apt serve, and that
+    /// apt has in a version the whole resolution accepts, is pinned at apt's
+    /// version (so `prefer = "os"` takes it from apt); the rest are pinned
+    /// and hashed for the venv. A `.toml` output is a PEP 751 pylock.toml,
+    /// anything else a hashed requirements file. Prints the lock's path.
+    Lock {
+        profile: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Top-level requirements (names and ranges, no pins needed).
+        #[arg(long, value_name = "REQS.in")]
+        input: PathBuf,
+        /// Where to write the lock; default: the profile's lock for the target's release.
+        #[arg(short = 'o', long, value_name = "LOCK")]
+        output: Option<PathBuf>,
+        /// The uv binary; default: `VENVBAKE_UV`, then `uv` on PATH.
+        #[arg(long, value_name = "PATH")]
+        uv: Option<PathBuf>,
+        /// CA bundle for the index; overrides `[index] cert`.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
     /// Download the files the profile's lock allows for one target into a wheelhouse (runs on the build host).
     ///
     /// Hash-checked; writes SHA256SUMS and venvbake-wheelhouse.json. Several
@@ -193,6 +218,10 @@ pub enum Command {
         /// CA bundle for the index; overrides `[index] cert`.
         #[arg(long, value_name = "FILE")]
         cert: Option<PathBuf>,
+        /// With a profile that names one lock per release: which release's
+        /// lock (`debian-12`, `ubuntu-24.04`).
+        #[arg(long, value_name = "ID-VERSION")]
+        release: Option<String>,
     },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///

@@ -30,7 +30,7 @@ pub use sys::codec;
 
 use std::io::Write;
 
-use commands::{apply, cloudconfig, fetch, inventory, lifecycle, sbom};
+use commands::{apply, cloudconfig, fetch, inventory, lifecycle, lock, sbom};
 use generation::{bundle, manifest, verify};
 use input::{profile, settings};
 use sys::report;
@@ -59,8 +59,8 @@ pub fn run(cli: Cli) -> Result<()> {
             bundle,
         } => {
             let mut reporter = Reporter::new(progress);
-            let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile_for(&profile, &target)?;
             let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
             let request = apply::Request {
                 profile: &profile,
@@ -86,8 +86,8 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
         } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
-            let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile_for(&profile, &target)?;
             let size = apply::bundle(&profile, &target, &output, &mut reporter)?;
             reporter.info(&format!(
                 "wrote {} ({:.1} MB)",
@@ -107,8 +107,8 @@ pub fn run(cli: Cli) -> Result<()> {
             adopt,
             format,
         } => {
-            let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile_for(&profile, &target)?;
             let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
             let header = sources
                 .bundle
@@ -142,7 +142,7 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
         } => {
             let overrides = match profile {
-                Some(p) => profile::load(&p)?.python.map,
+                Some(p) => profile::load_for(&p, profile::LockSelect::Skip)?.python.map,
                 None => Default::default(),
             };
             let target = Target::for_command(target.root.as_deref())?;
@@ -176,8 +176,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Rollback { profile, target } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
-            let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile_for(&profile, &target)?;
             let generation = lifecycle::rollback(&profile, &target, &mut reporter)?;
             print_stdout(&format!("{generation}\n"));
             Ok(())
@@ -188,8 +188,8 @@ pub fn run(cli: Cli) -> Result<()> {
             keep,
         } => {
             let mut reporter = Reporter::new(report::Progress::Plain);
-            let profile = profile::load(&profile)?;
             let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile_for(&profile, &target)?;
             for name in lifecycle::gc(&profile, &target, keep, &mut reporter)? {
                 print_stdout(&format!("{name}\n"));
             }
@@ -212,9 +212,15 @@ pub fn run(cli: Cli) -> Result<()> {
             platforms,
             abi,
             cert,
+            release,
         } => {
             let mut reporter = Reporter::new(report::Progress::Auto);
-            let profile = profile::load(&profile)?;
+            let keys: Vec<String> = release.into_iter().collect();
+            let profile = if keys.is_empty() {
+                profile::load(&profile)?
+            } else {
+                profile::load_for(&profile, profile::LockSelect::Release(&keys))?
+            };
             let host_env: Vec<(String, String)> = std::env::vars().collect();
             let index = fetch::fetch(
                 &fetch::Request {
@@ -243,8 +249,71 @@ pub fn run(cli: Cli) -> Result<()> {
             print_stdout(&format!("{}\n", dest.display()));
             Ok(())
         }
+        Command::Lock {
+            profile: path,
+            target,
+            input,
+            output,
+            uv,
+            cert,
+        } => {
+            let mut reporter = Reporter::new(report::Progress::Auto);
+            let target = Target::for_command(target.root.as_deref())?;
+            let profile = profile::load_for(&path, profile::LockSelect::Skip)?;
+            let keys = target.os_release()?.release_keys();
+            let output = match output {
+                Some(o) => o,
+                None => profile
+                    .venv
+                    .locks
+                    .for_release(&keys)
+                    .cloned()
+                    .ok_or_else(|| {
+                        error::Error::usage(
+                            format!(
+                                "`{}` names no lock for `{}`; say where to write it",
+                                path.display(),
+                                keys.join("` or `")
+                            ),
+                            "pass `-o pylock.RELEASE.toml`, and add it to `[venv] requirements`",
+                        )
+                    })?,
+            };
+            let host_env: Vec<(String, String)> = std::env::vars().collect();
+            let request = lock::Request {
+                profile: &profile,
+                target: &target,
+                input: &input,
+                output: &output,
+                uv: lock::find_uv(uv, &host_env)?,
+                cert: settings::cert_for(&profile, cert),
+                host_env: &host_env,
+            };
+            let pinned = lock::lock(&request, &mut reporter)?;
+            for p in &pinned {
+                reporter.info(&format!(
+                    "  {}=={}: {}",
+                    p.name,
+                    p.version,
+                    if p.apt.is_some() {
+                        format!("apt ({})", p.reason)
+                    } else {
+                        format!("venv ({})", p.reason)
+                    }
+                ));
+            }
+            reporter.info(&format!(
+                "wrote {}: {} of {} distributions at apt's version",
+                output.display(),
+                pinned.iter().filter(|p| p.apt.is_some()).count(),
+                pinned.len()
+            ));
+            reporter.close();
+            print_stdout(&format!("{}\n", output.display()));
+            Ok(())
+        }
         Command::CloudConfig { profile: path } => {
-            let profile = profile::load(&path)?;
+            let profile = profile::load_for(&path, profile::LockSelect::Skip)?;
             let text =
                 std::fs::read_to_string(&path).map_err(|e| error::Error::io("read", &path, e))?;
             print_stdout(&cloudconfig::render(&profile, &text)?);
@@ -284,12 +353,25 @@ fn locate_manifest(
         .map(std::path::Path::new)
         .filter(|p| p.is_file())
     {
-        let profile = profile::load(p)?;
+        let profile = profile::load_for(p, profile::LockSelect::Skip)?;
         let (path, m) = inventory::find_manifest(target, None, Some(&profile.outputs.manifest))?;
         inventory::check_describes(&path, &m, &profile.name)?;
         return Ok((path, m));
     }
     inventory::find_manifest(target, profile_or_name, explicit)
+}
+
+/// The profile, with the lock for the target's release (a profile may name
+/// one per release).
+fn profile_for(path: &std::path::Path, target: &Target) -> Result<profile::Profile> {
+    let keys = target
+        .os_release()
+        .map(|o| o.release_keys())
+        .unwrap_or_default();
+    Ok(profile::load_for(
+        path,
+        profile::LockSelect::Release(&keys),
+    )?)
 }
 
 /// Pretty JSON with a final newline, for stdout.

@@ -592,13 +592,13 @@ fn check_venv_path(profile: &Profile, obs: &Observed) -> Result<()> {
 /// the tree before it runs: Debian's `python3.X-minimal` package gives the
 /// full version, and a chroot runs on this machine's kernel and CPU. `None`
 /// for an interpreter Debian did not install (judged after the probe).
-pub fn predicted_markers(obs: &Observed) -> Option<pep508_rs::MarkerEnvironment> {
-    let minor = obs.interpreter.minor.as_ref()?;
-    obs.interpreter
-        .resolved
-        .starts_with("/usr/bin")
-        .then_some(())?;
-    let deb = obs.installed.get(&format!("python{minor}-minimal"))?;
+pub fn predicted_markers(
+    interpreter: &Interpreter,
+    installed: &BTreeMap<String, String>,
+) -> Option<pep508_rs::MarkerEnvironment> {
+    let minor = interpreter.minor.as_ref()?;
+    interpreter.resolved.starts_with("/usr/bin").then_some(())?;
+    let deb = installed.get(&format!("python{minor}-minimal"))?;
     // `3.11.2-6+deb12u6` -> 3.11.2; `3.14.0~rc3-1` -> 3.14.0rc3.
     let upstream = deb.split_once(':').map_or(deb.as_str(), |(_, v)| v);
     let upstream = upstream.rsplit_once('-').map_or(upstream, |(v, _)| v);
@@ -631,7 +631,7 @@ pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
     check_venv_path(profile, obs)?;
     // A lock made for another Python or environment (a `pylock.toml`'s
     // `requires-python`, `environments`) is refused before any change.
-    if let Some(env) = predicted_markers(obs) {
+    if let Some(env) = predicted_markers(&obs.interpreter, &obs.installed) {
         profile.requirements.check_scope(&env)?;
     }
     let py = &profile.python;

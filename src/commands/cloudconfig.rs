@@ -44,23 +44,29 @@ fn write_file(out: &mut String, path: &str, text: &str) {
     }
 }
 
-/// The `#cloud-config` for `profile` (read from `profile_text`).
+/// The `#cloud-config` for `profile` (read from `profile_text`), with every
+/// lock it names (one per release, or one for all): the booting machine
+/// picks its own.
 pub fn render(profile: &Profile, profile_text: &str) -> Result<String> {
-    let req_name = profile
-        .requirements
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let dir = profile.file.parent().unwrap_or(Path::new(""));
-    if profile.requirements.file != dir.join(&req_name) {
-        return Err(Error::usage(
-            format!(
-                "`[venv] requirements` of `{}` must name a file next to the profile to be shipped in a cloud-config",
-                profile.file.display()
-            ),
-            "move the lock next to the profile and name it without a directory",
-        ));
+    let mut locks = Vec::new();
+    for file in profile.venv.locks.files() {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if *file != dir.join(&name) {
+            return Err(Error::usage(
+                format!(
+                    "`[venv] requirements` of `{}` must name files next to the profile to be shipped in a cloud-config (`{}` is not)",
+                    profile.file.display(),
+                    file.display()
+                ),
+                "move the lock next to the profile and name it without a directory",
+            ));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+        locks.push((name, text));
     }
     if profile.index.cert.is_some() {
         return Err(Error::usage(
@@ -77,11 +83,9 @@ pub fn render(profile: &Profile, profile_text: &str) -> Result<String> {
     );
     out.push_str("write_files:\n");
     write_file(&mut out, &profile_path, profile_text);
-    write_file(
-        &mut out,
-        &format!("{CONFIG_DIR}/{req_name}"),
-        &profile.requirements.text,
-    );
+    for (name, text) in &locks {
+        write_file(&mut out, &format!("{CONFIG_DIR}/{name}"), text);
+    }
     let script = format!(
         "if [ -d {WHEELHOUSE} ]; then set -- --wheelhouse {WHEELHOUSE}; fi; exec {BINARY} apply --progress plain \"$@\" {profile_path}"
     );

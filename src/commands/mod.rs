@@ -1,9 +1,10 @@
 //! The commands beyond the core of `plan`: `apply`, `rollback`/`gc`, `fetch`,
-//! `sbom`, `inventory`, `cloud-config`.
+//! `lock`, `sbom`, `inventory`, `cloud-config`.
 
 pub mod apply;
 pub mod cloudconfig;
 pub mod fetch;
 pub mod inventory;
 pub mod lifecycle;
+pub mod lock;
 pub mod sbom;

@@ -50,7 +50,7 @@ impl Credentials {
     }
 
     /// `https://host/simple` with the credentials in it.
-    fn url_with(&self, url: &str) -> String {
+    pub fn url_with(&self, url: &str) -> String {
         let Some((scheme, rest)) = url.split_once("://") else {
             return url.to_string();
         };

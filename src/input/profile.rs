@@ -120,6 +120,15 @@ struct RawPython {
     require_hashes: Option<bool>,
 }
 
+/// `[venv] requirements`: one lock, or one per release (`ID-VERSION_ID` or
+/// `ID-VERSION_CODENAME` -> file).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawLocks {
+    One(String),
+    PerRelease(BTreeMap<String, String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum RawSystemSite {
@@ -143,7 +152,7 @@ struct RawIndex {
 struct RawVenv {
     path: Spanned<String>,
     python: Option<Spanned<String>>,
-    requirements: Spanned<String>,
+    requirements: Spanned<RawLocks>,
     system_site_packages: Option<Spanned<RawSystemSite>>,
     keep_generations: Option<Spanned<i64>>,
     #[serde(default)]
@@ -268,8 +277,8 @@ pub struct VenvSpec {
     pub path: PathBuf,
     /// The system interpreter (in the target) that creates the venv.
     pub python: PathBuf,
-    /// The requirements file on the machine running venvbake.
-    pub requirements_file: PathBuf,
+    /// The lock file(s) on the machine running venvbake.
+    pub locks: Locks,
     pub system_site_packages: SystemSite,
     pub keep_generations: u32,
     pub allow_sdist: bool,
@@ -299,8 +308,54 @@ pub struct Outputs {
     pub ansible_fact: PathBuf,
 }
 
+/// `[venv] requirements`: the lock on the machine running venvbake, one for
+/// every release or one per release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locks {
+    One(PathBuf),
+    /// Release key (`debian-12`, `ubuntu-24.04`, `debian-forky`) -> lock.
+    PerRelease(BTreeMap<String, PathBuf>),
+}
+
+impl Locks {
+    /// The lock for a target known by `keys` (its `ID-VERSION_ID`, then
+    /// its `ID-VERSION_CODENAME`).
+    pub fn for_release(&self, keys: &[String]) -> Option<&PathBuf> {
+        match self {
+            Locks::One(p) => Some(p),
+            Locks::PerRelease(m) => keys.iter().find_map(|k| m.get(k)),
+        }
+    }
+
+    /// Every lock file the profile names.
+    pub fn files(&self) -> Vec<&PathBuf> {
+        match self {
+            Locks::One(p) => vec![p],
+            Locks::PerRelease(m) => m.values().collect(),
+        }
+    }
+}
+
+/// Which lock a profile is loaded with.
+#[derive(Debug, Clone, Copy)]
+pub enum LockSelect<'a> {
+    /// The profile must name one lock for every release (no target is known).
+    Single,
+    /// The lock of the release with these keys ([`Locks::for_release`]).
+    Release(&'a [String]),
+    /// Do not read a lock (`venvbake lock` writes it, `cloud-config` ships
+    /// every one): `requirements` is empty, and the checks that compare the
+    /// profile with its lock are left to the commands that read one.
+    Skip,
+}
+
 /// Read and check a profile file and the requirements file it names.
 pub fn load(file: &Path) -> Result<Profile, ProfileError> {
+    load_for(file, LockSelect::Single)
+}
+
+/// Read and check a profile file, with the lock `select` chooses.
+pub fn load_for(file: &Path, select: LockSelect) -> Result<Profile, ProfileError> {
     let read_err = |source| ProfileError::Read {
         path: file.to_path_buf(),
         source,
@@ -333,11 +388,22 @@ pub fn load(file: &Path) -> Result<Profile, ProfileError> {
         }
     };
     let dir = file.parent().unwrap_or(Path::new("."));
-    parse(file, &text, dir)
+    parse_for(file, &text, dir, select)
 }
 
 /// Parse profile text; `dir` is where relative paths start.
+#[cfg(test)]
 pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileError> {
+    parse_for(file, text, dir, LockSelect::Single)
+}
+
+/// Parse profile text with the lock `select` chooses.
+pub fn parse_for(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+    select: LockSelect,
+) -> Result<Profile, ProfileError> {
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
@@ -432,16 +498,79 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             )
         })?,
     };
-    let req_raw = raw.venv.requirements.get_ref();
-    if req_raw.is_empty() {
-        return Err(err(
-            raw.venv.requirements.span(),
-            "venv.requirements",
-            "must name a requirements file".into(),
-            None,
-        ));
-    }
-    let requirements_file = dir.join(req_raw);
+    let req_span = raw.venv.requirements.span();
+    let lock_path = |p: &str| -> Result<PathBuf, ProfileError> {
+        if p.is_empty() {
+            return Err(err(
+                req_span.clone(),
+                "venv.requirements",
+                "must name a lock file".into(),
+                None,
+            ));
+        }
+        Ok(dir.join(p))
+    };
+    let locks = match raw.venv.requirements.get_ref() {
+        RawLocks::One(p) => Locks::One(lock_path(p)?),
+        RawLocks::PerRelease(m) => {
+            if m.is_empty() {
+                return Err(err(
+                    req_span.clone(),
+                    "venv.requirements",
+                    "names no lock".into(),
+                    Some("name one lock file, or one per release: `{ \"debian-12\" = \"pylock.debian-12.toml\" }`"),
+                ));
+            }
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                if !valid_release_key(k) {
+                    return Err(err(
+                        req_span.clone(),
+                        &format!("venv.requirements.{k}"),
+                        format!("{k:?} is not a release key"),
+                        Some("key each lock by the target's `ID-VERSION_ID` from /etc/os-release (`debian-12`, `ubuntu-24.04`), or `ID-VERSION_CODENAME` (`debian-forky`)"),
+                    ));
+                }
+                out.insert(k.clone(), lock_path(v)?);
+            }
+            Locks::PerRelease(out)
+        }
+    };
+    let requirements_file = match select {
+        LockSelect::Skip => None,
+        LockSelect::Single => match &locks {
+            Locks::One(p) => Some(p.clone()),
+            Locks::PerRelease(m) => {
+                return Err(err(
+                    req_span.clone(),
+                    "venv.requirements",
+                    format!(
+                        "names one lock per release ({}), and this command has no target to choose by",
+                        m.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    Some("name the target (`--root DIR`, or run on it), or for `fetch` the release (`--release debian-12`)"),
+                ))
+            }
+        },
+        LockSelect::Release(keys) => match locks.for_release(keys) {
+            Some(p) => Some(p.clone()),
+            None => {
+                let have = match &locks {
+                    Locks::PerRelease(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+                    Locks::One(_) => String::new(),
+                };
+                return Err(err(
+                    req_span.clone(),
+                    "venv.requirements",
+                    format!(
+                        "names no lock for this target's release `{}` (it has: {have})",
+                        keys.join("` or `")
+                    ),
+                    Some("make one for it on the build host: `venvbake lock PROFILE --root TREE --input REQS.in -o LOCK`, then add it to the table"),
+                ));
+            }
+        },
+    };
     let keep_generations = match &raw.venv.keep_generations {
         None => DEFAULT_KEEP_GENERATIONS,
         Some(k) => match u32::try_from(*k.get_ref()) {
@@ -573,7 +702,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     };
 
     // A lock that cannot be read is the profile's line that names it.
-    let requirements = crate::input::requirements::load(&requirements_file).map_err(|e| match e {
+    let requirements = requirements_file.as_deref().map(|f| crate::input::requirements::load(f).map_err(|e| match e {
         RequirementsError::Read { path, source } => err(
             raw.venv.requirements.span(),
             "venv.requirements",
@@ -581,7 +710,15 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
             Some("the path is relative to the profile file; check the name, and that venvbake may read it"),
         ),
         other => other.into(),
-    })?;
+    })).transpose()?;
+    // The items the profile's names are checked against (none when no lock is read).
+    let items: &[crate::input::requirements::Requirement] =
+        requirements.as_ref().map_or(&[], |r| &r.items);
+    let lock_name = requirements_file
+        .as_deref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    let checked = requirements.is_some();
 
     let prefer_value = |s: &Spanned<String>, key: &str| {
         match s.get_ref().as_str() {
@@ -602,14 +739,11 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     let mut prefer_for = BTreeMap::new();
     for (name, value) in &raw.python.prefer_for {
         let key = crate::input::requirements::normalize(name);
-        if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
+        if checked && !items.iter().any(|r| r.name.as_ref() == key) {
             return Err(err(
                 value.span(),
                 &format!("python.prefer_for.{name}"),
-                format!(
-                    "`{name}` is not a requirement of `{}`",
-                    requirements.file.display()
-                ),
+                format!("`{name}` is not a requirement of `{lock_name}`"),
                 Some("name a distribution the requirements file lists"),
             ));
         }
@@ -677,7 +811,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     };
     // What only the venv can serve must be pinned and hashed: say so now,
     // before anything touches a target.
-    if python_spec.require_hashes {
+    if let Some(requirements) = requirements.as_ref().filter(|_| python_spec.require_hashes) {
         for r in &requirements.items {
             if python_spec.prefer_for(r.name.as_ref()) == Prefer::Venv {
                 r.check_locked(&requirements.file)?;
@@ -687,15 +821,11 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
     let mut import_check_skip = Vec::new();
     for s in &raw.venv.import_check_skip {
         let key = crate::input::requirements::normalize(s.get_ref());
-        if !requirements.items.iter().any(|r| r.name.as_ref() == key) {
+        if checked && !items.iter().any(|r| r.name.as_ref() == key) {
             return Err(err(
                 s.span(),
                 "venv.import_check_skip",
-                format!(
-                    "`{}` is not a requirement of `{}`",
-                    s.get_ref(),
-                    requirements.file.display()
-                ),
+                format!("`{}` is not a requirement of `{lock_name}`", s.get_ref()),
                 Some("name distributions the lock lists and the venv serves; the check imports the others"),
             ));
         }
@@ -729,7 +859,7 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         venv: VenvSpec {
             path: venv_path,
             python,
-            requirements_file,
+            locks,
             system_site_packages,
             keep_generations,
             allow_sdist: raw.venv.allow_sdist,
@@ -745,8 +875,17 @@ pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Profile, ProfileErro
         outputs,
         index,
         python: python_spec,
-        requirements,
+        requirements: requirements.unwrap_or_else(crate::input::requirements::Requirements::empty),
     })
+}
+
+/// `ID-VERSION_ID` or `ID-VERSION_CODENAME`: lowercase letters, digits, `.`, `_`, `-`.
+fn valid_release_key(key: &str) -> bool {
+    key.split_once('-')
+        .is_some_and(|(id, rest)| !id.is_empty() && !rest.is_empty())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A serde type error (`invalid type: string "2", expected i64`) as the key
@@ -1069,6 +1208,67 @@ packages = ["git", "git"]
     fn schema_version_is_checked() {
         let (line, _, _) = invalid(&GOOD.replace("schema_version = 1", "schema_version = 2"));
         assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn a_lock_per_release_is_chosen_by_the_target_s_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write_req(dir.path());
+        let text = GOOD.replace(
+            "requirements = \"req.txt\"",
+            "requirements = { \"debian-12\" = \"req.txt\", \"debian-forky\" = \"nope.txt\" }",
+        );
+        let file = dir.path().join("p.toml");
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = parse_for(
+            &file,
+            &text,
+            dir.path(),
+            LockSelect::Release(&keys(&["debian-12", "debian-bookworm"])),
+        )
+        .unwrap();
+        assert_eq!(got.requirements.items.len(), 1);
+        // No VERSION_ID (a testing release): the codename key.
+        let err = parse_for(
+            &file,
+            &text,
+            dir.path(),
+            LockSelect::Release(&keys(&["debian-forky"])),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nope.txt"), "{err}");
+        let err = parse_for(
+            &file,
+            &text,
+            dir.path(),
+            LockSelect::Release(&keys(&["debian-13", "debian-trixie"])),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`venv.requirements`: names no lock for this target's release `debian-13` or `debian-trixie` (it has: debian-12, debian-forky)"),
+            "{err}"
+        );
+        // No target to choose by.
+        let err = parse_for(&file, &text, dir.path(), LockSelect::Single).unwrap_err();
+        assert!(
+            err.to_string().contains("names one lock per release"),
+            "{err}"
+        );
+        // Nothing read: the lock may not exist yet.
+        let got = parse_for(
+            &file,
+            &text.replace("req.txt", "later.toml"),
+            dir.path(),
+            LockSelect::Skip,
+        )
+        .unwrap();
+        assert!(got.requirements.items.is_empty());
+        let err = parse_in(&GOOD.replace(
+            "requirements = \"req.txt\"",
+            "requirements = { \"Debian 12\" = \"req.txt\" }",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("is not a release key"), "{err}");
     }
 
     #[test]

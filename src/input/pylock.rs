@@ -343,7 +343,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
     }
     Ok(Requirements {
         file: path.to_path_buf(),
-        text: text.to_string(),
         sha256: hex_sha256(text.as_bytes()),
         format: LockFormat::Pylock,
         scope,

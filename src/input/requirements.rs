@@ -169,8 +169,6 @@ pub enum LockFormat {
 #[derive(Debug, Clone)]
 pub struct Requirements {
     pub file: PathBuf,
-    /// The file's bytes, copied as-is into each generation.
-    pub text: String,
     pub sha256: String,
     pub format: LockFormat,
     /// A `pylock.toml`'s `requires-python` and `environments` (empty for a
@@ -180,6 +178,17 @@ pub struct Requirements {
 }
 
 impl Requirements {
+    /// No lock read (a profile loaded with `LockSelect::Skip`).
+    pub fn empty() -> Self {
+        Requirements {
+            file: PathBuf::new(),
+            sha256: String::new(),
+            format: LockFormat::Requirements,
+            scope: LockScope::default(),
+            items: Vec::new(),
+        }
+    }
+
     /// Whether the lock was made for an interpreter with `env`: a
     /// `pylock.toml`'s `requires-python`, and one of its `environments`.
     pub fn check_scope(&self, env: &MarkerEnvironment) -> Result<(), RequirementsError> {
@@ -503,7 +512,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Requirements, RequirementsError>
     }
     Ok(Requirements {
         file: path.to_path_buf(),
-        text: text.to_string(),
         sha256: hex_sha256(text.as_bytes()),
         format: LockFormat::Requirements,
         scope: LockScope::default(),

@@ -295,6 +295,17 @@ pub struct OsRelease {
 }
 
 impl OsRelease {
+    /// The keys a profile's per-release locks are looked up by:
+    /// `ID-VERSION_ID` (`debian-12`), then `ID-VERSION_CODENAME`
+    /// (`debian-forky`: a testing release has no `VERSION_ID`).
+    pub fn release_keys(&self) -> Vec<String> {
+        [&self.version_id, &self.version_codename]
+            .into_iter()
+            .filter(|v| !v.is_empty() && !self.id.is_empty())
+            .map(|v| format!("{}-{v}", self.id))
+            .collect()
+    }
+
     pub fn parse(text: &str) -> Self {
         let mut os = OsRelease::default();
         for line in text.lines() {

@@ -150,6 +150,33 @@ pub fn pip_env(cmd: &mut Command) {
     }
 }
 
+/// The uv that `venvbake lock` resolves with: the uv wheel's binary from
+/// PyPI, installed once into the test cache (as a user installs it: pip
+/// into a venv of its own).
+pub const UV_VERSION: &str = "0.13.9";
+
+pub fn uv() -> PathBuf {
+    cached_folder(&format!("uv-{UV_VERSION}"), |tmp| {
+        let venv = tmp.join("venv");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-m", "venv"]).arg(&venv);
+        pip_env(&mut cmd);
+        run_checked(&mut cmd, "python3 -m venv (for uv)");
+        let mut cmd = Command::new(venv.join("bin/pip"));
+        cmd.args([
+            "install",
+            "--quiet",
+            "--only-binary=:all:",
+            &format!("uv=={UV_VERSION}"),
+        ]);
+        pip_env(&mut cmd);
+        run_checked(&mut cmd, "pip install uv");
+        std::fs::copy(venv.join("bin/uv"), tmp.join("uv")).unwrap();
+        std::fs::remove_dir_all(&venv).unwrap();
+    })
+    .join("uv")
+}
+
 /// The tests' small lock: six, jmespath and markupsafe.
 pub fn small_lock() -> PathBuf {
     Path::new(REPO).join("tests/data/small.requirements.txt")
