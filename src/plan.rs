@@ -537,7 +537,7 @@ pub struct VenvStage {
 /// The whole plan: stage 1, then stage 2, from one observation (what
 /// `venvbake plan` shows and what `apply` starts from).
 pub fn make(profile: &Profile, target: &Target, obs: &Observed, sources: &Sources) -> Result<Plan> {
-    let system = plan_system(profile, obs)?;
+    let system = plan_system(profile, obs, sources.wheelhouse.as_deref())?;
     let venv = plan_venv(profile, obs, &system, sources);
     Ok(assemble(profile, target, obs, system, venv, sources))
 }
@@ -627,12 +627,112 @@ pub fn predicted_markers(
 }
 
 /// Stage 1: who serves what, and what apt and the system's pip must do.
-pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
+/// The `Requires-Dist` lines of the lock's pinned distributions (normalised
+/// name -> version and lines), from the wheels at hand before anything
+/// changes: the wheelhouse and a `pylock.toml`'s `path`s. A distribution
+/// without one is left to the build's dependency check.
+fn lock_requires(
+    profile: &Profile,
+    wheelhouse: Option<&Path>,
+) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut files: Vec<PathBuf> = wheelhouse
+        .and_then(|w| std::fs::read_dir(w).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    for r in &profile.requirements.items {
+        if let Some(l) = &r.locked {
+            files.extend(l.wheels.iter().filter_map(|w| w.path.clone()));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for r in &profile.requirements.items {
+        let Some(version) = &r.version else { continue };
+        let key = r.name.to_string();
+        if out.contains_key(&key) {
+            continue;
+        }
+        let wheel = files.iter().find(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut parts = name.strip_suffix(".whl").unwrap_or("").split('-');
+            let (Some(dist), Some(v)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            crate::decide::mapping::normalize(dist) == key
+                && v.parse::<pep440_rs::Version>().is_ok_and(|v| v == *version)
+        });
+        if let Some(lines) = wheel.and_then(|w| crate::target::dists::wheel_requires(w)) {
+            out.insert(key, (version.to_string(), lines));
+        }
+    }
+    out
+}
+
+/// Why apt's version for `decisions[i]` (an `apt` decision) breaks another
+/// locked distribution's requirement; None when nothing rules it out. Two
+/// apt-served distributions are Debian's to keep consistent.
+fn apt_conflict(
+    decisions: &[Decision],
+    i: usize,
+    requires: &BTreeMap<String, (String, Vec<String>)>,
+    env: Option<&pep508_rs::MarkerEnvironment>,
+) -> Option<String> {
+    let d = &decisions[i];
+    if d.decision != Choice::Apt {
+        return None;
+    }
+    let c = d.os_candidate.as_ref()?;
+    let v: pep440_rs::Version = c.pep440.as_ref()?.parse().ok()?;
+    let name = crate::decide::mapping::normalize(&d.name);
+    for (other, (over, lines)) in requires {
+        if *other == name {
+            continue;
+        }
+        let by_apt = decisions.iter().any(|o| {
+            o.decision == Choice::Apt && crate::decide::mapping::normalize(&o.name) == *other
+        });
+        if by_apt {
+            continue;
+        }
+        for line in lines {
+            let Ok(r) = crate::input::requirements::parse_pep508(line) else {
+                continue;
+            };
+            let applies = env.map_or(r.marker.is_true(), |e| r.marker.evaluate(e, &[]));
+            if r.name.as_ref() != name || !applies {
+                continue;
+            }
+            if let Some(pep508_rs::VersionOrUrl::VersionSpecifier(spec)) = &r.version_or_url {
+                if !spec.contains(&v) {
+                    return Some(format!(
+                        "{} {} ({v}) would serve it, but {other} {over} requires `{line}`",
+                        c.package, c.version
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `wheelhouse`: where the lock's wheels are, if at hand, for their
+/// `Requires-Dist` (what apt's versions must satisfy).
+pub fn plan_system(
+    profile: &Profile,
+    obs: &Observed,
+    wheelhouse: Option<&Path>,
+) -> Result<SystemPlan> {
     check_venv_path(profile, obs)?;
     // A lock made for another Python or environment (a `pylock.toml`'s
     // `requires-python`, `environments`) is refused before any change.
-    if let Some(env) = predicted_markers(&obs.interpreter, &obs.installed) {
-        profile.requirements.check_scope(&env)?;
+    let env = predicted_markers(&obs.interpreter, &obs.installed);
+    if let Some(env) = &env {
+        profile.requirements.check_scope(env)?;
     }
     let py = &profile.python;
     let file = &profile.requirements.file;
@@ -657,6 +757,40 @@ pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
             )
         })
         .collect();
+    // An apt version that another locked distribution's `Requires-Dist`
+    // rules out: the venv serves that one instead (decided here, before
+    // apt installs anything).
+    let requires = if py.asks_apt() {
+        lock_requires(profile, wheelhouse)
+    } else {
+        BTreeMap::new()
+    };
+    for i in 0..decisions.len() {
+        if let Some(conflict) = apt_conflict(&decisions, i, &requires, env.as_ref()) {
+            let d = &mut decisions[i];
+            let locked = profile
+                .requirements
+                .items
+                .get(i)
+                .filter(|r| r.name.as_ref() == d.name);
+            match locked.map(|r| r.check_locked(file)) {
+                Some(Ok(())) => {
+                    d.decision = Choice::Venv;
+                    d.reason = format!("{conflict}; the venv serves it at the lock's version");
+                }
+                _ if !py.require_hashes => {
+                    d.decision = Choice::Venv;
+                    d.reason = format!("{conflict}; the venv serves it (pip resolves it)");
+                }
+                _ => {
+                    d.decision = Choice::Unresolved;
+                    d.reason = format!(
+                        "{conflict}, and the lock does not pin it with hashes for the venv: make the lock with `venvbake lock`"
+                    );
+                }
+            }
+        }
+    }
     // The import check can only leave out what the venv serves.
     for name in &profile.venv.import_check_skip {
         if let Some(d) = decisions.iter().find(|d| {
@@ -698,6 +832,21 @@ pub fn plan_system(profile: &Profile, obs: &Observed) -> Result<SystemPlan> {
             locked,
             obs.externally_managed,
         ));
+    }
+    // A system entry apt serves must not break the venv's locked
+    // distributions either; neither side can give way, so it is refused.
+    for i in 0..decisions.len() {
+        if decisions[i].scope != Scope::System {
+            continue;
+        }
+        if let Some(conflict) = apt_conflict(&decisions, i, &requires, env.as_ref()) {
+            decisions[i].decision = Choice::Unresolved;
+            decisions[i].reason =
+                format!("{conflict}: the system entry and the lock disagree; change one of them");
+        }
+    }
+    for d in &mut decisions {
+        d.settle();
     }
     let system_pip: Vec<SystemPip> = decisions
         .iter()
@@ -971,6 +1120,7 @@ pub fn map(
                 Path::new("<command line>"),
             );
             d.line = None;
+            d.settle();
             d
         })
         .collect())
@@ -978,7 +1128,7 @@ pub fn map(
 
 /// The decisions as an aligned table (name, specifier, OS candidate, decision, reason).
 pub fn decisions_table(decisions: &[Decision]) -> String {
-    let rows: Vec<[String; 6]> = decisions
+    let rows: Vec<[String; 7]> = decisions
         .iter()
         .map(|d| {
             [
@@ -994,6 +1144,10 @@ pub fn decisions_table(decisions: &[Decision]) -> String {
                     None => "none".into(),
                 },
                 d.decision.label().to_string(),
+                match &d.version {
+                    Some(v) => format!("{} ({})", v.value, v.from),
+                    None => "-".into(),
+                },
                 d.reason.clone(),
             ]
         })
@@ -1004,10 +1158,11 @@ pub fn decisions_table(decisions: &[Decision]) -> String {
         "specifier",
         "OS candidate",
         "decision",
+        "version (from)",
         "reason",
     ]
     .map(String::from);
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for r in std::iter::once(&header).chain(rows.iter()) {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(cell.chars().count());
@@ -1019,7 +1174,7 @@ pub fn decisions_table(decisions: &[Decision]) -> String {
         for (w, cell) in widths.iter().zip(r.iter()) {
             let _ = write!(out, "{cell:<w$}  ");
         }
-        out.push_str(&r[5]);
+        out.push_str(&r[6]);
         out.push('\n');
     }
     out

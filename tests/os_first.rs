@@ -260,3 +260,85 @@ fn map_answers_for_names_on_the_target() {
         );
     });
 }
+
+/// The ansible lock with `requests` loosened to a range Debian's 2.28
+/// satisfies; python-gitlab (pinned, its wheel in the wheelhouse) requires
+/// `requests>=2.32.0`.
+fn loosened_requests(dir: &Path) -> PathBuf {
+    let lock =
+        std::fs::read_to_string(Path::new(REPO).join("profiles/ansible.requirements.txt")).unwrap();
+    let mut out = String::new();
+    let mut skip = false;
+    for line in lock.lines() {
+        if line.starts_with("requests==") {
+            out.push_str("requests>=2.28\n");
+            skip = true;
+            continue;
+        }
+        if skip && line.starts_with(' ') {
+            continue;
+        }
+        skip = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    let p = dir.join("loose.txt");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+/// An apt version that would break another locked distribution's
+/// `Requires-Dist` is found by `plan`, from the wheelhouse's metadata,
+/// before apt installs anything: with a hashed lock neither side can give
+/// way (exit 2, both named, dpkg untouched); when pip may resolve it, the
+/// venv serves it instead.
+#[test]
+fn an_apt_version_another_requirement_rules_out_is_found_before_apt_runs() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = loosened_requests(dir.path());
+        let os = "system_site_packages = \"auto\"\n\n[python]\nprefer = \"os\"\n";
+        let p = write_profile(dir.path(), "loose", "/opt/venvs/loose", &lock, os);
+        let status = std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap();
+        for command in ["plan", "apply"] {
+            tree.case(command, &p)
+                .wheelhouse()
+                .expect(2)
+                .expect_stderr("python3-requests 2.28.1")
+                .expect_stderr(
+                    "would serve it, but python-gitlab 8.6.0 requires `requests>=2.32.0`",
+                );
+        }
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
+            status
+        );
+        // Without the hash requirement, pip resolves it in the venv.
+        let p = write_profile(
+            dir.path(),
+            "loose",
+            "/opt/venvs/loose",
+            &lock,
+            &os.replace("prefer = \"os\"", "prefer = \"os\"\nrequire_hashes = false"),
+        );
+        let root = tree.root.to_str().unwrap();
+        let wh = wheelhouse();
+        let plan = json_of(&[
+            "plan",
+            p.to_str().unwrap(),
+            "--root",
+            root,
+            "--wheelhouse",
+            wh.to_str().unwrap(),
+        ]);
+        let d = decision(&plan, "venv", "requests");
+        assert_eq!(d["decision"], "venv", "{d}");
+        assert!(
+            d["reason"]
+                .as_str()
+                .unwrap()
+                .contains("requires `requests>=2.32.0`; the venv serves it"),
+            "{d}"
+        );
+    });
+}

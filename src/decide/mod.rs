@@ -136,9 +136,50 @@ pub struct Decision {
     pub looked_at: Vec<String>,
     pub decision: Choice,
     pub reason: String,
+    /// The version that will serve it and where that version comes from
+    /// (set by [`Decision::settle`] once the decision is final).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ServedVersion>,
+}
+
+/// The version a decision installs: apt's candidate, or the lock's pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedVersion {
+    pub value: String,
+    /// `apt` (the OS candidate, as PEP 440), `lock` (the pin) or `pip`
+    /// (a range pip resolves when the venv is built).
+    pub from: String,
 }
 
 impl Decision {
+    /// Record which version serves it, and from where, for the decision as
+    /// it stands.
+    pub fn settle(&mut self) {
+        let pin = self
+            .specifier
+            .strip_prefix("==")
+            .filter(|v| !v.contains([',', '*']));
+        self.version = match self.decision {
+            Choice::Apt => self.os_candidate.as_ref().and_then(|c| {
+                Some(ServedVersion {
+                    value: c.pep440.clone()?,
+                    from: "apt".into(),
+                })
+            }),
+            Choice::Venv | Choice::BreakSystemPackages => Some(match pin {
+                Some(v) => ServedVersion {
+                    value: v.to_string(),
+                    from: "lock".into(),
+                },
+                None => ServedVersion {
+                    value: if self.specifier.is_empty() { "*".into() } else { self.specifier.clone() },
+                    from: "pip".into(),
+                },
+            }),
+            Choice::Unresolved => None,
+        };
+    }
+
     pub fn scope_label(&self) -> &'static str {
         match self.scope {
             Scope::Venv => "requirement",
@@ -200,6 +241,7 @@ pub fn decide_requirement(
         looked_at: lookup.map(|l| l.looked_at.clone()).unwrap_or_default(),
         decision,
         reason,
+        version: None,
     };
     let venv_reason = match (prefer, lookup) {
         (Prefer::Venv, _) => "the profile prefers the venv (reproducible pins)".to_string(),
@@ -247,6 +289,7 @@ pub fn decide_system(
         looked_at: lookup.looked_at.clone(),
         decision,
         reason,
+        version: None,
     };
     let why_not = match os_satisfies(lookup, spec) {
         Ok(why) => return base(Choice::Apt, why),

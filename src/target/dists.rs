@@ -97,6 +97,33 @@ pub fn scan(site: &Path) -> BTreeMap<PackageName, DistInfo> {
     out
 }
 
+/// A wheel's own `Requires-Dist` lines, read from its `.dist-info/METADATA`
+/// without unpacking it; None when it cannot be read (not a wheel, damaged).
+pub fn wheel_requires(wheel: &Path) -> Option<Vec<String>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(wheel).ok()?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).ok()?;
+    let name = (0..zip.len()).find_map(|i| {
+        let n = zip.name_for_index(i)?.ok()?;
+        let (dir, file) = n.split_once('/')?;
+        (dir.ends_with(".dist-info") && file == "METADATA").then(|| n.to_string())
+    })?;
+    let mut text = String::new();
+    // A METADATA is a few kilobytes; a megabyte is plenty for its headers.
+    zip.by_name(&name)
+        .ok()?
+        .take(1024 * 1024)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(
+        text.lines()
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.strip_prefix("Requires-Dist:"))
+            .map(|v| v.trim().to_string())
+            .collect(),
+    )
+}
+
 /// What `pip check` reports for the distributions of `dists`: each
 /// requirement (markers evaluated for `env`, no extras) that no
 /// distribution of `dists` or `others` satisfies, in pip's words.
