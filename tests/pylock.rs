@@ -245,3 +245,80 @@ fn a_lock_for_another_python_is_refused_before_anything_changes() {
         assert!(!tree.path("/opt/venvs").exists());
     });
 }
+
+/// A venv built from a `pylock.toml` bundles and stamps a fresh tree, and
+/// `fetch` fills a wheelhouse from the same lock (needs PyPI, as the test
+/// wheelhouse does) that an offline apply takes.
+#[test]
+fn a_pylock_venv_bundles_stamps_and_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_profile(
+        dir.path(),
+        "uvlock",
+        "/opt/venvs/uvlock",
+        &fixture("pylock.uv-small.toml"),
+        "",
+    );
+    let bundle = dir.path().join("uvlock.bundle");
+    let (p1, b1) = (p.clone(), bundle.clone());
+    with_tree("bookworm", move |tree| {
+        tree.case("apply", &p1).wheelhouse().expect(0);
+        let root = tree.root.to_str().unwrap();
+        venvbake(
+            &[
+                "bundle",
+                p1.to_str().unwrap(),
+                "--root",
+                root,
+                "-o",
+                b1.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+    });
+    let (p2, b2) = (p.clone(), bundle.clone());
+    with_tree("bookworm", move |tree| {
+        tree.case("apply", &p2)
+            .args(["--bundle", b2.to_str().unwrap()])
+            .expect(0);
+        assert_served(
+            tree,
+            "uvlock",
+            "/opt/venvs/uvlock",
+            &p2.with_file_name("pylock.uvlock.toml"),
+        );
+    });
+    let wh = dir.path().join("wheels");
+    let mut args = vec![
+        "fetch",
+        p.to_str().unwrap(),
+        "--dest",
+        wh.to_str().unwrap(),
+        "--python",
+        "3.11",
+    ];
+    if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        args.extend(["--cert", "/etc/ssl/certs/ca-certificates.crt"]);
+    }
+    let env: Vec<(String, String)> = ["https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    venvbake(&args, &extra).ok();
+    let mut got: Vec<String> = std::fs::read_dir(&wh)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".whl"))
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let p3 = p.clone();
+    with_tree("bookworm", move |tree| {
+        tree.case("apply", &p3)
+            .args(["--wheelhouse", wh.to_str().unwrap()])
+            .expect(0);
+    });
+}

@@ -172,7 +172,11 @@ impl Decision {
                     from: "lock".into(),
                 },
                 None => ServedVersion {
-                    value: if self.specifier.is_empty() { "*".into() } else { self.specifier.clone() },
+                    value: if self.specifier.is_empty() {
+                        "*".into()
+                    } else {
+                        self.specifier.clone()
+                    },
                     from: "pip".into(),
                 },
             }),

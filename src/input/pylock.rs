@@ -632,6 +632,76 @@ wheels = [{{ path = "wheels/tomli-2.0.1-py3-none-any.whl", hashes = {{ sha256 = 
         assert!(msg.contains("not a wheel file name"), "{msg}");
     }
 
+    fn env(python: &str, machine: &str) -> pep508_rs::MarkerEnvironment {
+        let minor: String = python.split('.').take(2).collect::<Vec<_>>().join(".");
+        pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: python,
+            os_name: "posix",
+            platform_machine: machine,
+            platform_python_implementation: "CPython",
+            platform_release: "6.1.0",
+            platform_system: "Linux",
+            platform_version: "#1 SMP",
+            python_full_version: python,
+            python_version: &minor,
+            sys_platform: "linux",
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_lock_s_scope_is_judged_for_the_target() {
+        let wheel = format!(
+            "wheels = [{{ url = \"https://x/six-1.17.0-py2.py3-none-any.whl\", hashes = {{ sha256 = \"{H1}\" }} }}]"
+        );
+        let lock = |head: &str| {
+            p(&format!(
+                "lock-version = \"1.0\"\n{head}\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\n{wheel}\n"
+            ))
+            .unwrap()
+        };
+        let scope_err = |r: &Requirements, e| match r.check_scope(&e) {
+            Err(RequirementsError::At {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let r = lock("requires-python = \">=3.12\"");
+        r.check_scope(&env("3.13.5", "x86_64")).unwrap();
+        let (line, key, msg) = scope_err(&r, env("3.11.2", "x86_64"));
+        assert_eq!((line, key.as_str()), (2, "requires-python"));
+        assert!(msg.contains("the target's is 3.11.2"), "{msg}");
+        let r =
+            lock("environments = [\"platform_machine == 'aarch64'\", \"python_version < '3.10'\"]");
+        r.check_scope(&env("3.11.2", "aarch64")).unwrap();
+        let (line, key, msg) = scope_err(&r, env("3.11.2", "x86_64"));
+        assert_eq!((line, key.as_str()), (2, "environments"));
+        assert!(
+            msg.contains("matches none of the lock's environments"),
+            "{msg}"
+        );
+        // Markers that differ in text but both hold on the target.
+        let twice = p(&format!(
+            "lock-version = \"1.0\"\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\nmarker = \"python_version >= '3.10'\"\n{wheel}\n[[packages]]\nname = \"six\"\nversion = \"1.16.0\"\nmarker = \"sys_platform == 'linux'\"\n{wheel}\n"
+        ))
+        .unwrap();
+        let (line, _, msg) = scope_err(&twice, env("3.11.2", "x86_64"));
+        assert_eq!(line, 7);
+        assert!(
+            msg.contains("locked twice for this target (lines 2 and 7)"),
+            "{msg}"
+        );
+        // A package's own requires-python.
+        let r = p(&format!(
+            "lock-version = \"1.0\"\n[[packages]]\nname = \"tomli\"\nversion = \"2.0.1\"\nrequires-python = \"<3.11\"\n{}\n",
+            wheel.replace("six-1.17.0-py2.py3", "tomli-2.0.1-py3")
+        ))
+        .unwrap();
+        assert!(!r.items[0].applies(&env("3.11.2", "x86_64")));
+        assert!(r.items[0].applies(&env("3.10.12", "x86_64")));
+    }
+
     #[test]
     fn a_requirements_file_named_toml_is_not_silently_accepted() {
         let (line, _, _, _) = refusal("six==1.17.0 --hash=sha256:abc\n");
