@@ -496,7 +496,23 @@ pub struct AptPlan {
     pub update: bool,
     pub install: Vec<AptItem>,
     pub present: Vec<AptItem>,
+    /// What venvbake would have installed in earlier versions and this
+    /// plan does without: `python3.X-venv` for a venv without pip, from a
+    /// wheelhouse or a bundle (the stdlib's `venv` module makes it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_needed: Vec<AptItem>,
     pub lock_timeout_s: u64,
+}
+
+impl AptPlan {
+    /// Whether the venv's interpreter must have `ensurepip` (its
+    /// python3.X-venv is wanted).
+    pub fn wants_ensurepip(&self) -> bool {
+        self.install
+            .iter()
+            .chain(&self.present)
+            .any(|i| i.reason == "venv-module")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -537,7 +553,7 @@ pub struct VenvStage {
 /// The whole plan: stage 1, then stage 2, from one observation (what
 /// `venvbake plan` shows and what `apply` starts from).
 pub fn make(profile: &Profile, target: &Target, obs: &Observed, sources: &Sources) -> Result<Plan> {
-    let system = plan_system(profile, obs, sources.wheelhouse.as_deref())?;
+    let system = plan_system(profile, obs, sources)?;
     let venv = plan_venv(profile, obs, &system, sources);
     Ok(assemble(profile, target, obs, system, venv, sources))
 }
@@ -720,13 +736,11 @@ fn apt_conflict(
     None
 }
 
-/// `wheelhouse`: where the lock's wheels are, if at hand, for their
-/// `Requires-Dist` (what apt's versions must satisfy).
-pub fn plan_system(
-    profile: &Profile,
-    obs: &Observed,
-    wheelhouse: Option<&Path>,
-) -> Result<SystemPlan> {
+/// `sources`: the wheelhouse holds the lock's wheels (their `Requires-Dist`
+/// is what apt's versions must satisfy), and with the bundle they decide
+/// the route, which decides whether the venv needs `ensurepip`.
+pub fn plan_system(profile: &Profile, obs: &Observed, sources: &Sources) -> Result<SystemPlan> {
+    let wheelhouse = sources.wheelhouse.as_deref();
     check_venv_path(profile, obs)?;
     // A lock made for another Python or environment (a `pylock.toml`'s
     // `requires-python`, `environments`) is refused before any change.
@@ -876,8 +890,28 @@ pub fn plan_system(
             wanted.push((name, reason));
         }
     };
+    // python3.X-venv brings `ensurepip` and the pip wheel: needed for pip
+    // in the venv, for pip as the installer or the downloader, or when the
+    // stdlib's `venv` module itself is missing. A pip-less venv from a
+    // wheelhouse or a bundle needs none of it.
+    let mut not_needed = Vec::new();
     if let Some(pkg) = obs.interpreter.venv_package() {
-        want(pkg, "venv-module".into());
+        let route = route(profile, &decisions, wheelhouse, sources.bundle.is_some());
+        let ensurepip = profile.venv.pip
+            || match route.kind {
+                RouteKind::Native => profile.venv.allow_sdist,
+                RouteKind::Download | RouteKind::Pip => true,
+                RouteKind::Stamp => false,
+            };
+        if ensurepip || !obs.interpreter.venv_module {
+            want(pkg, "venv-module".into());
+        } else if !obs.installed.contains_key(&pkg) {
+            not_needed.push(AptItem {
+                version: None,
+                name: pkg,
+                reason: "venv-module".into(),
+            });
+        }
     }
     for d in decisions.iter().filter(|d| d.decision == Choice::Apt) {
         if let Some(c) = &d.os_candidate {
@@ -912,6 +946,7 @@ pub fn plan_system(
         update: !install.is_empty() && !obs.apt_lists,
         install,
         present,
+        not_needed,
         lock_timeout_s: profile.apt.lock_timeout.as_secs(),
     };
 
@@ -1296,6 +1331,13 @@ impl Plan {
                 p.version.as_deref().unwrap_or("")
             );
         }
+        for p in &self.apt.not_needed {
+            let _ = writeln!(
+                o,
+                "          not needed {} (no pip in the venv: the stdlib's venv module makes it)",
+                p.name
+            );
+        }
         let _ = writeln!(o, "venv      {}", self.venv.path.display());
         match &self.venv.action {
             VenvAction::Keep { generation } => {
@@ -1428,6 +1470,7 @@ mod tests {
                 resolved: "/usr/bin/python3.11".into(),
                 minor: Some("3.11".into()),
                 identity: "1:2:3".into(),
+                venv_module: true,
             },
             link: Link::Missing,
             generations: vec![],

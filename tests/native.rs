@@ -441,3 +441,61 @@ fn a_module_that_fails_to_import_stops_the_switch() {
         run.expect_stderr("needy 1.0 requires absentdep, which is not installed.");
     });
 }
+
+/// A venv without pip, from a wheelhouse, into a tree that has python3 but
+/// not python3.X-venv: no apt work at all (the stdlib's `venv` module makes
+/// the venv), the tree's dpkg status byte-identical, and `plan` says so.
+/// With `pip = true` the same profile does install python3.X-venv (pip in
+/// the venv comes from the wheel ensurepip carries).
+#[test]
+fn a_pip_less_venv_needs_no_apt_work_in_each_release() {
+    for (suite, minor) in [("bookworm", "3.11"), ("trixie", "3.13"), ("forky", "3.14")] {
+        with_tree(suite, move |tree| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = write_profile(dir.path(), "bare", "/opt/venvs/bare", &small_lock(), "");
+            let status = std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap();
+            let venv_pkg = format!("python{minor}-venv");
+            let plan = tree.case("plan", &p).wheelhouse().expect(0);
+            assert!(
+                plan.stdout.contains("apt       nothing to install"),
+                "{}",
+                plan.stdout
+            );
+            assert!(
+                plan.stdout.contains(&format!("not needed {venv_pkg}")),
+                "{}",
+                plan.stdout
+            );
+            tree.case("apply", &p).wheelhouse().expect(0);
+            assert_eq!(
+                std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
+                status,
+                "{suite}"
+            );
+            tree.run(&[
+                "/opt/venvs/bare/bin/python",
+                "-c",
+                "import six, jmespath, markupsafe",
+            ])
+            .ok();
+            let (code, report) = verify(tree, "bare");
+            assert_eq!(code, 0, "{report}");
+            // pip in the venv needs ensurepip: python3.X-venv is installed.
+            let p = write_profile(
+                dir.path(),
+                "withpip",
+                "/opt/venvs/withpip",
+                &small_lock(),
+                "pip = true\n",
+            );
+            tree.case("apply", &p).wheelhouse().expect(0);
+            let status = std::fs::read_to_string(tree.path("/var/lib/dpkg/status")).unwrap();
+            assert!(
+                status.contains(&format!("Package: {venv_pkg}\n")),
+                "{suite}"
+            );
+            tree.run(&["/opt/venvs/withpip/bin/python", "-m", "pip", "--version"])
+                .ok();
+        });
+    }
+}

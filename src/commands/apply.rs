@@ -142,14 +142,17 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     let base_env = crate::sys::exec::base_env(&req.host_env);
     // The interpreter's pip wheel: for pip in the venv, and to download
     // from an index (looking it up costs the probe an import).
-    let pip_wheels = profile.venv.pip || (wheelhouse.is_none() && bundle.is_none());
+    let needs = |plan: &Plan| crate::steps::venv::Needs {
+        pip_wheels: profile.venv.pip || (wheelhouse.is_none() && bundle.is_none()),
+        ensurepip: plan.apt.wants_ensurepip(),
+    };
     // With no apt work planned, the interpreter is probed while the rest is
     // planned; apt work may upgrade the interpreter, so then it is probed
     // after apt.
     let early_probe = plan.apt.install.is_empty().then(|| {
         let (target, env) = (target.clone(), base_env.clone());
-        let (python, pip) = (profile.venv.python.clone(), pip_wheels);
-        std::thread::spawn(move || crate::steps::venv::probe(&target, &env, &python, pip))
+        let (python, needs) = (profile.venv.python.clone(), needs(&plan));
+        std::thread::spawn(move || crate::steps::venv::probe(&target, &env, &python, needs))
     });
     crate::target::cloudinit::wait_if_needed(
         req.cloud_init_wait,
@@ -217,7 +220,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         .map_err(|_| Error::Internal("the interpreter probe failed".into()))?;
     let probe = match early_probe {
         Some(probed) => probed?,
-        None => crate::steps::venv::probe(target, &base_env, &profile.venv.python, pip_wheels)?,
+        None => crate::steps::venv::probe(target, &base_env, &profile.venv.python, needs(&plan))?,
     };
     reporter.finish();
     // The plan judged the lock's scope from the tree; the interpreter has the last word.

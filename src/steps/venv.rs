@@ -138,14 +138,25 @@ impl Probe {
     }
 }
 
-/// Run the interpreter once to learn its version, ABI and PEP 668 marker;
-/// `pip_wheels`: also where the wheels its `ensurepip` installs are.
+/// What the plan needs of the interpreter besides a `venv` module.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// Where the wheels its `ensurepip` installs are (pip in the venv, or
+    /// pip to download with).
+    pub pip_wheels: bool,
+    /// `ensurepip` itself (the plan wanted python3.X-venv).
+    pub ensurepip: bool,
+}
+
+/// Run the interpreter once to learn its version, ABI and PEP 668 marker,
+/// and check it has what the plan needs.
 pub fn probe(
     target: &Target,
     base: &[(String, String)],
     python: &Path,
-    pip_wheels: bool,
+    needs: Needs,
 ) -> Result<Probe> {
+    let pip_wheels = needs.pip_wheels;
     let mut cmd = Cmd::new(python.display().to_string(), base)
         .chroot(target.chroot())
         .args(["-I", "-c", PROBE]);
@@ -169,10 +180,14 @@ pub fn probe(
             "could not read the interpreter probe ({e}): {text}"
         ))
     })?;
-    if !probe.venv || !probe.ensurepip {
+    if !probe.venv || (needs.ensurepip && !probe.ensurepip) {
         return Err(TargetError::NoVenvModule {
             python: python.to_path_buf(),
-            message: "the `venv`/`ensurepip` modules are missing".into(),
+            message: if probe.venv {
+                "the `ensurepip` module is missing".into()
+            } else {
+                "the `venv` module is missing".into()
+            },
         }
         .into());
     }

@@ -246,9 +246,16 @@ impl Target {
             })
             .map(str::to_string);
         use std::os::unix::fs::MetadataExt;
+        // The stdlib's `venv` (Debian ships it in libpython3.X-stdlib;
+        // python3.X-venv adds only ensurepip and the wheels it installs).
+        let venv_module = minor.as_ref().is_none_or(|m| {
+            self.host_path(&Path::new("/usr/lib").join(format!("python{m}/venv/__init__.py")))
+                .is_file()
+        });
         Ok(Interpreter {
             path: python.to_path_buf(),
             resolved,
+            venv_module,
             minor,
             // Size and mtime (dpkg keeps the package's): they change when an
             // upgrade replaces the interpreter, and are the same in two
@@ -269,6 +276,9 @@ pub struct Interpreter {
     pub minor: Option<String>,
     /// Size and mtime: changes when a package upgrade replaces it.
     pub identity: String,
+    /// The stdlib's `venv` module is there (assumed for an interpreter not
+    /// named `python3.X`: the probe tells).
+    pub venv_module: bool,
 }
 
 impl Interpreter {
