@@ -19,7 +19,8 @@ use crate::sys::report::Progress;
 #[command(
     after_help = "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 unsupported target, \
 4 apt failed, 5 lock not released in time, 6 venv creation or install failed, 7 checks failed, \
-8 file write failed, 9 verify found drift. See the README for the profile reference and the manifest schema."
+8 file write failed, 9 verify found drift.\n\nFull documentation: `man venvbake` (`venvbake man`), and venvbake's README.md \
+(profile and lock reference, manifest schema, Packer, cloud-init and Ansible usage)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,13 +40,19 @@ pub enum Command {
         #[command(flatten)]
         target: TargetArgs,
         /// Install offline from this folder of wheels (no index is contacted).
-        /// Without it, pip downloads the locked wheels from the profile's
-        /// index first; either way venvbake's own installer fills the venv.
+        /// Without it, venvbake downloads the locked wheels from the profile's
+        /// index first (through the download cache); either way its own
+        /// installer fills the venv.
         #[arg(long, value_name = "DIR")]
         wheelhouse: Option<PathBuf>,
-        /// CA bundle (on this machine) that pip trusts for the index; overrides `[index] cert`.
+        /// CA bundle (on this machine) the index is verified with, added to the
+        /// system's; overrides `[index] cert`.
         #[arg(long, value_name = "FILE")]
         cert: Option<PathBuf>,
+        /// What stdout gets: the venv interpreter's path, or one JSON object
+        /// (`schema_version`, `changed`, `generation`, ...; see the README).
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
         /// How progress is shown on stderr.
         #[arg(long, value_enum, default_value_t = Progress::Auto)]
         progress: Progress,
@@ -67,6 +74,8 @@ pub enum Command {
         /// venv path and lock (else refused, naming what differs), then checked.
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Pack the active, verified generation of a profile into a bundle file, to stamp other images with.
     ///
@@ -105,6 +114,8 @@ pub enum Command {
         adopt: bool,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Which OS package serves each Python distribution on the target, and does its version fit?
     ///
@@ -222,6 +233,8 @@ pub enum Command {
         /// lock (`debian-12`, `ubuntu-24.04`).
         #[arg(long, value_name = "ID-VERSION")]
         release: Option<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Print a `#cloud-config` that bakes PROFILE at first boot (write_files + runcmd).
     ///
@@ -244,6 +257,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = InventoryFormat::Yaml)]
         format: InventoryFormat,
     },
+    /// Print a shell completion script on stdout.
+    ///
+    /// bash: `venvbake completions bash > /etc/bash_completion.d/venvbake`;
+    /// zsh: into a directory of `$fpath` as `_venvbake`;
+    /// fish: `~/.config/fish/completions/venvbake.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print venvbake's man page (roff) on stdout, or write every page.
+    ///
+    /// `venvbake man --dir /usr/local/share/man/man1` writes venvbake.1 and one
+    /// page per command (venvbake-apply.1, ...); then `man venvbake-apply`.
+    Man {
+        /// Write venvbake.1 and venvbake-COMMAND.1 into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +282,18 @@ pub struct TargetArgs {
     /// Work on the image tree at DIR instead of the running system (commands run chrooted).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+}
+
+/// The build host's download cache (for files venvbake fetches from an index).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Keep downloads here, by sha256 (default: `VENVBAKE_CACHE_DIR`, else
+    /// /var/cache/venvbake); never inside the image.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Download every file again, and keep none.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

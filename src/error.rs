@@ -78,6 +78,13 @@ pub enum Error {
         source: Box<crate::steps::install::InstallError>,
         hint: String,
     },
+    /// The package index (venvbake's own client): unreachable, missing a
+    /// file, or serving one that differs from the lock.
+    #[error("{}", crate::index::masked(&source.to_string()))]
+    Index {
+        #[source]
+        source: Box<crate::index::IndexError>,
+    },
     #[error("the bundle `{}` cannot be used: {message}", file.display())]
     Bundle { file: PathBuf, message: String },
     #[error("the bundle `{}` was built for another target:\n{}", file.display(), fields.iter().map(|(f, b, t)| format!("  {f}: bundle `{b}`, this target `{t}`")).collect::<Vec<_>>().join("\n"))]
@@ -135,6 +142,14 @@ impl From<crate::generation::manifest::ManifestError> for Error {
         match e {
             M::Fs(fs) => fs.into(),
             M::Invalid { path, message } => Error::BadManifest { path, message },
+        }
+    }
+}
+
+impl From<crate::index::IndexError> for Error {
+    fn from(e: crate::index::IndexError) -> Self {
+        Error::Index {
+            source: Box::new(e),
         }
     }
 }
@@ -198,7 +213,7 @@ impl Error {
                 Phase::Check => ExitCode::Check,
                 Phase::Probe => ExitCode::Target,
             },
-            Error::Install { .. } => ExitCode::Install,
+            Error::Install { .. } | Error::Index { .. } => ExitCode::Install,
             Error::Bundle { .. } | Error::BundleMismatch { .. } => ExitCode::Input,
             Error::DpkgLocked { .. } | Error::Busy { .. } => ExitCode::Locked,
             Error::CheckFailed { .. } => ExitCode::Check,
@@ -218,6 +233,7 @@ impl Error {
             Error::Requirements(e) => e.hint(),
             Error::Target(e) => e.hint(),
             Error::Command { hint, .. } | Error::Install { hint, .. } => hint.clone(),
+            Error::Index { source } => source.hint(),
             Error::Bundle { .. } => "make it again with `venvbake bundle PROFILE --root IMAGE -o FILE`".into(),
             Error::BundleMismatch { .. } => "a bundle stamps images of the same release, interpreter package, venv path and lock, at the same generation; bundle from such an image, or apply with `--wheelhouse` instead".into(),
             Error::DpkgLocked { holder, .. } => match holder {
@@ -255,6 +271,7 @@ impl Error {
                 | Error::Requirements(_)
                 | Error::Target(_)
                 | Error::Install { .. }
+                | Error::Index { .. }
                 | Error::Io { .. }
         ) {
             source = source.and_then(std::error::Error::source);
@@ -372,6 +389,13 @@ mod tests {
                 message: "x".into(),
             },
             Error::Unresolved { items: vec![] },
+            Error::from(crate::index::IndexError::Http(
+                crate::index::http::HttpError::Hash {
+                    url: "https://builder:s3cret@pypi.example.org/files/six-1.17.0-py2.py3-none-any.whl".into(),
+                    got: "aa".into(),
+                    expected: "bb".into(),
+                },
+            )),
             Error::Drift {
                 profile: "p".into(),
                 count: 1,
@@ -390,6 +414,7 @@ mod tests {
                 | Error::Target(_)
                 | Error::Command { .. }
                 | Error::Install { .. }
+                | Error::Index { .. }
                 | Error::Bundle { .. }
                 | Error::BundleMismatch { .. }
                 | Error::DpkgLocked { .. }

@@ -20,6 +20,7 @@ mod commands;
 mod decide;
 pub mod error;
 mod generation;
+mod index;
 mod input;
 mod plan;
 mod steps;
@@ -47,21 +48,56 @@ pub fn run(cli: Cli) -> Result<()> {
     // world-writable.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "venvbake", &mut out);
+            print_stdout(&String::from_utf8_lossy(&out));
+            Ok(())
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let page = |cmd: clap::Command| -> Result<Vec<u8>> {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut out)
+                    .map_err(|e| error::Error::Internal(format!("the man page: {e}")))?;
+                Ok(out)
+            };
+            let Some(dir) = dir else {
+                print_stdout(&String::from_utf8_lossy(&page(cmd)?));
+                return Ok(());
+            };
+            let mut pages = vec![("venvbake.1".to_string(), page(cmd.clone())?)];
+            for sub in cmd.get_subcommands() {
+                let name = format!("venvbake-{}", sub.get_name());
+                pages.push((format!("{name}.1"), page(sub.clone().name(name))?));
+            }
+            for (file, bytes) in &pages {
+                sys::fsutil::atomic_write(&dir.join(file), bytes, 0o644)?;
+            }
+            print_stdout(&format!("{}\n", dir.display()));
+            Ok(())
+        }
         Command::Apply {
             profile,
             target,
             wheelhouse,
             cert,
+            format,
             progress,
             cloud_init_wait,
             adopt,
             take_over,
             bundle,
+            cache,
         } => {
             let mut reporter = Reporter::new(progress);
             let target = Target::for_command(target.root.as_deref())?;
             let profile = profile_for(&profile, &target)?;
-            let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
+            let host_env: Vec<(String, String)> = std::env::vars().collect();
+            let mut sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
+            sources.cache = settings::cache_dir(cache.cache_dir, cache.no_cache, &host_env);
             let request = apply::Request {
                 profile: &profile,
                 target: &target,
@@ -69,7 +105,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 cloud_init_wait,
                 adopt,
                 take_over: take_over.as_deref(),
-                host_env: std::env::vars().collect(),
+                host_env,
             };
             let outcome = apply::apply(&request, &mut reporter);
             if outcome.is_err() {
@@ -77,7 +113,14 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let outcome = outcome?;
             reporter.close();
-            print_stdout(&format!("{}\n", outcome.interpreter.display()));
+            match format {
+                PlanFormat::Text => print_stdout(&format!("{}\n", outcome.interpreter.display())),
+                PlanFormat::Json => {
+                    let mut text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
+                    text.push('\n');
+                    print_stdout(&text);
+                }
+            }
             Ok(())
         }
         Command::Bundle {
@@ -106,10 +149,13 @@ pub fn run(cli: Cli) -> Result<()> {
             cert,
             adopt,
             format,
+            cache,
         } => {
             let target = Target::for_command(target.root.as_deref())?;
             let profile = profile_for(&profile, &target)?;
-            let sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
+            let host_env: Vec<(String, String)> = std::env::vars().collect();
+            let mut sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
+            sources.cache = settings::cache_dir(cache.cache_dir, cache.no_cache, &host_env);
             let header = sources
                 .bundle
                 .as_deref()
@@ -213,6 +259,7 @@ pub fn run(cli: Cli) -> Result<()> {
             abi,
             cert,
             release,
+            cache,
         } => {
             let mut reporter = Reporter::new(report::Progress::Auto);
             let keys: Vec<String> = release.into_iter().collect();
@@ -231,6 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     abi,
                     host_env: &host_env,
                     cert: cert.as_deref(),
+                    cache: settings::cache_dir(cache.cache_dir, cache.no_cache, &host_env),
                 },
                 &mut reporter,
             )?;

@@ -366,7 +366,12 @@ pub fn route(
             ),
         };
     }
+    let nothing = !decisions.iter().any(|d| d.decision == Choice::Venv);
     match wheelhouse {
+        _ if nothing => r(
+            RouteKind::Native,
+            "nothing for the venv to install: the system serves every requirement",
+        ),
         Some(_) => r(
             RouteKind::Native,
             "venvbake's installer, offline from the wheelhouse",
@@ -381,7 +386,7 @@ pub fn route(
         ),
         None => r(
             RouteKind::Download,
-            "pip downloads the lock's wheels from the index, venvbake's installer installs them",
+            "venvbake fetches the lock's wheels from the index on this host (through its download cache), its installer installs them",
         ),
     }
 }
@@ -457,6 +462,15 @@ pub enum VenvAction {
 }
 
 impl VenvAction {
+    /// `keep`, `switch` or `build`, as `plan --format json` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VenvAction::Keep { .. } => "keep",
+            VenvAction::Switch { .. } => "switch",
+            VenvAction::Build { .. } => "build",
+        }
+    }
+
     pub fn generation(&self) -> &str {
         match self {
             VenvAction::Keep { generation }
@@ -737,8 +751,7 @@ fn apt_conflict(
 }
 
 /// `sources`: the wheelhouse holds the lock's wheels (their `Requires-Dist`
-/// is what apt's versions must satisfy), and with the bundle they decide
-/// the route, which decides whether the venv needs `ensurepip`.
+/// is what apt's versions must satisfy).
 pub fn plan_system(profile: &Profile, obs: &Observed, sources: &Sources) -> Result<SystemPlan> {
     let wheelhouse = sources.wheelhouse.as_deref();
     check_venv_path(profile, obs)?;
@@ -891,18 +904,17 @@ pub fn plan_system(profile: &Profile, obs: &Observed, sources: &Sources) -> Resu
         }
     };
     // python3.X-venv brings `ensurepip` and the pip wheel: needed for pip
-    // in the venv, for pip as the installer or the downloader, or when the
-    // stdlib's `venv` module itself is missing. A pip-less venv from a
-    // wheelhouse or a bundle needs none of it.
+    // in the venv, for pip as the installer (`installer = "pip"`, an
+    // unpinned requirement, `allow_sdist`), or when the stdlib's `venv`
+    // module itself is missing. Decided from the profile and the lock
+    // alone, so that the same profile plans the same apt work whichever
+    // source (`--wheelhouse`, an index, `--bundle`) a run names: a pip-less
+    // venv needs none of it.
     let mut not_needed = Vec::new();
     if let Some(pkg) = obs.interpreter.venv_package() {
-        let route = route(profile, &decisions, wheelhouse, sources.bundle.is_some());
         let ensurepip = profile.venv.pip
-            || match route.kind {
-                RouteKind::Native => profile.venv.allow_sdist,
-                RouteKind::Download | RouteKind::Pip => true,
-                RouteKind::Stamp => false,
-            };
+            || profile.venv.allow_sdist
+            || route(profile, &decisions, None, false).kind == RouteKind::Pip;
         if ensurepip || !obs.interpreter.venv_module {
             want(pkg, "venv-module".into());
         } else if !obs.installed.contains_key(&pkg) {
@@ -1514,6 +1526,13 @@ mod tests {
         let p = profile(dir.path());
         let plan = make(&p, &root(), &observed(&[]), &Sources::default()).unwrap();
         let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
+        // A pip-less venv from an interpreter with the venv module needs
+        // no python3.11-venv; pip in the venv does (for ensurepip).
+        assert_eq!(names, ["git"]);
+        let mut with_pip = p.clone();
+        with_pip.venv.pip = true;
+        let plan2 = make(&with_pip, &root(), &observed(&[]), &Sources::default()).unwrap();
+        let names: Vec<&str> = plan2.apt.install.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["python3.11-venv", "git"]);
         assert!(!plan.apt.update);
         assert!(
@@ -1532,7 +1551,8 @@ mod tests {
         let plan = make(&p, &root(), &obs, &Sources::default()).unwrap();
         assert!(plan.apt.install.is_empty());
         assert!(!plan.apt.update, "no update when nothing is missing");
-        assert_eq!(plan.apt.present.len(), 2);
+        // git; python3.11-venv is not wanted by a pip-less venv.
+        assert_eq!(plan.apt.present.len(), 1);
     }
 
     #[test]
@@ -1790,8 +1810,8 @@ mod tests {
         assert!(plan.venv.system_site_packages, "auto turns them on");
         assert!(plan.venv.pip_lines.is_empty());
         let names: Vec<&str> = plan.apt.install.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["python3.11-venv", "python3-lxml", "python3-six"]);
-        assert_eq!(plan.apt.install[1].reason, "requirement lxml");
+        assert_eq!(names, ["python3-lxml", "python3-six"]);
+        assert_eq!(plan.apt.install[0].reason, "requirement lxml");
         assert!(plan.unresolved().is_empty());
     }
 }

@@ -234,3 +234,83 @@ fn help_snapshots() {
         );
     }
 }
+
+#[test]
+fn bash_completes_commands_and_options_from_the_generated_script() {
+    let script = venvbake(&["completions", "bash"], &[]).ok().stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("venvbake.bash");
+    std::fs::write(&file, script).unwrap();
+    // Real bash runs the completion function as it would on a Tab press.
+    let complete = |words: &[&str]| -> String {
+        let line = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _venvbake venvbake \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[@]}}\"",
+            file.display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &line])
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = complete(&["venvbake", "ap"]);
+    assert!(first.split_whitespace().any(|w| w == "apply"), "{first}");
+    let opts = complete(&["venvbake", "apply", "--whe"]);
+    assert!(
+        opts.split_whitespace().any(|w| w == "--wheelhouse"),
+        "{opts}"
+    );
+    for shell in ["zsh", "fish"] {
+        let run = venvbake(&["completions", shell], &[]).ok();
+        assert!(run.stdout.contains("--wheelhouse"), "{shell}");
+    }
+    venvbake(&["completions", "tcsh"], &[]).expect_code(2);
+}
+
+#[test]
+fn man_pages_come_from_the_same_definitions_as_help() {
+    let page = venvbake(&["man"], &[]).ok().stdout;
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH venvbake 1"),
+        "{page}"
+    );
+    assert!(page.contains("venvbake\\-apply(1)"), "{page}");
+    assert!(page.contains("Full documentation"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    venvbake(&["man", "--dir", dir.path().to_str().unwrap()], &[]).ok();
+    let apply = std::fs::read_to_string(dir.path().join("venvbake-apply.1")).unwrap();
+    for option in ["\\-\\-wheelhouse", "\\-\\-format", "\\-\\-cache\\-dir"] {
+        assert!(
+            apply.contains(option),
+            "{option} missing from venvbake-apply.1"
+        );
+    }
+    // One page per command, none missing.
+    let help = venvbake(&["--help"], &[]).ok().stdout;
+    for line in help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+    {
+        let Some(cmd) = line.split_whitespace().next() else {
+            break;
+        };
+        if cmd == "help" {
+            continue;
+        }
+        assert!(
+            dir.path().join(format!("venvbake-{cmd}.1")).is_file(),
+            "no page for {cmd}"
+        );
+    }
+}

@@ -60,14 +60,51 @@ fn manifest_dists(m: &serde_json::Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The whole ansible profile on one suite: apt, venv, checks, outputs, no-op re-apply.
-fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
-    let run = tree.apply(&ansible_profile(), &[]).ok();
+/// The ansible profile with pip in the venv (so python3.X-venv is needed).
+fn ansible_profile_with_pip(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(ansible_profile())
+        .unwrap()
+        .replace("[venv]\n", "[venv]\npip = true\n")
+        .replace(
+            "requirements = \"ansible.requirements.txt\"",
+            &format!(
+                "requirements = \"{}\"",
+                Path::new(REPO)
+                    .join("profiles/ansible.requirements.txt")
+                    .display()
+            ),
+        );
+    let p = dir.join("ansible.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The whole ansible profile on one suite: apt, venv, checks, outputs,
+/// no-op re-apply. Without pip in the venv (the shipped profile) there is
+/// no apt work at all; with it, python3.X-venv is installed and recorded.
+fn ansible_end_to_end(tree: &Tree, python_minor: &str, profile: &Path) {
+    let status = std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap();
+    let with_pip = std::fs::read_to_string(profile)
+        .unwrap()
+        .contains("pip = true");
+    let run = tree.apply(profile, &[]).ok();
     assert_eq!(
         run.stdout, "/opt/venvs/ansible/bin/python\n",
         "stdout carries only the interpreter"
     );
-    run.expect_stderr("venvbake: apt: install");
+    if with_pip {
+        run.expect_stderr("venvbake: apt: install");
+    } else {
+        assert!(
+            !run.stderr.contains("venvbake: apt: install"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
+            status
+        );
+    }
     assert!(
         !run.stderr.contains('\r'),
         "plain output has no carriage returns"
@@ -122,14 +159,18 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
     }
     let venv_pkg = format!("python{python_minor}-venv");
     let apt = m["apt"].as_array().unwrap();
-    let entry = apt
-        .iter()
-        .find(|p| p["name"] == venv_pkg.as_str())
-        .expect("venv package recorded");
-    let dpkg = tree
-        .run(&["dpkg-query", "-W", "-f", "${Version}", &venv_pkg])
-        .ok();
-    assert_eq!(entry["version"].as_str().unwrap(), dpkg.stdout);
+    let entry = apt.iter().find(|p| p["name"] == venv_pkg.as_str());
+    if with_pip {
+        let dpkg = tree
+            .run(&["dpkg-query", "-W", "-f", "${Version}", &venv_pkg])
+            .ok();
+        let entry = entry.expect("venv package recorded");
+        assert_eq!(entry["version"].as_str().unwrap(), dpkg.stdout);
+        tree.run(&["/opt/venvs/ansible/bin/python", "-m", "pip", "--version"])
+            .ok();
+    } else {
+        assert!(entry.is_none(), "{apt:?}");
+    }
     assert_eq!(m["os"]["id"], "debian");
 
     // The fact: JSON, not executable, pointing at the interpreter.
@@ -167,7 +208,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
 
     // A second apply changes nothing and says so.
     let before = std::fs::read(tree.path("/var/lib/venvbake/ansible.json")).unwrap();
-    let again = tree.apply(&ansible_profile(), &[]).ok();
+    let again = tree.apply(profile, &[]).ok();
     again.expect_stderr("nothing changed");
     assert_eq!(tree.link("/opt/venvs/ansible"), Some(link));
     assert_eq!(
@@ -177,7 +218,7 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
     let plan = venvbake(
         &[
             "plan",
-            ansible_profile().to_str().unwrap(),
+            profile.to_str().unwrap(),
             "--root",
             tree.root.to_str().unwrap(),
             "--format",
@@ -192,12 +233,17 @@ fn ansible_end_to_end(tree: &Tree, python_minor: &str) {
 
 #[test]
 fn bookworm_ansible_profile_end_to_end() {
-    with_tree("bookworm", |tree| ansible_end_to_end(tree, "3.11"));
+    with_tree("bookworm", |tree| {
+        ansible_end_to_end(tree, "3.11", &ansible_profile())
+    });
 }
 
 #[test]
 fn trixie_ansible_profile_end_to_end_with_apt_update() {
     with_tree("trixie", |tree| {
+        // pip in the venv: python3.13-venv is needed, so apt has work.
+        let dir = tempfile::tempdir().unwrap();
+        let profile = ansible_profile_with_pip(dir.path());
         // No package lists: venvbake must run apt-get update itself.
         for e in std::fs::read_dir(tree.path("/var/lib/apt/lists"))
             .unwrap()
@@ -210,7 +256,7 @@ fn trixie_ansible_profile_end_to_end_with_apt_update() {
         let plan = venvbake(
             &[
                 "plan",
-                ansible_profile().to_str().unwrap(),
+                profile.to_str().unwrap(),
                 "--root",
                 tree.root.to_str().unwrap(),
                 "--format",
@@ -222,7 +268,7 @@ fn trixie_ansible_profile_end_to_end_with_apt_update() {
         let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
         assert_eq!(plan["apt"]["update"], true);
         assert_eq!(plan["apt"]["install"][0]["name"], "python3.13-venv");
-        ansible_end_to_end(tree, "3.13");
+        ansible_end_to_end(tree, "3.13", &profile);
     });
 }
 
@@ -234,7 +280,7 @@ fn forky_python_3_14_apply_verify_map_bundle_and_stamp() {
     let bundle = dir.path().join("ansible-forky.bundle");
     let out = bundle.clone();
     with_tree("forky", move |tree| {
-        ansible_end_to_end(tree, "3.14");
+        ansible_end_to_end(tree, "3.14", &ansible_profile());
         let root = tree.root.to_str().unwrap();
         let v = venvbake(&["verify", "--root", root, "ansible"], &[]);
         assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
@@ -621,7 +667,8 @@ fn held_dpkg_lock_is_waited_for_then_named() {
             "small",
             "/opt/venvs/small",
             &small_lock(),
-            "\n[apt]\nlock_timeout_s = 2\n",
+            // pip in the venv: python3.11-venv must be installed, so apt has work.
+            "pip = true\n\n[apt]\nlock_timeout_s = 2\n",
         );
         let run = tree.apply(&profile, &[]);
         run.expect_code(5);
@@ -638,5 +685,55 @@ fn held_dpkg_lock_is_waited_for_then_named() {
         holder.kill().unwrap();
         holder.wait().unwrap();
         tree.apply(&profile, &[]).ok();
+    });
+}
+
+/// `apply --format json`: what Ansible's role reads to report `changed`.
+#[test]
+fn apply_as_json_says_what_changed() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let two = lock_subset(
+            &small_lock(),
+            &["six", "jmespath"],
+            &dir.path().join("two.txt"),
+        );
+        let wh = wheelhouse();
+        let apply = |lock: &Path| -> serde_json::Value {
+            let p = write_profile(dir.path(), "small", "/opt/venvs/small", lock, "");
+            let run = tree.apply_from(
+                &p,
+                &["--wheelhouse", wh.to_str().unwrap(), "--format", "json"],
+                &[],
+            );
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            serde_json::from_str(&run.stdout).expect("one JSON object on stdout")
+        };
+        let first = apply(&two);
+        let g1 = tree.link("/opt/venvs/small").unwrap();
+        assert_eq!(first["schema_version"], 1);
+        assert_eq!(first["changed"], true);
+        assert_eq!(first["action"], "build");
+        assert_eq!(first["profile"], "small");
+        assert_eq!(
+            first["generation"],
+            g1.file_name().unwrap().to_str().unwrap()
+        );
+        assert_eq!(first["previous_generation"], serde_json::Value::Null);
+        assert_eq!(first["interpreter"], "/opt/venvs/small/bin/python");
+        assert_eq!(first["venv"], "/opt/venvs/small");
+        assert_eq!(first["manifest"], "/var/lib/venvbake/small.json");
+        assert_eq!(first["apt_installed"], serde_json::json!([]));
+        assert!(first["duration_s"].as_f64().unwrap() > 0.0);
+
+        let again = apply(&two);
+        assert_eq!(again["changed"], false);
+        assert_eq!(again["action"], "keep");
+        assert_eq!(again["generation"], first["generation"]);
+
+        let changed = apply(&small_lock());
+        assert_eq!(changed["changed"], true);
+        assert_eq!(changed["previous_generation"], first["generation"]);
+        assert_ne!(changed["generation"], first["generation"]);
     });
 }

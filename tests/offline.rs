@@ -390,8 +390,11 @@ fn https_index_with_a_private_ca() {
                 &format!("\n[index]\nurl = \"{url}\"\n{extra}"),
             )
         };
-        // No source option: files come from the profile's index.
-        let apply = |p: &Path| tree.apply_from(p, &[], &[]);
+        // No source option: files come from the profile's index, through a
+        // download cache of this test's own (it counts downloads).
+        let cache = dir.path().join("cache");
+        let cache_env = [("VENVBAKE_CACHE_DIR", cache.to_str().unwrap())];
+        let apply = |p: &Path| tree.apply_from(p, &[], &cache_env);
         // Every one of `lines` is in the log.
         let said_all = |stderr: &str, lines: &[&str]| {
             for l in lines {
@@ -406,14 +409,13 @@ fn https_index_with_a_private_ca() {
         // With `[index] cert` (read on the build host, bind-mounted for pip only).
         let p = profile(&format!("cert = \"{}\"\n", index.ca.display()));
         let run = apply(&p).ok();
-        // pip downloads the locked wheels (itself run compiled: its wheel
-        // unpacked and byte-compiled first); venvbake installs them itself.
+        // venvbake's own client fetches the locked wheels (checked against
+        // the lock's hashes) and its installer puts them in the venv.
         said_all(
             &run.stderr,
             &[
-                "(pip download)",
-                "pip for the download: unpacked",
-                "modules, meanwhile and then",
+                "venv: fetch 3 wheel(s) from https://localhost:",
+                "venv: 3 wheel(s): 0 from the cache, 3 downloaded",
                 "pinned requirements from the downloaded wheels (native installer",
             ],
         );
@@ -445,44 +447,16 @@ fn https_index_with_a_private_ca() {
         );
         let run = apply(&p).ok();
         run.expect_stderr("requirement six: apt");
-        assert!(!run.stderr.contains("pip download"), "{}", run.stderr);
+        assert!(!run.stderr.contains("venv: fetch"), "{}", run.stderr);
         tree.run(&["/opt/venvs/aptonly/bin/python", "-c", "import six"])
             .ok();
 
-        // Running pip compiled is only a speed-up: a pip wheel the native
-        // installer refuses (here the tree's own, its WHEEL file rewritten to
-        // claim format 2.0, which zipimport does not read) still downloads,
-        // run from the wheel as before.
-        let wheels = tree.path("/usr/share/python-wheels");
-        let pip = std::fs::read_dir(&wheels)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pip-"))
-            .expect("the tree's pip wheel");
-        let rewrite = r#"
-import sys, zipfile
-src = sys.argv[1]; members = []
-with zipfile.ZipFile(src) as z:
-    for i in z.infolist():
-        data = z.read(i)
-        if i.filename.endswith(".dist-info/WHEEL"):
-            data = data.replace(b"Wheel-Version: 1.0", b"Wheel-Version: 2.0")
-        members.append((i, data))
-with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
-    for i, data in members:
-        z.writestr(i, data)
-"#;
-        let ok = Command::new("/usr/bin/python3")
-            .args(["-c", rewrite])
-            .arg(&pip)
-            .env_clear()
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        // A second venv from the same lock takes every wheel from the host's
+        // cache: nothing is downloaded again.
         let p = write_profile(
             dir.path(),
-            "fromwheel",
-            "/opt/venvs/fromwheel",
+            "again",
+            "/opt/venvs/again",
             &small_lock(),
             &format!(
                 "\n[index]\nurl = \"{url}\"\ncert = \"{}\"\n",
@@ -492,15 +466,10 @@ with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
         let run = apply(&p).ok();
         said_all(
             &run.stderr,
-            &[
-                "pip for the download: not unpacked",
-                "it runs from its wheel",
-                "pinned requirements from the downloaded wheels (native installer",
-            ],
+            &["venv: 3 wheel(s): 3 from the cache, 0 downloaded"],
         );
-        tree.run(&["/opt/venvs/fromwheel/bin/python", "-c", "import six"])
+        tree.run(&["/opt/venvs/again/bin/python", "-c", "import six"])
             .ok();
-        assert!(!tree.path("/opt/venvs/fromwheel/.venvbake/pip-run").exists());
 
         // The CA was never copied into the image.
         let ca = std::fs::read(&index.ca).unwrap();

@@ -26,10 +26,30 @@ use crate::plan::{self, Plan, VenvAction};
 use crate::sys::report::Reporter;
 use crate::target::Target;
 
-/// What a finished apply reports.
-#[derive(Debug, Clone)]
+/// What an apply did, as `apply --format json` prints it (stable:
+/// `schema_version` 1; fields are only ever added).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
+    pub schema_version: u32,
+    /// Whether anything on the target changed (a new or another generation,
+    /// apt packages, system pip).
+    pub changed: bool,
+    pub profile: String,
+    /// `keep`, `switch` (to a generation already built) or `build`.
+    pub action: &'static str,
+    /// The generation the fixed path serves now, and the one before (None
+    /// on a first build).
+    pub generation: String,
+    pub previous_generation: Option<String>,
+    /// `ansible_python_interpreter`: the venv's python under the fixed path.
     pub interpreter: PathBuf,
+    pub venv: PathBuf,
+    pub manifest: PathBuf,
+    /// apt packages this apply installed.
+    pub apt_installed: Vec<String>,
+    /// Distributions pip installed into the system interpreter.
+    pub system_pip_installed: Vec<String>,
+    pub duration_s: f64,
 }
 
 pub struct Request<'a> {
@@ -92,10 +112,31 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         Ok(o)
     };
     let sources = req.sources;
-    let wheelhouse = req.sources.wheelhouse.as_deref();
     let mut observed = observe(ask_apt)?;
     let mut plan = plan::make(profile, target, &observed, sources)?;
-    let interpreter = profile.venv.path.join("bin/python");
+    let previous = match &observed.link {
+        crate::generation::store::Link::Generation(g) => Some(g.clone()),
+        _ => None,
+    };
+    let outcome = |plan: &Plan, generation: String, changed: bool| Outcome {
+        schema_version: 1,
+        changed,
+        profile: profile.name.clone(),
+        action: plan.venv.action.kind(),
+        generation,
+        previous_generation: previous.clone(),
+        interpreter: profile.venv.path.join("bin/python"),
+        venv: profile.venv.path.clone(),
+        manifest: profile.outputs.manifest.clone(),
+        apt_installed: plan.apt.install.iter().map(|i| i.name.clone()).collect(),
+        system_pip_installed: plan
+            .system_pip
+            .iter()
+            .filter(|s| !s.present)
+            .map(|s| s.name.clone())
+            .collect(),
+        duration_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    };
     if plan.noop {
         reporter.info(&format!(
             "profile `{}` is up to date ({} -> {}); nothing changed",
@@ -103,7 +144,11 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
             profile.venv.path.display(),
             plan.venv.action.generation()
         ));
-        return Ok(Outcome { interpreter });
+        return Ok(outcome(
+            &plan,
+            plan.venv.action.generation().to_string(),
+            false,
+        ));
     }
     // What this apply creates on the way to its generations directory goes
     // again if it fails: a refused first build leaves nothing behind.
@@ -143,7 +188,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
     // The interpreter's pip wheel: for pip in the venv, and to download
     // from an index (looking it up costs the probe an import).
     let needs = |plan: &Plan| crate::steps::venv::Needs {
-        pip_wheels: profile.venv.pip || (wheelhouse.is_none() && bundle.is_none()),
+        pip_wheels: profile.venv.pip,
         ensurepip: plan.apt.wants_ensurepip(),
     };
     // With no apt work planned, the interpreter is probed while the rest is
@@ -264,7 +309,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         record.distributions.len(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(Outcome { interpreter })
+    Ok(outcome(&plan, generation.clone(), true))
 }
 
 /// `venvbake bundle`: pack the profile's active generation into `out`, once
@@ -419,6 +464,18 @@ impl Steps<'_> {
                 let route = plan.venv.route.as_ref().ok_or_else(|| {
                     Error::Internal("a generation to build has no planned route".into())
                 })?;
+                // venvbake's own index client, on this host, for the download route.
+                let index = match route.kind {
+                    plan::RouteKind::Download => Some(crate::index::Index::for_profile(
+                        profile,
+                        req.sources,
+                        &req.host_env,
+                        target
+                            .host_path(&gens_dir.join(generation))
+                            .join(".venvbake/download"),
+                    )?),
+                    _ => None,
+                };
                 let build = crate::steps::venv::Build {
                     route,
                     target,
@@ -436,6 +493,7 @@ impl Steps<'_> {
                     decisions: &plan.decisions,
                     served: &plan.venv.served,
                     creds: self.creds,
+                    index: index.as_ref(),
                 };
                 match bundle {
                     Some((file, header)) => {

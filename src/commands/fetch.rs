@@ -2,20 +2,21 @@
 //! cannot reach an index (air-gapped builds, `apply --wheelhouse`).
 //!
 //! Downloads exactly the files the profile's lock allows for one target
-//! (Python version, ABI, platforms) with the build host's `pip download`,
-//! hash-checked, checks every file's sha256 against the lock once more, and
-//! keeps an index of the folder: `SHA256SUMS` and `venvbake-wheelhouse.json`
-//! (the profile and every target fetched so far). Several targets (3.11,
-//! 3.12, 3.13) can share one wheelhouse.
+//! (Python version, ABI, platforms) with venvbake's own index client (the
+//! one `apply` uses: proxies, CA, credentials, retries, the download
+//! cache), one file per requirement, the best fit for the target's tags,
+//! each checked against the lock's sha256; then checks every file once
+//! more and keeps an index of the folder: `SHA256SUMS` and
+//! `venvbake-wheelhouse.json` (the profile and every target fetched so
+//! far). Several targets (3.11, 3.12, 3.13) can share one wheelhouse.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Phase, Result};
+use crate::error::{Error, Result};
 use crate::input::profile::Profile;
-use crate::sys::exec::{self, Cmd};
 use crate::sys::report::Reporter;
 
 /// manylinux tags a current x86_64 Debian or Ubuntu can run (glibc 2.36+).
@@ -54,6 +55,8 @@ pub struct Request<'a> {
     pub abi: Option<String>,
     pub host_env: &'a [(String, String)],
     pub cert: Option<&'a Path>,
+    /// The download cache (None: download straight into `dest`).
+    pub cache: Option<std::path::PathBuf>,
 }
 
 fn check_python(v: &str) -> Result<(String, String)> {
@@ -69,37 +72,6 @@ fn check_python(v: &str) -> Result<(String, String)> {
             "give the target's Python as 3.X (e.g. 3.11)",
         )),
     }
-}
-
-/// The `pip download` command for one target (runs on the build host).
-pub fn download_cmd(
-    base: &[(String, String)],
-    req_file: &Path,
-    dest: &Path,
-    target: &FetchTarget,
-) -> Cmd {
-    let mut cmd = Cmd::new("python3", base)
-        .env("PIP_CONFIG_FILE", "/dev/null")
-        .env("PIP_NO_INPUT", "1")
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .args([
-            "-I",
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--require-hashes",
-        ])
-        .args(["--only-binary", ":all:", "--implementation", "cp"])
-        .args(["--python-version", &target.python, "--abi", &target.abi])
-        .args(["--abi", "abi3", "--abi", "none", "--progress-bar", "off"]);
-    for p in &target.platforms {
-        cmd = cmd.arg("--platform").arg(p.clone());
-    }
-    cmd.arg("-d")
-        .arg(dest.display().to_string())
-        .arg("-r")
-        .arg(req_file.display().to_string())
 }
 
 pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
@@ -127,54 +99,72 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
             "{skipped} requirement(s) without a pin and hashes are left to apt (prefer = \"os\") and not fetched"
         ));
     }
-    let work = std::env::temp_dir().join(format!("venvbake-fetch-{}", std::process::id()));
-    crate::sys::fsutil::create_dirs(&work)?;
-    let req_file = work.join("requirements.txt");
-    let mut text: String = pinned.iter().map(|i| i.pip_line() + "\n").collect();
-    text.push('\n');
-    crate::sys::fsutil::atomic_write(&req_file, text.as_bytes(), 0o600)?;
-
-    let mut base = exec::base_env(r.host_env);
-    // The build host's own PATH: its python3 with pip does the downloading.
-    base.retain(|(k, _)| k != "HOME");
-    base.push(("HOME".into(), work.display().to_string()));
-    let creds = crate::input::credentials::Credentials::from_profile(r.profile, r.host_env)?;
-    let mut cmd = download_cmd(&base, &req_file, r.dest, &target);
-    cmd = creds.apply_to(cmd, &r.profile.index);
-    if let Some(c) = crate::input::settings::cert_for(r.profile, r.cert.map(Path::to_path_buf)) {
-        cmd = cmd.arg("--cert").arg(c.display().to_string());
-    }
+    let index = crate::index::Index::for_profile(
+        r.profile,
+        &crate::input::settings::Sources {
+            cert: crate::input::settings::cert_for(r.profile, r.cert.map(Path::to_path_buf)),
+            cache: r.cache.clone(),
+            ..Default::default()
+        },
+        r.host_env,
+        r.dest.to_path_buf(),
+    )?;
+    let minor: u32 = target
+        .python
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let supported = crate::steps::tags::supported_for(3, minor, &target.abi, &target.platforms);
+    let rank = |filename: &str| {
+        crate::steps::tags::WheelName::parse(filename)
+            .and_then(|w| crate::steps::tags::rank(&w, &supported))
+    };
+    let wants: Vec<crate::index::Want> = pinned
+        .iter()
+        .map(|i| crate::index::Want::for_requirement(i))
+        .collect();
     reporter.step(format!(
-        "fetch: {} file(s) for Python {} ({}) into {}",
+        "fetch: {} file(s) for Python {} ({}) into {} from {}",
         pinned.len(),
         target.python,
         target.abi,
-        r.dest.display()
+        r.dest.display(),
+        crate::index::masked(&index.urls.join(", "))
     ));
-    let result = exec::run(&cmd, 0, &mut |l| reporter.output(l));
-    let _ = std::fs::remove_dir_all(&work);
-    if let Err(e) = result {
-        let missing = e
-            .recent
-            .iter()
-            .find_map(|l| l.split("No matching distribution found for ").nth(1))
-            .map(|s| s.trim().to_string());
-        let what = match missing {
-            Some(req) => format!(
-                "the lock has no file of `{req}` for Python {} (abi {}, abi3, none; platforms {})",
-                target.python,
-                target.abi,
-                target.platforms.join(", ")
+    let got = {
+        let log = crate::index::LineLog::new(reporter);
+        index.fetch(&wants, &rank, &log).map_err(|e| match e {
+            crate::index::IndexError::NoFit { requirement, listed } => Error::usage(
+                format!(
+                    "the lock has no file of `{requirement}` for Python {} (abi {}, abi3, none; platforms {}); {listed}",
+                    target.python,
+                    target.abi,
+                    target.platforms.join(", ")
+                ),
+                "check `--python`, `--abi` and `--platform` against the target, or lock again for it (`venvbake lock`)",
             ),
-            None => "pip download failed".to_string(),
+            other => other.into(),
+        })?
+    };
+    // Files from the cache are copied into the wheelhouse.
+    for g in &got {
+        let Some(name) = g.file.file_name() else {
+            continue;
         };
-        return Err(Error::Command {
-            phase: Phase::Install,
-            what,
-            hint: crate::steps::venv::pip_hint(&e, false).to_string(),
-            source: Box::new(e),
-        });
+        let dest = r.dest.join(name);
+        if g.file != dest {
+            crate::sys::fsutil::copy_in(&g.file, &dest)?;
+        }
     }
+    let fresh = got.iter().filter(|g| !g.cached).count();
+    reporter.finish();
+    reporter.info(&format!(
+        "fetch: {} file(s): {} downloaded, {} from the cache or already there",
+        got.len(),
+        fresh,
+        got.len() - fresh
+    ));
 
     // Check every file against the lock once more and write the index.
     let mut files = std::collections::BTreeMap::new();
@@ -247,24 +237,18 @@ mod tests {
     }
 
     #[test]
-    fn download_is_for_the_target_only() {
-        let t = FetchTarget {
-            python: "3.13".into(),
-            abi: "cp313".into(),
-            platforms: vec!["manylinux2014_x86_64".into(), "any".into()],
-        };
-        let line = download_cmd(&[], Path::new("/r.txt"), Path::new("/w"), &t).display();
-        assert!(
-            line.contains("--python-version 3.13 --abi cp313 --abi abi3 --abi none"),
-            "{line}"
+    fn the_target_takes_its_abi_and_platforms_only() {
+        let tags = crate::steps::tags::supported_for(
+            3,
+            13,
+            "cp313",
+            &["manylinux2014_x86_64".into(), "any".into()],
         );
-        assert!(
-            line.contains("--platform manylinux2014_x86_64 --platform any"),
-            "{line}"
-        );
-        assert!(
-            line.contains("--only-binary :all:") && line.contains("--require-hashes"),
-            "{line}"
-        );
+        assert_eq!(tags[0], "cp313-cp313-manylinux2014_x86_64");
+        assert!(tags.contains(&"cp313-abi3-manylinux2014_x86_64".into()));
+        assert!(tags.contains(&"py3-none-any".into()));
+        assert!(!tags.iter().any(|t| t.contains("manylinux_2_34")));
+        let no_any = crate::steps::tags::supported_for(3, 13, "cp313", &["linux_x86_64".into()]);
+        assert!(!no_any.iter().any(|t| t.ends_with("-any")));
     }
 }

@@ -45,6 +45,16 @@ impl Credentials {
         })
     }
 
+    /// User and password for HTTP basic auth (an absent part is empty).
+    pub fn basic(&self) -> Option<(String, String)> {
+        (!self.is_empty()).then(|| {
+            (
+                self.user.clone().unwrap_or_default(),
+                self.password.clone().unwrap_or_default(),
+            )
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.user.is_none() && self.password.is_none()
     }

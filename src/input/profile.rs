@@ -145,6 +145,7 @@ struct RawIndex {
     cert: Option<Spanned<String>>,
     username_env: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
+    timeout_s: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +270,9 @@ pub struct IndexSpec {
     /// Names of environment variables holding the index's user and password.
     pub username_env: Option<String>,
     pub password_env: Option<String>,
+    /// How long venvbake's index client waits to connect and for each read
+    /// (None: its default).
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -699,6 +703,20 @@ pub fn parse_for(
         cert: raw.index.cert.as_ref().map(|c| dir.join(c.get_ref())),
         username_env: env_name(&raw.index.username_env, "index.username_env")?,
         password_env: env_name(&raw.index.password_env, "index.password_env")?,
+        timeout: match &raw.index.timeout_s {
+            None => None,
+            Some(t) => match u64::try_from(*t.get_ref()) {
+                Ok(n) if (1..=3600).contains(&n) => Some(Duration::from_secs(n)),
+                _ => {
+                    return Err(err(
+                        t.span(),
+                        "index.timeout_s",
+                        format!("{} is out of range", t.get_ref()),
+                        Some("give seconds between 1 and 3600"),
+                    ))
+                }
+            },
+        },
     };
 
     // A lock that cannot be read is the profile's line that names it.

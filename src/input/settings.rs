@@ -18,6 +18,9 @@ pub struct Sources {
     pub bundle: Option<PathBuf>,
     /// The CA bundle the index is verified with: `--cert`, else `[index] cert`.
     pub cert: Option<PathBuf>,
+    /// The build host's download cache (`--cache-dir`, `VENVBAKE_CACHE_DIR`,
+    /// else `/var/cache/venvbake`); None with `--no-cache`.
+    pub cache: Option<PathBuf>,
 }
 
 impl Sources {
@@ -33,6 +36,7 @@ impl Sources {
             wheelhouse: wheelhouse.map(absolute),
             bundle: bundle.map(absolute),
             cert: cert_for(profile, cert),
+            cache: None,
         };
         if let Some(w) = sources.wheelhouse.as_ref().filter(|w| !w.is_dir()) {
             return Err(Error::usage(
@@ -48,6 +52,29 @@ impl Sources {
         }
         Ok(sources)
     }
+}
+
+/// Where the download cache lives unless `--cache-dir` or `VENVBAKE_CACHE_DIR` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/venvbake";
+
+/// The download cache: `--no-cache` turns it off; else `--cache-dir`, then
+/// `VENVBAKE_CACHE_DIR`, then `/var/cache/venvbake` (on the build host).
+pub fn cache_dir(
+    cli: Option<PathBuf>,
+    no_cache: bool,
+    host_env: &[(String, String)],
+) -> Option<PathBuf> {
+    if no_cache {
+        return None;
+    }
+    let env = host_env
+        .iter()
+        .find(|(k, v)| k == "VENVBAKE_CACHE_DIR" && !v.is_empty())
+        .map(|(_, v)| PathBuf::from(v));
+    Some(absolute(
+        cli.or(env)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
+    ))
 }
 
 /// The CA bundle for the index: `--cert` overrides `[index] cert`.

@@ -73,26 +73,41 @@ pub struct Interp {
 
 /// Tags the interpreter accepts, most preferred first.
 pub fn supported(i: &Interp) -> Vec<String> {
-    let platforms = platforms(i);
     let cp = format!("cp{}{}", i.major, i.minor);
+    tags_for(i.major, i.minor, &cp, &platforms(i))
+}
+
+/// Tags a target described by hand accepts (`venvbake fetch --python 3.X
+/// --abi TAG --platform TAG...`): `abi` and `abi3`/`none` on the given
+/// platforms (`any` among them admits pure wheels), in the same order.
+pub fn supported_for(major: u32, minor: u32, abi: &str, platforms: &[String]) -> Vec<String> {
+    let concrete: Vec<String> = platforms.iter().filter(|p| *p != "any").cloned().collect();
+    let mut out = tags_for(major, minor, abi, &concrete);
+    if !platforms.iter().any(|p| p == "any") {
+        out.retain(|t| !t.ends_with("-any"));
+    }
+    out
+}
+
+/// The tag order of [`supported`] for CPython `major.minor` with `abi` as
+/// its own ABI, on `platforms` (most specific first), then `any`.
+fn tags_for(major: u32, minor: u32, abi: &str, platforms: &[String]) -> Vec<String> {
+    let cp = format!("cp{major}{minor}");
     let mut out = Vec::new();
     let push_all = |py: &str, abi: &str, out: &mut Vec<String>| {
-        for p in &platforms {
+        for p in platforms {
             out.push(format!("{py}-{abi}-{p}"));
         }
     };
-    push_all(&cp, &cp, &mut out);
+    push_all(&cp, abi, &mut out);
     push_all(&cp, "abi3", &mut out);
     push_all(&cp, "none", &mut out);
     // abi3 wheels built for older minors (abi3 exists from 3.2 on).
-    for m in (2..i.minor).rev() {
-        push_all(&format!("cp{}{m}", i.major), "abi3", &mut out);
+    for m in (2..minor).rev() {
+        push_all(&format!("cp{major}{m}"), "abi3", &mut out);
     }
-    let mut generic = vec![
-        format!("py{}{}", i.major, i.minor),
-        format!("py{}", i.major),
-    ];
-    generic.extend((0..i.minor).rev().map(|m| format!("py{}{m}", i.major)));
+    let mut generic = vec![format!("py{major}{minor}"), format!("py{major}")];
+    generic.extend((0..minor).rev().map(|m| format!("py{major}{m}")));
     for py in &generic {
         push_all(py, "none", &mut out);
     }

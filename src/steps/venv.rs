@@ -220,6 +220,8 @@ pub struct Build<'a> {
     /// Each requirement with who serves it, typed.
     pub served: &'a [crate::plan::Served],
     pub creds: &'a Credentials,
+    /// venvbake's index client (the download route).
+    pub index: Option<&'a crate::index::Index>,
 }
 
 /// Build, check and mark a generation. On failure the partial generation is removed.
@@ -554,13 +556,12 @@ enum Way {
     Pip(String),
 }
 
-/// What [`choose_way`] found: a [`Way`] to install with now, or a download
-/// first: `pip download` of the lock's wheels from the index (with the
-/// target's own pip wheel, the one `ensurepip` installs, at this target
-/// path), after which [`native_from`] chooses among the downloaded files.
+/// What [`choose_way`] found: a [`Way`] to install with now, or the
+/// index first: venvbake's own client fetches the lock's wheels (on the
+/// build host, through its download cache), then the native installer.
 enum Route {
     Install(Way),
-    Download(PathBuf),
+    Download,
 }
 
 /// The native installer when each requirement has a wheel that fits: from
@@ -583,14 +584,11 @@ fn choose_way(b: &Build) -> Result<Route> {
     }
     match (b.route.kind, b.wheelhouse) {
         (RouteKind::Pip, _) => Ok(Route::Install(Way::Pip(b.route.reason.clone()))),
-        (RouteKind::Native, Some(wheelhouse)) => native_from(b, Some(wheelhouse), true).map(Route::Install),
+        (RouteKind::Native, Some(wheelhouse)) => {
+            native_from(b, Some(wheelhouse), true).map(Route::Install)
+        }
         (RouteKind::Native, None) => native_from(b, None, true).map(Route::Install),
-        (RouteKind::Download, None) => Ok(match pip_wheel(b.probe) {
-            Some(pip) => Route::Download(pip),
-            None => Route::Install(Way::Pip(
-                "files come from an index, and the interpreter's ensurepip has no pip wheel to download them with".into(),
-            )),
-        }),
+        (RouteKind::Download, None) => Ok(Route::Download),
         (kind, _) => Err(Error::Internal(format!(
             "the planned route `{kind:?}` does not fit this build"
         ))),
@@ -607,20 +605,6 @@ fn venv_requirements<'b>(b: &'b Build) -> Vec<&'b crate::input::requirements::Re
         })
         .map(|s| &s.requirement)
         .collect()
-}
-
-/// The pip wheel among the interpreter's `ensurepip` wheels (a target path).
-fn pip_wheel(probe: &Probe) -> Option<PathBuf> {
-    probe
-        .ensurepip_wheels
-        .iter()
-        .find(|w| {
-            w.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(crate::steps::tags::WheelName::parse)
-                .is_some_and(|n| n.name.as_ref() == "pip")
-        })
-        .cloned()
 }
 
 /// The native installer with the wheels of `wheelhouse` (a host path). When
@@ -675,8 +659,14 @@ fn native_from(b: &Build, wheelhouse: Option<&Path>, filled_by_user: bool) -> Re
             });
         }
     };
-    // pip in the venv, as `python -m venv` would give it, unless the lock pins
-    // it or the profile asks for a venv without pip.
+    add_ensurepip(b, &mut chosen);
+    Ok(Way::Native(chosen))
+}
+
+/// pip in the venv, as `python -m venv` would give it, unless the lock pins
+/// it or the profile asks for a venv without pip: the wheels the target's
+/// `ensurepip` carries.
+fn add_ensurepip(b: &Build, chosen: &mut Vec<crate::steps::install::Chosen>) {
     let ensurepip: &[PathBuf] = if b.profile.venv.pip {
         &b.probe.ensurepip_wheels
     } else {
@@ -705,144 +695,88 @@ fn native_from(b: &Build, wheelhouse: Option<&Path>, filled_by_user: bool) -> Re
             requirement: name,
         });
     }
-    Ok(Way::Native(chosen))
 }
 
-/// Where [`download`] puts the wheels: inside the new generation, so a
-/// killed build's files go with its partial generation.
-fn download_dir(gen: &Path) -> PathBuf {
-    gen.join(".venvbake/download")
+/// Where [`download`] puts the wheels when the cache is off: inside the
+/// new generation (a host path), so a killed build's files go with it.
+fn download_dir(host_gen: &Path) -> PathBuf {
+    host_gen.join(".venvbake/download")
 }
 
-/// `pip download` the venv's share of the lock (hash-checked, wheels only,
-/// no dependencies: the lock is complete) from the index into the new
-/// generation, with the target's interpreter running the pip wheel `pip`.
-fn download(b: &Build, pip: &Path, reporter: &mut Reporter) -> Result<()> {
-    if b.pip_lines.is_empty() {
-        // Everything comes from apt: nothing to download (pip would refuse).
-        return crate::sys::fsutil::create_dirs(&b.target.host_path(&download_dir(&b.gen_path)))
-            .map_err(Into::into);
-    }
-    let mut staged = Vec::new();
-    let meta = b.gen_path.join(".venvbake");
-    let source = pip_source(b.target, b.profile, None, b.cert, &meta, &mut staged)?;
-    let n = b.pip_lines.len();
-    reporter.step(format!(
-        "venv: download {n} pinned requirements {} (pip download)",
-        source.label()
-    ));
-    let (run, scratch) = runnable_pip(b, pip, reporter)?;
-    let cmd = pip_env(Cmd::new(
-        b.profile.venv.python.display().to_string(),
-        b.base_env,
-    ))
-    .chroot(b.target.chroot())
-    .arg("-I")
-    .arg(run.display().to_string())
-    .args([
-        "download",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--no-cache-dir",
-        "--progress-bar",
-        "off",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "--require-hashes",
-        "--dest",
-    ])
-    .arg(download_dir(&b.gen_path).display().to_string());
-    let cmd = with_source(cmd, &source, b.creds)
-        .arg("-r")
-        .arg(meta.join("requirements.txt").display().to_string());
-    let ran = exec::run(&cmd, 0, &mut |l| reporter.output(l));
-    // pip's own error first, if any: a failed build removes the generation anyway.
-    let removed = scratch.map_or(Ok(()), |dir| crate::sys::fsutil::remove_dirs(&dir));
-    ran.map_err(|e| Error::Command {
-        phase: Phase::Install,
-        what: "downloading the requirements failed".into(),
-        hint: (pip_hint(&e, false).to_string()),
-        source: Box::new(e),
-    })?;
-    removed?;
-    drop(staged);
-    reporter.finish();
-    Ok(())
-}
-
-/// What `python -I` runs for `pip download`: the pip wheel `pip` (a target
-/// path) unpacked by the native installer into the generation's
-/// `.venvbake/pip-run` and byte-compiled there on every core, and that
-/// folder (a host path, for removal after the download). Run from its
-/// wheel, pip compiles every module it imports, one by one, on every start
-/// (`pip --version` took 1.3-1.7 s that way and 0.5 s from compiled files).
-/// Without the native installer's facts (not CPython on glibc), or if the
-/// wheel does not unpack, pip runs from the wheel.
-fn runnable_pip(
+/// Fetch the venv's share of the lock from the index with venvbake's own
+/// client (on the build host; the cache first), each file the best fit for
+/// this interpreter among those the lock allows, checked against the
+/// lock's sha256 and size. The chosen wheels, for the native installer.
+fn download(
     b: &Build,
-    pip: &Path,
+    scratch: &Path,
     reporter: &mut Reporter,
-) -> Result<(PathBuf, Option<PathBuf>)> {
+) -> Result<Vec<crate::steps::install::Chosen>> {
     let Some(interp) = b.probe.interp() else {
-        return Ok((pip.join("pip"), None));
+        return Err(Error::Internal(
+            "the download route needs CPython on glibc Linux".into(),
+        ));
     };
-    let target = b.gen_path.join(".venvbake/pip-run");
-    let host = b.target.host_path(&target);
-    let bin = host.join("bin");
-    crate::sys::fsutil::create_dirs(&bin)?;
-    // The compilers run `<prefix>/bin/python`: here, the interpreter itself
-    // (no `pyvenv.cfg`, so it is the system's, as when pip runs from its wheel).
-    std::os::unix::fs::symlink(&b.profile.venv.python, bin.join("python"))
-        .map_err(|e| Error::io("create", bin.join("python"), e))?;
-    let (major, minor) = (interp.major, interp.minor);
-    let gate = crate::steps::install::Gate::default();
-    gate.open(true);
-    let job = crate::steps::install::Job {
-        layout: crate::steps::wheel::Layout {
-            prefix: host.clone(),
-            site: crate::sys::layout::venv_site(&host, major, minor),
-            python: target.join("bin/python").display().to_string(),
-            major,
-            minor,
-        },
-        chroot: b.target.chroot(),
-        base_env: b.base_env,
-        gen_path: &target,
-        shown_path: &target,
-        cache_tag: &b.probe.cache_tag,
-        interpreter: &gate,
-        threads: threads(),
-    };
-    let wheel = crate::steps::install::Chosen {
-        name: PackageName::new("pip".to_string())
-            .map_err(|e| Error::Internal(format!("the name `pip`: {e}")))?,
-        file: b.target.host_path(pip),
-        allowed: Vec::new(),
-        size: None,
-        requested: false,
-        from_lock: false,
-        requirement: "pip".into(),
-    };
-    struct Quiet;
-    impl crate::steps::install::Watch for Quiet {}
-    match crate::steps::install::install(&job, &[wheel], &Quiet) {
-        Ok((_, stats)) => {
-            reporter.info(&format!("pip for the download: {}", stats.summary()));
-            Ok((
-                crate::sys::layout::venv_site(&target, major, minor).join("pip"),
-                Some(host),
-            ))
-        }
-        // Only a speed-up: pip still runs from its wheel, as it did before.
-        Err(e) => {
-            reporter.info(&format!(
-                "pip for the download: not unpacked ({e}); it runs from its wheel"
-            ));
-            crate::sys::fsutil::remove_dirs(&host)?;
-            Ok((pip.join("pip"), None))
-        }
+    let index = b
+        .index
+        .ok_or_else(|| Error::Internal("the download route has no index client".into()))?;
+    let reqs = venv_requirements(b);
+    let wants: Vec<crate::index::Want> = reqs
+        .iter()
+        .map(|r| crate::index::Want::for_requirement(r))
+        .collect();
+    if matches!(index.store, crate::index::Store::Scratch(_)) {
+        crate::sys::fsutil::create_dirs(scratch)?;
     }
+    let supported = crate::steps::tags::supported(&interp);
+    let rank = |filename: &str| {
+        crate::steps::tags::WheelName::parse(filename)
+            .and_then(|w| crate::steps::tags::rank(&w, &supported))
+    };
+    let where_ = match &index.store {
+        crate::index::Store::Cache(c) => format!("cache {}", c.root().display()),
+        crate::index::Store::Scratch(_) => "no cache".to_string(),
+    };
+    reporter.step(format!(
+        "venv: fetch {} wheel(s) from {} ({where_})",
+        wants.len(),
+        crate::index::masked(&index.urls.join(", "))
+    ));
+    let started = std::time::Instant::now();
+    let got = {
+        let log = crate::index::LineLog::new(reporter);
+        index.fetch(&wants, &rank, &log)?
+    };
+    let cached = got.iter().filter(|g| g.cached).count();
+    let bytes: u64 = got
+        .iter()
+        .filter(|g| !g.cached)
+        .filter_map(|g| std::fs::metadata(&g.file).ok().map(|m| m.len()))
+        .sum();
+    reporter.finish();
+    reporter.info(&format!(
+        "venv: {} wheel(s): {} from the cache, {} downloaded ({:.1} MB) in {:.2}s",
+        got.len(),
+        cached,
+        got.len() - cached,
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    ));
+    let mut chosen: Vec<crate::steps::install::Chosen> = reqs
+        .iter()
+        .zip(&got)
+        .map(|(r, g)| crate::steps::install::Chosen {
+            name: r.name.clone(),
+            file: g.file.clone(),
+            allowed: vec![g.sha256.clone()],
+            size: g.size,
+            requested: true,
+            from_lock: true,
+            requirement: r.text.clone(),
+        })
+        .collect();
+    add_ensurepip(b, &mut chosen);
+    Ok(chosen)
 }
 
 /// Threads for the native installer: one per core, at most 16.
@@ -1270,10 +1204,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     write_venv_extras(b, host_gen)?;
     let (way, downloaded) = match choose_way(b)? {
         Route::Install(way) => (way, None),
-        Route::Download(pip) => {
-            download(b, &pip, reporter)?;
-            let dir = download_dir(host_gen);
-            (native_from(b, Some(&dir), false)?, Some(dir))
+        Route::Download => {
+            let scratch = download_dir(host_gen);
+            let chosen = download(b, &scratch, reporter)?;
+            (Way::Native(chosen), Some(scratch))
         }
     };
     let (hashes, dists, tree_sha256) = match &way {
@@ -1332,7 +1266,8 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 // Without a venv, its error is the one to tell.
                 made.map_err(venv_error)?;
                 let hashes = hashes?;
-                if let Some(dir) = &downloaded {
+                // Downloads without a cache went to the generation: not part of the venv.
+                if let Some(dir) = downloaded.as_ref().filter(|d| d.exists()) {
                     crate::sys::fsutil::remove_dirs(dir)?;
                 }
                 let (checked, tree_sha256) = check_and_hash(
@@ -1352,7 +1287,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         }
         Way::Pip(why) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
-            if let Some(dir) = &downloaded {
+            if let Some(dir) = downloaded.as_ref().filter(|d| d.exists()) {
                 crate::sys::fsutil::remove_dirs(dir)?;
             }
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;

@@ -64,6 +64,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Copy the file `src` to `dest` atomically (a hard link when both are on
+/// one file system, else a copy beside `dest`, then a rename), mode 0644.
+pub fn copy_in(src: &Path, dest: &Path) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = temp_path(dir, &name);
+    let _ = fs::remove_file(&tmp);
+    let result = fs::hard_link(src, &tmp)
+        .or_else(|_| {
+            fs::copy(src, &tmp)?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+        })
+        .and_then(|()| fs::rename(&tmp, dest));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::new("write", dest, e));
+    }
+    Ok(())
+}
+
 /// What marks venvbake's temporary files: `.NAME` + this + the writer's PID.
 pub const TEMP_MARK: &str = ".venvbake-tmp-";
 

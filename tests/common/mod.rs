@@ -411,12 +411,20 @@ impl Run {
     }
 }
 
+/// The download cache the tests share (never the host's own
+/// /var/cache/venvbake): content-addressed and safe for concurrent runs, as
+/// venvbake's is. A test that counts downloads names its own.
+pub fn download_cache() -> PathBuf {
+    cache_dir().join("download-cache")
+}
+
 /// The venvbake binary with a clean environment (plus `extra` variables).
 pub fn venvbake(args: &[&str], extra: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("VENVBAKE_CACHE_DIR", download_cache())
         .stdin(Stdio::null());
     for (k, v) in extra {
         cmd.env(k, v);
@@ -586,86 +594,221 @@ pub fn write_profile(
     p
 }
 
-/// A PEP 503 index on loopback serving the test wheelhouse. It cuts the
-/// connection halfway through files starting with `cut` (a real misbehaving
-/// server), and with `auth` answers 401 to requests without that basic auth.
+/// What a test index does with requests for one project's page or files.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Misbehave {
+    /// Serves each file with one byte changed (same length).
+    Tamper,
+    /// Answers 404 for the project's page.
+    Missing,
+    /// Answers 500 to the first request for a file, then serves it.
+    FailOnce,
+    /// Accepts the connection for a file and never answers.
+    Hang,
+    /// Sends half of a file, then closes; every time, or only the first time.
+    Cut { every_time: bool },
+    /// Redirects file requests to `http://localhost:PORT/files/...`.
+    Redirect(u16),
+}
+
+/// A PEP 503 index on loopback serving the test wheelhouse, each request on
+/// its own thread, misbehaving as told for some projects (a real server on
+/// a real socket; only its misbehaviour is scripted). It logs every request
+/// line, and whether it carried credentials, for tests to read.
+pub struct TestIndex {
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TestIndex {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl TestIndex {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/simple", self.port)
+    }
+
+    /// The request lines for files (`GET /files/...`), in order.
+    pub fn file_requests(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" /files/"))
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear_log(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    pub fn start(
+        faults: &[(&'static str, Misbehave)],
+        auth: Option<(&'static str, &'static str)>,
+    ) -> TestIndex {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let faults: Vec<(String, Misbehave)> = faults
+            .iter()
+            .map(|(n, m)| (n.to_string(), m.clone()))
+            .collect();
+        let (stop2, log2) = (stop.clone(), log.clone());
+        let wh = wheelhouse();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                let (log, seen, faults, wh, stop) = (
+                    log2.clone(),
+                    seen.clone(),
+                    faults.clone(),
+                    wh.clone(),
+                    stop2.clone(),
+                );
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    let mut req = [0u8; 8192];
+                    let n = conn.read(&mut req).unwrap_or(0);
+                    let head = String::from_utf8_lossy(&req[..n]).into_owned();
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let lower = head.to_lowercase();
+                    let authorized = lower.lines().any(|l| l.starts_with("authorization:"));
+                    log.lock().unwrap().push(format!(
+                        "{line}{}",
+                        if authorized { " [authorization]" } else { "" }
+                    ));
+                    if let Some((u, p)) = auth {
+                        let want = format!(
+                            "authorization: basic {}",
+                            venvbake::codec::base64(format!("{u}:{p}").as_bytes(), false)
+                                .to_lowercase()
+                        );
+                        if !lower.lines().any(|l| l.trim() == want) {
+                            let _ = write!(
+                                conn,
+                                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"venvbake\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                            return;
+                        }
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                    let project_of = |file: &str| {
+                        file.split('-')
+                            .next()
+                            .unwrap_or("")
+                            .to_lowercase()
+                            .replace('_', "-")
+                    };
+                    let fault = |project: &str| {
+                        faults
+                            .iter()
+                            .find(|(n, _)| n == project)
+                            .map(|(_, m)| m.clone())
+                    };
+                    let not_found =
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    if let Some(name) = path
+                        .strip_prefix("/simple/")
+                        .map(|p| p.trim_end_matches('/').to_string())
+                    {
+                        if fault(&name) == Some(Misbehave::Missing) {
+                            let _ = write!(conn, "{not_found}");
+                            return;
+                        }
+                        let mut body = String::from("<html><body>\n");
+                        for e in std::fs::read_dir(&wh).unwrap().flatten() {
+                            let f = e.file_name().to_string_lossy().into_owned();
+                            if project_of(&f) == name {
+                                let sha =
+                                    venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
+                                body.push_str(&format!(
+                                    "<a href=\"/files/{f}#sha256={sha}\">{f}</a>\n"
+                                ));
+                            }
+                        }
+                        body.push_str("</body></html>\n");
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    } else if let Some(file) = path.strip_prefix("/files/") {
+                        let Ok(mut data) = std::fs::read(wh.join(file)) else {
+                            let _ = write!(conn, "{not_found}");
+                            return;
+                        };
+                        let first = {
+                            let mut seen = seen.lock().unwrap();
+                            let first = !seen.iter().any(|f| f == file);
+                            seen.push(file.to_string());
+                            first
+                        };
+                        let header = |len: usize| {
+                            format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+                        };
+                        match fault(&project_of(file)) {
+                            Some(Misbehave::Tamper) => {
+                                let i = data.len() / 2;
+                                data[i] ^= 0xff;
+                            }
+                            Some(Misbehave::FailOnce) if first => {
+                                let _ = write!(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                                return;
+                            }
+                            Some(Misbehave::Hang) => {
+                                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                    std::thread::sleep(std::time::Duration::from_millis(50));
+                                }
+                                return;
+                            }
+                            Some(Misbehave::Cut { every_time }) if every_time || first => {
+                                let _ = conn.write_all(header(data.len()).as_bytes());
+                                // Half the promised bytes, then the connection goes away.
+                                let _ = conn.write_all(&data[..data.len() / 2]);
+                                return;
+                            }
+                            Some(Misbehave::Redirect(to)) => {
+                                let _ = write!(conn, "HTTP/1.1 302 Found\r\nLocation: http://localhost:{to}/files/{file}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                                return;
+                            }
+                            _ => {}
+                        }
+                        let _ = conn.write_all(header(data.len()).as_bytes());
+                        let _ = conn.write_all(&data);
+                    } else {
+                        let _ = write!(conn, "{not_found}");
+                    }
+                });
+            }
+        });
+        TestIndex { port, log, stop }
+    }
+}
+
+/// [`TestIndex`] that cuts every download of files starting with `cut`
+/// halfway, and with `auth` answers 401 to requests without that basic
+/// auth; the port, and a flag that stops it.
 pub fn serve_index(
     cut: &'static str,
     auth: Option<(&'static str, &'static str)>,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let wh = wheelhouse();
-    std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        while !stop2.load(std::sync::atomic::Ordering::SeqCst)
-            && std::time::Instant::now() < deadline
-        {
-            let Ok((mut conn, _)) = listener.accept() else {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                continue;
-            };
-            conn.set_nonblocking(false).unwrap();
-            let mut req = [0u8; 4096];
-            let n = conn.read(&mut req).unwrap_or(0);
-            let head = String::from_utf8_lossy(&req[..n]).into_owned();
-            let line = head.lines().next().unwrap_or("").to_string();
-            if let Some((u, p)) = auth {
-                let want = format!(
-                    "authorization: basic {}",
-                    venvbake::codec::base64(format!("{u}:{p}").as_bytes(), false).to_lowercase()
-                );
-                if !head.to_lowercase().lines().any(|l| l.trim() == want) {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"venvbake\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                    continue;
-                }
-            }
-            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
-            if let Some(name) = path
-                .strip_prefix("/simple/")
-                .map(|p| p.trim_end_matches('/').to_string())
-            {
-                let mut body = String::from("<html><body>\n");
-                for e in std::fs::read_dir(&wh).unwrap().flatten() {
-                    let f = e.file_name().to_string_lossy().into_owned();
-                    let dist = f
-                        .split('-')
-                        .next()
-                        .unwrap_or("")
-                        .to_lowercase()
-                        .replace('_', "-");
-                    if dist == name {
-                        let sha = venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
-                        body.push_str(&format!("<a href=\"/files/{f}#sha256={sha}\">{f}</a>\n"));
-                    }
-                }
-                body.push_str("</body></html>\n");
-                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            } else if let Some(file) = path.strip_prefix("/files/") {
-                let data = std::fs::read(wh.join(file)).unwrap_or_default();
-                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
-                if file.starts_with(cut) {
-                    // Half the promised bytes, then the connection goes away.
-                    let _ = conn.write_all(&data[..data.len() / 2]);
-                } else {
-                    let _ = conn.write_all(&data);
-                }
-            } else {
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        }
-    });
-    (port, stop)
+    let project = cut.to_lowercase().replace('_', "-");
+    let project: &'static str = Box::leak(project.into_boxed_str());
+    let index = TestIndex::start(&[(project, Misbehave::Cut { every_time: true })], auth);
+    let out = (index.port, index.stop.clone());
+    std::mem::forget(index);
+    out
 }
 
 /// The requirement blocks of `lock` named in `keep`: a smaller lock that is still valid.
