@@ -415,3 +415,116 @@ fn cloud_init_runcmd_bakes_the_venv_at_first_boot() {
             .ok();
     });
 }
+
+/// dpkg's status and whether anything is at the venv path: what check mode
+/// must leave as it found it.
+fn host_state(root: &Path) -> (Vec<u8>, bool) {
+    (
+        std::fs::read(root.join("var/lib/dpkg/status")).unwrap(),
+        root.join("opt/venvs/ansible").exists()
+            || root.join("opt/venvs/ansible.generations").exists(),
+    )
+}
+
+/// The shipped role and example playbook, with Debian's ansible-playbook,
+/// against two hosts of two releases at once (`forks` 2) through the chroot
+/// connection: check mode on fresh hosts changes nothing; the first run
+/// builds and the next play runs on the venv (lxml) and from it with apt
+/// (respawned under the system Python); the second run reports changed=0.
+#[test]
+fn the_ansible_role_bootstraps_hosts_of_two_releases() {
+    let playbook_bin = host_tool("ansible-playbook");
+    with_tree("bookworm", move |first| {
+        first.apt_install(&["python3-apt"]);
+        let first_root = first.root.clone();
+        with_tree("trixie", move |second| {
+            second.apt_install(&["python3-apt"]);
+            let roots = [first_root.clone(), second.root.clone()];
+            let scratch = tempfile::tempdir().unwrap();
+            let inventory = serde_json::json!({ "all": { "hosts": {
+                "bookworm": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
+                "trixie": { "ansible_host": roots[1], "ansible_connection": "community.general.chroot" },
+            }}});
+            let inv = scratch.path().join("inventory.json");
+            std::fs::write(&inv, inventory.to_string()).unwrap();
+            let play = |check: bool| -> String {
+                let mut cmd = Command::new(&playbook_bin);
+                cmd.arg("-i")
+                    .arg(&inv)
+                    .arg(Path::new(REPO).join("ansible/bootstrap.yml"))
+                    .args(["--forks", "2"])
+                    .arg("-e")
+                    .arg(format!("venvbake_binary={BIN}"))
+                    .arg("-e")
+                    .arg(format!("venvbake_profile={REPO}/profiles/ansible.toml"))
+                    .arg("-e")
+                    .arg(format!("venvbake_wheelhouse={}", wheelhouse().display()));
+                if check {
+                    cmd.arg("--check");
+                }
+                let out = cmd
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("HOME", scratch.path())
+                    .env("LC_ALL", "C.UTF-8")
+                    .env("ANSIBLE_NOCOLOR", "1")
+                    .env("ANSIBLE_LOCAL_TEMP", scratch.path().join("tmp"))
+                    .env("ANSIBLE_REMOTE_TMP", "/tmp")
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                let log = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "ansible-playbook failed:\n{log}");
+                log
+            };
+            let recap = |log: &str, host: &str| -> String {
+                log.lines()
+                    .find(|l| l.starts_with(host) && l.contains("ok="))
+                    .unwrap_or_else(|| panic!("no recap for {host}:\n{log}"))
+                    .to_string()
+            };
+
+            // Check mode on fresh hosts: it would change, and changes nothing.
+            let before: Vec<_> = roots.iter().map(|r| host_state(r)).collect();
+            let log = play(true);
+            for (host, (root, before)) in
+                ["bookworm", "trixie"].iter().zip(roots.iter().zip(&before))
+            {
+                assert!(recap(&log, host).contains("changed=1"), "{log}");
+                assert_eq!(&host_state(root), before, "check mode changed {host}");
+                assert!(!root.join("etc/app/config.xml").exists());
+            }
+
+            // The first run builds, then the next play runs on the venv.
+            let log = play(false);
+            for (host, root) in ["bookworm", "trixie"].iter().zip(&roots) {
+                assert!(recap(&log, host).contains("failed=0"), "{log}");
+                let xml = std::fs::read_to_string(root.join("etc/app/config.xml")).unwrap();
+                assert!(xml.contains("<debug>false</debug>"), "{xml}");
+                let manifest: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(root.join("var/lib/venvbake/ansible.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(manifest["interpreter"], "/opt/venvs/ansible/bin/python");
+                // No staging folder is left on the host.
+                let left: Vec<_> = std::fs::read_dir(root.join("tmp"))
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("venvbake-"))
+                    .collect();
+                assert!(left.is_empty(), "{left:?}");
+            }
+            // Idempotent: the second run changes nothing anywhere.
+            let log = play(false);
+            for host in ["bookworm", "trixie"] {
+                assert!(recap(&log, host).contains("changed=0"), "{log}");
+            }
+            // Check mode on built hosts: nothing would change.
+            let log = play(true);
+            for host in ["bookworm", "trixie"] {
+                assert!(recap(&log, host).contains("changed=0"), "{log}");
+            }
+        });
+    });
+}
