@@ -533,3 +533,76 @@ fn on_a_terminal_no_spinner_frame_is_left_on_screen() {
         assert!(lines[n - 2].contains("profile `tty` applied"), "{text}");
     });
 }
+
+/// On a terminal, downloads from an index show a transfer bar (bytes, rate,
+/// files done) while they run, and it is gone when apply ends; the same
+/// apply without a terminal prints plain lines only.
+#[test]
+fn on_a_terminal_downloads_show_a_transfer_bar() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TestIndex::start(&[], None);
+        let p = write_profile(
+            dir.path(),
+            "bar",
+            "/opt/venvs/bar",
+            &small_lock(),
+            &format!("\n[index]\nurl = \"{}\"\n", index.url()),
+        );
+        let cache = dir.path().join("cache");
+        let command = format!(
+            "stty cols 160 rows 60; {BIN} apply {} --root {} --cache-dir {}",
+            p.display(),
+            tree.root.display(),
+            cache.display()
+        );
+        let out = Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{raw}");
+        // What was drawn while it ran.
+        assert!(raw.contains(" of 3 files"), "no transfer bar drawn:\n{raw}");
+        assert!(raw.contains("/s, "), "no rate shown:\n{raw}");
+        // What is left on the screen at the end.
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        let mut screen = vt100::Parser::new(size(60), size(160), 0);
+        screen.process(&out.stdout);
+        let text: Vec<String> = screen.screen().rows(0, 160).collect();
+        let text = text.join("\n");
+        assert!(
+            !text.contains(" of 3 files"),
+            "the bar is left on screen:\n{text}"
+        );
+        assert!(text.contains("downloaded six-1.17.0"), "{text}");
+        assert!(
+            text.trim_end().ends_with("/opt/venvs/bar/bin/python"),
+            "{text}"
+        );
+        // Without a terminal: plain lines, no bar.
+        let p2 = write_profile(
+            dir.path(),
+            "plain",
+            "/opt/venvs/plain",
+            &small_lock(),
+            &format!("\n[index]\nurl = \"{}\"\n", index.url()),
+        );
+        let run = venvbake(
+            &[
+                "apply",
+                p2.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .ok();
+        assert!(!run.stderr.contains(" of 3 files"), "{}", run.stderr);
+        run.expect_stderr("venv: 3 wheel(s)");
+    });
+}

@@ -133,7 +133,7 @@ pub fn fetch(r: &Request, reporter: &mut Reporter) -> Result<WheelhouseIndex> {
         crate::index::masked(&index.urls.join(", "))
     ));
     let got = {
-        let log = crate::index::LineLog::new(reporter);
+        let log = crate::index::LineLog::new(reporter, wants.len());
         index.fetch(&wants, &rank, &log).map_err(|e| match e {
             crate::index::IndexError::NoFit { requirement, listed } => Error::usage(
                 format!(

@@ -236,14 +236,26 @@ impl Index {
 pub trait Progress: Sync {
     fn line(&self, text: &str);
     fn bytes(&self, _n: u64) {}
+    /// One wanted file is at hand (cached or downloaded).
+    fn file_done(&self) {}
 }
 
-/// [`Progress`] as plain lines through the one reporter (credentials masked).
+/// [`Progress`] through the one reporter: lines (credentials masked), and
+/// on a terminal a transfer bar for `files` files while it lives.
 pub struct LineLog<'r>(Mutex<&'r mut crate::sys::report::Reporter>);
 
 impl<'r> LineLog<'r> {
-    pub fn new(reporter: &'r mut crate::sys::report::Reporter) -> Self {
+    pub fn new(reporter: &'r mut crate::sys::report::Reporter, files: usize) -> Self {
+        reporter.begin_transfer(files);
         LineLog(Mutex::new(reporter))
+    }
+}
+
+impl Drop for LineLog<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0.lock() {
+            r.end_transfer();
+        }
     }
 }
 
@@ -251,6 +263,18 @@ impl Progress for LineLog<'_> {
     fn line(&self, text: &str) {
         if let Ok(r) = self.0.lock() {
             r.output(&masked(text));
+        }
+    }
+
+    fn bytes(&self, n: u64) {
+        if let Ok(r) = self.0.lock() {
+            r.transfer_bytes(n);
+        }
+    }
+
+    fn file_done(&self) {
+        if let Ok(mut r) = self.0.lock() {
+            r.transfer_file();
         }
     }
 }
@@ -328,6 +352,7 @@ impl Index {
         let dest = match &self.store {
             Store::Cache(c) => {
                 if let Some(p) = c.get(&sha256, &filename) {
+                    progress.file_done();
                     return Ok(Got {
                         file: p,
                         sha256,
@@ -348,6 +373,7 @@ impl Index {
                 if crate::sys::codec::sha256_file_hex(&p)
                     .is_ok_and(|h| h.eq_ignore_ascii_case(&sha256))
                 {
+                    progress.file_done();
                     return Ok(Got {
                         file: p,
                         sha256,
@@ -369,6 +395,7 @@ impl Index {
             bytes as f64 / 1e6,
             started.elapsed().as_secs_f64()
         ));
+        progress.file_done();
         Ok(Got {
             file: dest,
             sha256,

@@ -744,7 +744,7 @@ fn download(
     ));
     let started = std::time::Instant::now();
     let got = {
-        let log = crate::index::LineLog::new(reporter);
+        let log = crate::index::LineLog::new(reporter, wants.len());
         index.fetch(&wants, &rank, &log)?
     };
     let cached = got.iter().filter(|g| g.cached).count();

@@ -25,6 +25,14 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
     quiet: bool,
     step: Option<(String, Instant)>,
+    /// A transfer under way (terminal only): files done and in all.
+    transfer: Option<(usize, usize)>,
+}
+
+/// The spinner's look between steps and transfers.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 impl Reporter {
@@ -32,10 +40,7 @@ impl Reporter {
         let tty = std::io::stderr().is_terminal();
         let bar = (mode == Progress::Auto && tty).then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
+            bar.set_style(spinner_style());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
@@ -43,6 +48,7 @@ impl Reporter {
             bar,
             quiet: mode == Progress::Quiet,
             step: None,
+            transfer: None,
         }
     }
 
@@ -99,12 +105,52 @@ impl Reporter {
         }
     }
 
-    /// A line a command printed.
+    /// A line a command printed (during a transfer, a line above the bar).
     pub fn output(&self, line: &str) {
         match &self.bar {
+            Some(bar) if self.transfer.is_some() => bar.println(format!("    {line}")),
             Some(bar) => bar.set_message(line.to_string()),
             None if !self.quiet => self.say(&format!("    {line}")),
             None => {}
+        }
+    }
+
+    /// A transfer of `files` files begins: on a terminal the spinner shows
+    /// bytes, rate and files done until [`Reporter::end_transfer`]; plain
+    /// output shows only the lines the transfer prints.
+    pub fn begin_transfer(&mut self, files: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix:.bold} {bytes} at {bytes_per_sec}, {msg} {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_position(0);
+            bar.set_message(format!("0 of {files} files"));
+            self.transfer = Some((0, files));
+        }
+    }
+
+    /// `n` more bytes arrived.
+    pub fn transfer_bytes(&self, n: u64) {
+        if let (Some(bar), Some(_)) = (&self.bar, self.transfer) {
+            bar.inc(n);
+        }
+    }
+
+    /// One more file of the transfer is done.
+    pub fn transfer_file(&mut self) {
+        if let (Some(bar), Some((done, all))) = (&self.bar, self.transfer.as_mut()) {
+            *done += 1;
+            bar.set_message(format!("{done} of {all} files"));
+        }
+    }
+
+    pub fn end_transfer(&mut self) {
+        if let (Some(bar), Some(_)) = (&self.bar, self.transfer.take()) {
+            bar.set_style(spinner_style());
+            bar.set_message("");
         }
     }
 
