@@ -480,6 +480,9 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
 fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
     with_tree("bookworm", |tree| {
         let (dir, _, _, g1) = small_applied(tree);
+        // A download cache of this test's own: the wheels must come from
+        // the misbehaving index, not from what other tests cached.
+        let cache = dir.path().join("cache");
         let apply_from = |url: &str| {
             let p = write_profile(
                 dir.path(),
@@ -488,7 +491,7 @@ fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
                 &small_lock(),
                 &format!("\n[index]\nurl = \"{url}\"\n"),
             );
-            tree.apply_from(&p, &[], &[])
+            tree.apply_from(&p, &[], &[("VENVBAKE_CACHE_DIR", cache.to_str().unwrap())])
         };
 
         // Nothing listens there.

@@ -416,6 +416,54 @@ fn cloud_init_runcmd_bakes_the_venv_at_first_boot() {
     });
 }
 
+/// `ansible/bootstrap.yml` with the role's variables for the shipped
+/// profile and the test wheelhouse, by `ansible_playbook` (its folder first
+/// on PATH), in check mode or not; its output (it must succeed).
+fn bootstrap_play(ansible_playbook: &str, inv: &Path, scratch: &Path, check: bool) -> String {
+    let bin_dir = Path::new(ansible_playbook).parent().unwrap();
+    let mut cmd = Command::new(ansible_playbook);
+    cmd.arg("-i")
+        .arg(inv)
+        .arg(Path::new(REPO).join("ansible/bootstrap.yml"))
+        .args(["--forks", "3"])
+        .arg("-e")
+        .arg(format!("venvbake_binary={BIN}"))
+        .arg("-e")
+        .arg(format!("venvbake_profile={REPO}/profiles/ansible.toml"))
+        .arg("-e")
+        .arg(format!("venvbake_wheelhouse={}", wheelhouse().display()));
+    if check {
+        cmd.arg("--check");
+    }
+    let out = cmd
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin_dir.display()),
+        )
+        .env("HOME", scratch)
+        .env("LC_ALL", "C.UTF-8")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        .env("ANSIBLE_LOCAL_TEMP", scratch.join("tmp"))
+        .env("ANSIBLE_REMOTE_TMP", "/tmp")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ansible-playbook failed:\n{log}");
+    log
+}
+
+/// The PLAY RECAP line of `host`.
+fn recap(log: &str, host: &str) -> String {
+    log.lines()
+        .find(|l| l.starts_with(host) && l.contains("ok="))
+        .unwrap_or_else(|| panic!("no recap for {host}:\n{log}"))
+        .to_string()
+}
+
 /// dpkg's status and whether anything is at the venv path: what check mode
 /// must leave as it found it.
 fn host_state(root: &Path) -> (Vec<u8>, bool) {
@@ -447,43 +495,7 @@ fn the_ansible_role_bootstraps_hosts_of_two_releases() {
             }}});
             let inv = scratch.path().join("inventory.json");
             std::fs::write(&inv, inventory.to_string()).unwrap();
-            let play = |check: bool| -> String {
-                let mut cmd = Command::new(&playbook_bin);
-                cmd.arg("-i")
-                    .arg(&inv)
-                    .arg(Path::new(REPO).join("ansible/bootstrap.yml"))
-                    .args(["--forks", "2"])
-                    .arg("-e")
-                    .arg(format!("venvbake_binary={BIN}"))
-                    .arg("-e")
-                    .arg(format!("venvbake_profile={REPO}/profiles/ansible.toml"))
-                    .arg("-e")
-                    .arg(format!("venvbake_wheelhouse={}", wheelhouse().display()));
-                if check {
-                    cmd.arg("--check");
-                }
-                let out = cmd
-                    .env_clear()
-                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                    .env("HOME", scratch.path())
-                    .env("LC_ALL", "C.UTF-8")
-                    .env("ANSIBLE_NOCOLOR", "1")
-                    .env("ANSIBLE_LOCAL_TEMP", scratch.path().join("tmp"))
-                    .env("ANSIBLE_REMOTE_TMP", "/tmp")
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                let log = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
-                assert!(out.status.success(), "ansible-playbook failed:\n{log}");
-                log
-            };
-            let recap = |log: &str, host: &str| -> String {
-                log.lines()
-                    .find(|l| l.starts_with(host) && l.contains("ok="))
-                    .unwrap_or_else(|| panic!("no recap for {host}:\n{log}"))
-                    .to_string()
-            };
+            let play = |check: bool| bootstrap_play(&playbook_bin, &inv, scratch.path(), check);
 
             // Check mode on fresh hosts: it would change, and changes nothing.
             let before: Vec<_> = roots.iter().map(|r| host_state(r)).collect();
@@ -527,4 +539,72 @@ fn the_ansible_role_bootstraps_hosts_of_two_releases() {
             }
         });
     });
+}
+
+/// ansible-core from PyPI (the `ansible` 12 package, in a venv on the host)
+/// runs the role against three hosts of three releases, one of them over
+/// SSH (sshd inside its tree on a loopback port): the first run builds and
+/// the next play uses the venv, the second reports changed=0 everywhere.
+#[test]
+fn the_role_with_ansible_core_from_pypi_over_chroot_and_ssh() {
+    let ansible = pypi_ansible();
+    let playbook_bin = ansible.join("bin/ansible-playbook").display().to_string();
+    with_tree("bookworm", move |a| {
+        a.apt_install(&["python3-apt"]);
+        let a_root = a.root.clone();
+        with_tree("trixie", move |b| {
+            b.apt_install(&["python3-apt"]);
+            let scratch = tempfile::tempdir().unwrap();
+            let sshd = start_sshd(b, scratch.path());
+            let b_root = b.root.clone();
+            with_tree("forky", move |c| {
+                c.apt_install(&["python3-apt"]);
+                let roots = [a_root.clone(), b_root.clone(), c.root.clone()];
+                let inventory = serde_json::json!({ "all": { "hosts": {
+                    "bookworm": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
+                    "trixie": { "ansible_host": "127.0.0.1", "ansible_port": sshd.port,
+                                "ansible_user": "root", "ansible_connection": "ssh",
+                                "ansible_ssh_private_key_file": sshd.key },
+                    "forky": { "ansible_host": roots[2], "ansible_connection": "community.general.chroot" },
+                }}});
+                let inv = scratch.path().join("inventory.json");
+                std::fs::write(&inv, inventory.to_string()).unwrap();
+                let hosts = ["bookworm", "trixie", "forky"];
+                let log = bootstrap_play(&playbook_bin, &inv, scratch.path(), false);
+                for (host, root) in hosts.iter().zip(&roots) {
+                    assert!(recap(&log, host).contains("failed=0"), "{log}");
+                    let xml = std::fs::read_to_string(root.join("etc/app/config.xml")).unwrap();
+                    assert!(xml.contains("<debug>false</debug>"), "{host}: {xml}");
+                }
+                let log = bootstrap_play(&playbook_bin, &inv, scratch.path(), false);
+                for host in hosts {
+                    assert!(recap(&log, host).contains("changed=0"), "{log}");
+                }
+            });
+        });
+    });
+}
+
+/// ansible-lint (from PyPI) passes on the role and the example playbook.
+#[test]
+fn the_role_and_the_example_playbook_pass_ansible_lint() {
+    let ansible = pypi_ansible();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(ansible.join("bin/ansible-lint"))
+        .arg("ansible/")
+        .current_dir(REPO)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", ansible.join("bin").display()),
+        )
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env("ANSIBLE_LINT_SKIP_VERSION_CHECK", "1")
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ansible-lint:\n{log}");
+    assert!(log.contains("0 failure(s), 0 warning(s)"), "{log}");
 }

@@ -214,6 +214,32 @@ fn cached_folder(name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
     dir
 }
 
+/// Ansible from PyPI (the `ansible` package: ansible-core with the
+/// community collections) and ansible-lint, in a venv of the test cache. A
+/// venv cannot move, so it is built in place and marked complete at the end.
+pub const PYPI_ANSIBLE: [&str; 2] = ["ansible==12.3.0", "ansible-lint==26.10.1"];
+
+pub fn pypi_ansible() -> PathBuf {
+    let name = format!("ansible-venv-{}", PYPI_ANSIBLE.join("-"));
+    let dir = cache_dir().join(&name);
+    locked(&name, || {
+        if dir.join(".complete").exists() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-m", "venv"]).arg(&dir);
+        pip_env(&mut cmd);
+        run_checked(&mut cmd, "python3 -m venv (for ansible from PyPI)");
+        let mut cmd = Command::new(dir.join("bin/pip"));
+        cmd.args(["install", "--quiet"]).args(PYPI_ANSIBLE);
+        pip_env(&mut cmd);
+        run_checked(&mut cmd, "pip install ansible ansible-lint");
+        std::fs::write(dir.join(".complete"), "").unwrap();
+    });
+    dir
+}
+
 /// The host's `pip download --quiet --no-deps ARGS -d DEST` from PyPI.
 fn pip_download(dest: &Path, args: &[&str]) {
     let mut cmd = Command::new("/usr/bin/python3");
