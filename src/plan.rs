@@ -788,7 +788,11 @@ pub fn plan_system(profile: &Profile, obs: &Observed, sources: &Sources) -> Resu
     // rules out: the venv serves that one instead (decided here, before
     // apt installs anything).
     let requires = if py.asks_apt() {
-        lock_requires(profile, wheelhouse)
+        let mut r = lock_requires(profile, wheelhouse);
+        for (name, entry) in &sources.index_requires {
+            r.entry(name.clone()).or_insert_with(|| entry.clone());
+        }
+        r
     } else {
         BTreeMap::new()
     };

@@ -313,6 +313,49 @@ fn an_apt_version_another_requirement_rules_out_is_found_before_apt_runs() {
             std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
             status
         );
+        // Without a wheelhouse, the same is found from the index's PEP 658
+        // metadata (read on the build host before planning), and the
+        // metadata is kept in the download cache.
+        let index = TestIndex::start(&[], None);
+        let indexed = write_profile(
+            dir.path(),
+            "loose",
+            "/opt/venvs/loose",
+            &lock,
+            &format!("{os}\n[index]\nurl = \"{}\"\n", index.url()),
+        );
+        let cache = dir.path().join("cache");
+        for command in ["plan", "apply"] {
+            let run = venvbake(
+                &[
+                    command,
+                    indexed.to_str().unwrap(),
+                    "--root",
+                    tree.root.to_str().unwrap(),
+                    "--cache-dir",
+                    cache.to_str().unwrap(),
+                ],
+                &[],
+            );
+            run.expect_code(2);
+            run.expect_stderr(
+                "would serve it, but python-gitlab 8.6.0 requires `requests>=2.32.0`",
+            );
+        }
+        assert!(index
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("python_gitlab-8.6.0") && l.contains(".metadata ")));
+        assert!(
+            index.file_requests().is_empty(),
+            "a wheel was downloaded to plan"
+        );
+        assert_eq!(
+            std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
+            status
+        );
         // Without the hash requirement, pip resolves it in the venv.
         let p = write_profile(
             dir.path(),

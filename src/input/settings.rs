@@ -21,6 +21,10 @@ pub struct Sources {
     /// The build host's download cache (`--cache-dir`, `VENVBAKE_CACHE_DIR`,
     /// else `/var/cache/venvbake`); None with `--no-cache`.
     pub cache: Option<PathBuf>,
+    /// What the index's PEP 658 metadata says the lock's versions require
+    /// (name → version, `Requires-Dist`), read on the build host before
+    /// planning, for the conflict check when no wheelhouse holds the wheels.
+    pub index_requires: std::collections::BTreeMap<String, (String, Vec<String>)>,
 }
 
 impl Sources {
@@ -37,6 +41,7 @@ impl Sources {
             bundle: bundle.map(absolute),
             cert: cert_for(profile, cert),
             cache: None,
+            index_requires: Default::default(),
         };
         if let Some(w) = sources.wheelhouse.as_ref().filter(|w| !w.is_dir()) {
             return Err(Error::usage(

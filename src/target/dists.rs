@@ -115,13 +115,18 @@ pub fn wheel_requires(wheel: &Path) -> Option<Vec<String>> {
         .take(1024 * 1024)
         .read_to_string(&mut text)
         .ok()?;
-    Some(
-        text.lines()
-            .take_while(|l| !l.is_empty())
-            .filter_map(|l| l.strip_prefix("Requires-Dist:"))
-            .map(|v| v.trim().to_string())
-            .collect(),
-    )
+    Some(requires_dist(&text))
+}
+
+/// The `Requires-Dist` values of a core metadata file (its header part):
+/// a wheel's METADATA, or an index's PEP 658 `.metadata`.
+pub fn requires_dist(metadata: &str) -> Vec<String> {
+    metadata
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.strip_prefix("Requires-Dist:"))
+        .map(|v| v.trim().to_string())
+        .collect()
 }
 
 /// What `pip check` reports for the distributions of `dists`: each

@@ -664,7 +664,7 @@ impl TestIndex {
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l.contains(" /files/"))
+            .filter(|l| l.contains(" /files/") && !l.contains(".metadata "))
             .cloned()
             .collect()
     }
@@ -762,13 +762,28 @@ impl TestIndex {
                             if project_of(&f) == name {
                                 let sha =
                                     venvbake::codec::hex_sha256(&std::fs::read(e.path()).unwrap());
+                                // PEP 658: each wheel's METADATA beside it.
+                                let meta = if f.ends_with(".whl") {
+                                    " data-core-metadata=\"true\""
+                                } else {
+                                    ""
+                                };
                                 body.push_str(&format!(
-                                    "<a href=\"/files/{f}#sha256={sha}\">{f}</a>\n"
+                                    "<a href=\"/files/{f}#sha256={sha}\"{meta}>{f}</a>\n"
                                 ));
                             }
                         }
                         body.push_str("</body></html>\n");
                         let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    } else if let Some(wheel) = path
+                        .strip_prefix("/files/")
+                        .and_then(|f| f.strip_suffix(".metadata"))
+                    {
+                        let Some(text) = wheel_metadata(&wh.join(wheel)) else {
+                            let _ = write!(conn, "{not_found}");
+                            return;
+                        };
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
                     } else if let Some(file) = path.strip_prefix("/files/") {
                         let Ok(mut data) = std::fs::read(wh.join(file)) else {
                             let _ = write!(conn, "{not_found}");
@@ -820,6 +835,19 @@ impl TestIndex {
         });
         TestIndex { port, log, stop }
     }
+}
+
+/// The METADATA file inside a wheel.
+fn wheel_metadata(wheel: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(wheel).ok()?).ok()?;
+    let name = (0..zip.len()).find_map(|i| {
+        let n = zip.name_for_index(i)?.ok()?;
+        n.ends_with(".dist-info/METADATA").then(|| n.to_string())
+    })?;
+    let mut text = String::new();
+    zip.by_name(&name).ok()?.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// [`TestIndex`] that cuts every download of files starting with `cut`
