@@ -693,11 +693,7 @@ fn held_dpkg_lock_is_waited_for_then_named() {
 fn apply_as_json_says_what_changed() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         let wh = wheelhouse();
         let apply = |lock: &Path| -> serde_json::Value {
             let p = write_profile(dir.path(), "small", "/opt/venvs/small", lock, "");

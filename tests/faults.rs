@@ -17,11 +17,7 @@ use common::*;
 /// profile file and the generation it built.
 fn small_applied(tree: &Tree) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let two = lock_subset(
-        &small_lock(),
-        &["six", "jmespath"],
-        &dir.path().join("two.txt"),
-    );
+    let two = small_two_lock(dir.path());
     let profile = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
     tree.apply(&profile, &[]).ok();
     let g1 = tree.link("/opt/venvs/small").unwrap();
@@ -58,11 +54,7 @@ fn drift_items(report: &serde_json::Value) -> Vec<(String, String)> {
 fn verify_rollback_and_gc() {
     with_tree("trixie", |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         let full = write_profile(dir.path(), "small", "/opt/venvs/small", &small_lock(), "");
         tree.apply(&full, &[]).ok();
         let g1 = tree.link("/opt/venvs/small").unwrap();
@@ -411,11 +403,7 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
             Some("size=96m"),
         )
         .unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         let first = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
         tree.apply(&first, &[]).ok();
         let g1 = tree.link("/opt/venvs/small").unwrap();
@@ -527,11 +515,7 @@ fn unreachable_or_misbehaving_index_fails_clearly_and_loses_nothing() {
 fn hostile_names_modes_and_symlink_escapes() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         // Shell metacharacters in the venv path: data, never code.
         let odd = "/opt/venvs/odd name;$(touch /tmp/pwned)`touch /tmp/pwned2`";
         let profile = write_profile(dir.path(), "odd", odd, &two, "");

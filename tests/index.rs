@@ -80,11 +80,7 @@ fn a_hostile_or_broken_index_gets_a_clear_error_and_loses_nothing() {
     with_tree("bookworm", |tree| {
         let dir = tempfile::tempdir().unwrap();
         // The active generation: six and jmespath, from the wheelhouse.
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         let p = write_profile(dir.path(), "small", "/opt/venvs/small", &two, "");
         tree.apply(&p, &[]).ok();
         let g1 = tree.link("/opt/venvs/small").unwrap();
@@ -290,11 +286,7 @@ fn the_download_cache_downloads_each_file_once_and_heals() {
         let index = TestIndex::start(&[], None);
         let cache = dir.path().join("cache");
         let env = [("VENVBAKE_CACHE_DIR", cache.to_str().unwrap())];
-        let two = lock_subset(
-            &small_lock(),
-            &["six", "jmespath"],
-            &dir.path().join("two.txt"),
-        );
+        let two = small_two_lock(dir.path());
         let apply = |name: &str, lock: &Path| {
             let p = index_profile(
                 dir.path(),

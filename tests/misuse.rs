@@ -476,6 +476,19 @@ fn a_venv_with_a_source_distribution_verifies_and_bundles() {
     });
 }
 
+/// `command` run by `sh` on a pseudo-terminal (`script` gives it one as
+/// stdin, stdout and stderr, and copies what it drew to our stdout).
+fn on_a_pty(command: &str) -> std::process::Output {
+    Command::new("script")
+        .args(["--quiet", "--return", "--command", command, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// On a terminal, the spinner is gone from the screen when apply ends: the
 /// last lines a person sees are venvbake's final message and the
 /// interpreter path (the screen is rendered from the real pty output).
@@ -497,16 +510,7 @@ fn on_a_terminal_no_spinner_frame_is_left_on_screen() {
             tree.root.display(),
             wheelhouse().display()
         );
-        // `script` gives the apply a pseudo-terminal as stdin, stdout and
-        // stderr, and copies what it drew to our stdout.
-        let out = Command::new("script")
-            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("TERM", "xterm")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = on_a_pty(&command);
         assert!(
             out.status.success(),
             "{}",
@@ -556,14 +560,7 @@ fn on_a_terminal_downloads_show_a_transfer_bar() {
             tree.root.display(),
             cache.display()
         );
-        let out = Command::new("script")
-            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("TERM", "xterm")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = on_a_pty(&command);
         let raw = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{raw}");
         // What was drawn while it ran.

@@ -353,40 +353,32 @@ impl Index {
                 listed: listing(candidates.iter().map(|c| c.filename.as_str())),
             });
         };
+        // A file already at hand: in the cache (re-hashed there), or in the
+        // scratch folder (a wheelhouse `fetch` fills again) when it matches.
+        let at_hand = match &self.store {
+            Store::Cache(c) => c.get(&sha256, &filename),
+            Store::Scratch(dir) => Some(dir.join(&filename)).filter(|p| {
+                crate::sys::codec::sha256_file_hex(p).is_ok_and(|h| h.eq_ignore_ascii_case(&sha256))
+            }),
+        };
+        if let Some(file) = at_hand {
+            progress.file_done();
+            return Ok(Got {
+                file,
+                sha256,
+                size,
+                cached: true,
+            });
+        }
         let dest = match &self.store {
             Store::Cache(c) => {
-                if let Some(p) = c.get(&sha256, &filename) {
-                    progress.file_done();
-                    return Ok(Got {
-                        file: p,
-                        sha256,
-                        size,
-                        cached: true,
-                    });
-                }
                 let slot = c.prepare(&sha256).map_err(|source| IndexError::Cache {
                     path: c.root().to_path_buf(),
                     source,
                 })?;
                 slot.join(&filename)
             }
-            Store::Scratch(dir) => {
-                // A file already there (a wheelhouse `fetch` fills again)
-                // is kept when it matches.
-                let p = dir.join(&filename);
-                if crate::sys::codec::sha256_file_hex(&p)
-                    .is_ok_and(|h| h.eq_ignore_ascii_case(&sha256))
-                {
-                    progress.file_done();
-                    return Ok(Got {
-                        file: p,
-                        sha256,
-                        size,
-                        cached: true,
-                    });
-                }
-                p
-            }
+            Store::Scratch(dir) => dir.join(&filename),
         };
         let started = Instant::now();
         let bytes = self

@@ -182,6 +182,11 @@ pub fn small_lock() -> PathBuf {
     Path::new(REPO).join("tests/data/small.requirements.txt")
 }
 
+/// The small lock's six and jmespath only, as `DIR/two.txt`.
+pub fn small_two_lock(dir: &Path) -> PathBuf {
+    lock_subset(&small_lock(), &["six", "jmespath"], &dir.join("two.txt"))
+}
+
 /// The lock files whose wheels the wheelhouse holds.
 pub fn locks() -> Vec<PathBuf> {
     vec![
