@@ -420,6 +420,25 @@ fn cloud_init_runcmd_bakes_the_venv_at_first_boot() {
 /// profile and the test wheelhouse, by `ansible_playbook` (its folder first
 /// on PATH), in check mode or not; its output (it must succeed).
 fn bootstrap_play(ansible_playbook: &str, inv: &Path, scratch: &Path, check: bool) -> String {
+    let (ok, log) = bootstrap_play_with(
+        ansible_playbook,
+        inv,
+        scratch,
+        check,
+        &Path::new(REPO).join("profiles/ansible.toml"),
+    );
+    assert!(ok, "ansible-playbook failed:\n{log}");
+    log
+}
+
+/// [`bootstrap_play`] with another profile: whether it succeeded, and its output.
+fn bootstrap_play_with(
+    ansible_playbook: &str,
+    inv: &Path,
+    scratch: &Path,
+    check: bool,
+    profile: &Path,
+) -> (bool, String) {
     let bin_dir = Path::new(ansible_playbook).parent().unwrap();
     let mut cmd = Command::new(ansible_playbook);
     cmd.arg("-i")
@@ -429,7 +448,7 @@ fn bootstrap_play(ansible_playbook: &str, inv: &Path, scratch: &Path, check: boo
         .arg("-e")
         .arg(format!("venvbake_binary={BIN}"))
         .arg("-e")
-        .arg(format!("venvbake_profile={REPO}/profiles/ansible.toml"))
+        .arg(format!("venvbake_profile={}", profile.display()))
         .arg("-e")
         .arg(format!("venvbake_wheelhouse={}", wheelhouse().display()));
     if check {
@@ -452,8 +471,7 @@ fn bootstrap_play(ansible_playbook: &str, inv: &Path, scratch: &Path, check: boo
         .unwrap();
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ansible-playbook failed:\n{log}");
-    log
+    (out.status.success(), log)
 }
 
 /// The PLAY RECAP line of `host`.
@@ -536,6 +554,43 @@ fn the_ansible_role_bootstraps_hosts_of_two_releases() {
             let log = play(true);
             for host in ["bookworm", "trixie"] {
                 assert!(recap(&log, host).contains("changed=0"), "{log}");
+            }
+            // A host venvbake cannot serve (here: the profile's interpreter
+            // is missing) fails with venvbake's own message and exit code,
+            // and the staging folder is still removed.
+            let broken = scratch.path().join("broken");
+            std::fs::create_dir_all(&broken).unwrap();
+            std::fs::copy(
+                Path::new(REPO).join("profiles/ansible.requirements.txt"),
+                broken.join("ansible.requirements.txt"),
+            )
+            .unwrap();
+            std::fs::write(
+                broken.join("broken.toml"),
+                "schema_version = 1\nname = \"broken\"\n\n[venv]\npath = \"/opt/venvs/broken\"\npython = \"/usr/bin/python9\"\nrequirements = \"ansible.requirements.txt\"\n",
+            )
+            .unwrap();
+            let (ok, log) = bootstrap_play_with(
+                &playbook_bin,
+                &inv,
+                scratch.path(),
+                false,
+                &broken.join("broken.toml"),
+            );
+            assert!(!ok, "{log}");
+            assert!(
+                log.contains("venvbake apply failed with exit code 3"),
+                "{log}"
+            );
+            assert!(log.contains("/usr/bin/python9"), "{log}");
+            assert!(log.contains("hint: "), "{log}");
+            for root in &roots {
+                assert!(!root.join("opt/venvs/broken").exists());
+                let left = std::fs::read_dir(root.join("tmp"))
+                    .unwrap()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("venvbake-"));
+                assert!(!left, "a staging folder was left behind");
             }
         });
     });
