@@ -191,9 +191,9 @@ fn wheels_at_the_lock_s_paths_install_with_no_other_source() {
 #[test]
 fn uv_s_lock_installs_from_an_index() {
     with_tree("bookworm", |tree| {
-        let (port, stop) = serve_index("-no-file-is-cut-", None);
+        let index = TestIndex::start(&[], None);
         let dir = tempfile::tempdir().unwrap();
-        let extra = format!("\n[index]\nurl = \"http://127.0.0.1:{port}/simple\"\n");
+        let extra = format!("\n[index]\nurl = \"{}\"\n", index.url());
         let p = write_profile(
             dir.path(),
             "uvindex",
@@ -201,8 +201,28 @@ fn uv_s_lock_installs_from_an_index() {
             &fixture("pylock.uv-small.toml"),
             &extra,
         );
-        tree.case("apply", &p).expect(0);
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let cache = tempfile::tempdir().unwrap();
+        tree.case("apply", &p)
+            .arg("--cache-dir")
+            .arg(cache.path().display())
+            .expect(0);
+        // The profile's index served the files (the lock's own URLs point
+        // at files.pythonhosted.org), matched by the lock's hashes.
+        let mut got: Vec<String> = index
+            .file_requests()
+            .iter()
+            .map(|l| {
+                l.split("/files/")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('-')
+                    .next()
+                    .unwrap_or("")
+                    .to_lowercase()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, ["jmespath", "markupsafe", "six"]);
         assert_served(
             tree,
             "uvindex",

@@ -164,6 +164,11 @@ pub struct Index {
     /// The primary index, then `extra_urls`.
     pub urls: Vec<String>,
     pub store: Store,
+    /// Take a `pylock.toml`'s files from their own `url`s. Off when the
+    /// profile names an index (`[index] url`): a corporate mirror then
+    /// serves them, matched by the lock's hashes, as the lock's URLs
+    /// (usually files.pythonhosted.org) may not be reachable from there.
+    pub lock_urls: bool,
 }
 
 impl Index {
@@ -231,6 +236,7 @@ impl Index {
             client,
             urls,
             store,
+            lock_urls: profile.index.url.is_none(),
         })
     }
 }
@@ -330,7 +336,7 @@ impl Index {
         progress: &dyn Progress,
     ) -> Result<Got, IndexError> {
         let on_retry = |m: &str| progress.line(m);
-        let candidates: Vec<Candidate> = if want.files.is_empty() {
+        let candidates: Vec<Candidate> = if want.files.is_empty() || !self.lock_urls {
             self.lookup(want, &on_retry)?
         } else {
             want.files.clone()
