@@ -347,6 +347,28 @@ fn the_download_cache_downloads_each_file_once_and_heals() {
         apply("four", &two);
         assert_eq!(downloaded(), ["six"]);
 
+        // `--no-cache`: the files are downloaded again, kept nowhere (not
+        // in the cache, not in the generation), and the venv verifies.
+        let p = index_profile(
+            dir.path(),
+            "nocache",
+            "/opt/venvs/nocache",
+            &two,
+            &index.url(),
+            "",
+        );
+        let before = files_under(&cache).len();
+        let run = tree.apply_from(&p, &["--no-cache"], &env).ok();
+        run.expect_stderr("(no cache)");
+        assert_eq!(downloaded(), ["jmespath", "six"]);
+        assert_eq!(files_under(&cache).len(), before);
+        let generation = tree.link("/opt/venvs/nocache").unwrap();
+        let gen_dir = tree
+            .path("/opt/venvs/nocache.generations")
+            .join(generation.file_name().unwrap());
+        assert!(!gen_dir.join(".venvbake/download").exists());
+        assert_eq!(verify(tree, "nocache").0, 0);
+
         // Two applies at once into one fresh cache both succeed, and the
         // cache holds each file once, with no partial file left.
         let cache2 = dir.path().join("cache2");
