@@ -507,9 +507,14 @@ fn the_ansible_role_bootstraps_hosts_of_two_releases() {
             second.apt_install(&["python3-apt"]);
             let roots = [first_root.clone(), second.root.clone()];
             let scratch = tempfile::tempdir().unwrap();
-            let inventory = serde_json::json!({ "all": { "hosts": {
-                "bookworm": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
-                "trixie": { "ansible_host": roots[1], "ansible_connection": "community.general.chroot" },
+            // The inventory already names the venv's interpreter (as
+            // `venvbake inventory` prints it): the role runs on the system's
+            // Python all the same, before the venv exists.
+            let inventory = serde_json::json!({ "all": {
+                "vars": { "ansible_python_interpreter": "/opt/venvs/ansible/bin/python" },
+                "hosts": {
+                    "bookworm": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
+                    "trixie": { "ansible_host": roots[1], "ansible_connection": "community.general.chroot" },
             }}});
             let inv = scratch.path().join("inventory.json");
             std::fs::write(&inv, inventory.to_string()).unwrap();
