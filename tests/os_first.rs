@@ -352,6 +352,40 @@ fn an_apt_version_another_requirement_rules_out_is_found_before_apt_runs() {
             index.file_requests().is_empty(),
             "a wheel was downloaded to plan"
         );
+        // An index that never answers: the plan warns once, asks no more
+        // than the first round of lookups (not every requirement with its
+        // retries), and decides with what it has.
+        let down = TestIndex::start(&[("*", Misbehave::Hang)], None);
+        let unreachable = write_profile(
+            dir.path(),
+            "loose",
+            "/opt/venvs/loose",
+            &lock,
+            &format!("{os}\n[index]\nurl = \"{}\"\ntimeout_s = 1\n", down.url()),
+        );
+        let run = venvbake(
+            &[
+                "plan",
+                unreachable.to_str().unwrap(),
+                "--root",
+                tree.root.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+            &[],
+        );
+        run.expect_stderr("the index's metadata could not be read for");
+        run.expect_stderr("the conflict check covers what it read");
+        let asked = down.page_requests().len();
+        let wants = std::fs::read_to_string(&lock)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("=="))
+            .count();
+        assert!(
+            asked <= 8 * 3 && asked < wants * 3,
+            "{asked} page requests for {wants} requirements"
+        );
         assert_eq!(
             std::fs::read(tree.path("/var/lib/dpkg/status")).unwrap(),
             status

@@ -517,6 +517,9 @@ impl Index {
     pub fn requires_dist(&self, wants: &[Want]) -> (Requires, Vec<String>) {
         let out = Mutex::new((Requires::new(), Vec::new()));
         let next = std::sync::atomic::AtomicUsize::new(0);
+        // An index that cannot be reached is not asked again for every
+        // requirement (each would wait out its timeouts and retries).
+        let unreachable = std::sync::atomic::AtomicBool::new(false);
         let quiet = |_: &str| {};
         std::thread::scope(|s| {
             for _ in 0..wants.len().min(8) {
@@ -526,18 +529,25 @@ impl Index {
                     let Some(version) = &want.version else {
                         continue;
                     };
-                    let got = self.metadata_of(want, &quiet);
+                    let got = if unreachable.load(std::sync::atomic::Ordering::SeqCst) {
+                        Err("not asked: the index could not be reached".to_string())
+                    } else {
+                        let got = self.metadata_of(want, &quiet);
+                        if let Err(IndexError::Http(
+                            HttpError::Connect { .. } | HttpError::Timeout { .. },
+                        )) = &got
+                        {
+                            unreachable.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        got.map_err(|e| masked(&e.to_string()))
+                    };
                     if let Ok(mut o) = out.lock() {
                         match got {
                             Ok(Some(lines)) => {
                                 o.0.insert(want.name.clone(), (version.to_string(), lines));
                             }
                             Ok(None) => {}
-                            Err(e) => o.1.push(format!(
-                                "{}: {}",
-                                want.requirement,
-                                masked(&e.to_string())
-                            )),
+                            Err(e) => o.1.push(format!("{}: {e}", want.requirement)),
                         }
                     }
                 });

@@ -634,7 +634,7 @@ pub enum Misbehave {
     Missing,
     /// Answers 500 to the first request for a file, then serves it.
     FailOnce,
-    /// Accepts the connection for a file and never answers.
+    /// Accepts the connection (for the project's page or a file) and never answers.
     Hang,
     /// Sends half of a file, then closes; every time, or only the first time.
     Cut { every_time: bool },
@@ -661,6 +661,17 @@ impl Drop for TestIndex {
 impl TestIndex {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/simple", self.port)
+    }
+
+    /// The request lines for project pages (`GET /simple/...`), in order.
+    pub fn page_requests(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" /simple/"))
+            .cloned()
+            .collect()
     }
 
     /// The request lines for files (`GET /files/...`), in order.
@@ -745,11 +756,17 @@ impl TestIndex {
                             .to_lowercase()
                             .replace('_', "-")
                     };
+                    // `*` stands for every project.
                     let fault = |project: &str| {
                         faults
                             .iter()
-                            .find(|(n, _)| n == project)
+                            .find(|(n, _)| n == project || n == "*")
                             .map(|(_, m)| m.clone())
+                    };
+                    let hang = || {
+                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
                     };
                     let not_found =
                         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -757,9 +774,13 @@ impl TestIndex {
                         .strip_prefix("/simple/")
                         .map(|p| p.trim_end_matches('/').to_string())
                     {
-                        if fault(&name) == Some(Misbehave::Missing) {
-                            let _ = write!(conn, "{not_found}");
-                            return;
+                        match fault(&name) {
+                            Some(Misbehave::Missing) => {
+                                let _ = write!(conn, "{not_found}");
+                                return;
+                            }
+                            Some(Misbehave::Hang) => return hang(),
+                            _ => {}
                         }
                         let mut body = String::from("<html><body>\n");
                         for e in std::fs::read_dir(&wh).unwrap().flatten() {
@@ -812,12 +833,7 @@ impl TestIndex {
                                 let _ = write!(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                                 return;
                             }
-                            Some(Misbehave::Hang) => {
-                                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                                    std::thread::sleep(std::time::Duration::from_millis(50));
-                                }
-                                return;
-                            }
+                            Some(Misbehave::Hang) => return hang(),
                             Some(Misbehave::Cut { every_time }) if every_time || first => {
                                 let _ = conn.write_all(header(data.len()).as_bytes());
                                 // Half the promised bytes, then the connection goes away.
