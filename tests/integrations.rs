@@ -493,110 +493,116 @@ fn host_state(root: &Path) -> (Vec<u8>, bool) {
 }
 
 /// The shipped role and example playbook, with Debian's ansible-playbook,
-/// against two hosts of two releases at once (`forks` 2) through the chroot
-/// connection: check mode on fresh hosts changes nothing; the first run
-/// builds and the next play runs on the venv (lxml) and from it with apt
-/// (respawned under the system Python); the second run reports changed=0.
+/// against three hosts of two releases at once (`forks` 3) through the
+/// chroot connection: check mode on fresh hosts changes nothing; the first
+/// run builds and the next play runs on the venv (lxml) and from it with
+/// apt (respawned under the system Python); the second run reports
+/// changed=0; a host venvbake cannot serve fails with venvbake's message.
 #[test]
-fn the_ansible_role_bootstraps_hosts_of_two_releases() {
+fn the_ansible_role_bootstraps_three_hosts_of_two_releases() {
     let playbook_bin = host_tool("ansible-playbook");
     with_tree("bookworm", move |first| {
         first.apt_install(&["python3-apt"]);
         let first_root = first.root.clone();
-        with_tree("trixie", move |second| {
+        with_tree("bookworm", move |second| {
             second.apt_install(&["python3-apt"]);
-            let roots = [first_root.clone(), second.root.clone()];
-            let scratch = tempfile::tempdir().unwrap();
-            // The inventory already names the venv's interpreter (as
-            // `venvbake inventory` prints it): the role runs on the system's
-            // Python all the same, before the venv exists.
-            let inventory = serde_json::json!({ "all": {
-                "vars": { "ansible_python_interpreter": "/opt/venvs/ansible/bin/python" },
-                "hosts": {
-                    "bookworm": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
-                    "trixie": { "ansible_host": roots[1], "ansible_connection": "community.general.chroot" },
-            }}});
-            let inv = scratch.path().join("inventory.json");
-            std::fs::write(&inv, inventory.to_string()).unwrap();
-            let play = |check: bool| bootstrap_play(&playbook_bin, &inv, scratch.path(), check);
+            let second_root = second.root.clone();
+            with_tree("trixie", move |third| {
+                third.apt_install(&["python3-apt"]);
+                let roots = [first_root.clone(), second_root.clone(), third.root.clone()];
+                let hosts = ["bookworm-a", "bookworm-b", "trixie"];
+                let scratch = tempfile::tempdir().unwrap();
+                // The inventory already names the venv's interpreter (as
+                // `venvbake inventory` prints it): the role runs on the system's
+                // Python all the same, before the venv exists.
+                let inventory = serde_json::json!({ "all": {
+                    "vars": { "ansible_python_interpreter": "/opt/venvs/ansible/bin/python" },
+                    "hosts": {
+                        "bookworm-a": { "ansible_host": roots[0], "ansible_connection": "community.general.chroot" },
+                        "bookworm-b": { "ansible_host": roots[1], "ansible_connection": "community.general.chroot" },
+                        "trixie": { "ansible_host": roots[2], "ansible_connection": "community.general.chroot" },
+                }}});
+                let inv = scratch.path().join("inventory.json");
+                std::fs::write(&inv, inventory.to_string()).unwrap();
+                let play = |check: bool| bootstrap_play(&playbook_bin, &inv, scratch.path(), check);
 
-            // Check mode on fresh hosts: it would change, and changes nothing.
-            let before: Vec<_> = roots.iter().map(|r| host_state(r)).collect();
-            let log = play(true);
-            for (host, (root, before)) in
-                ["bookworm", "trixie"].iter().zip(roots.iter().zip(&before))
-            {
-                assert!(recap(&log, host).contains("changed=1"), "{log}");
-                assert_eq!(&host_state(root), before, "check mode changed {host}");
-                assert!(!root.join("etc/app/config.xml").exists());
-            }
+                // Check mode on fresh hosts: it would change, and changes nothing.
+                let before: Vec<_> = roots.iter().map(|r| host_state(r)).collect();
+                let log = play(true);
+                for (host, (root, before)) in hosts.iter().zip(roots.iter().zip(&before)) {
+                    assert!(recap(&log, host).contains("changed=1"), "{log}");
+                    assert_eq!(&host_state(root), before, "check mode changed {host}");
+                    assert!(!root.join("etc/app/config.xml").exists());
+                }
 
-            // The first run builds, then the next play runs on the venv.
-            let log = play(false);
-            for (host, root) in ["bookworm", "trixie"].iter().zip(&roots) {
-                assert!(recap(&log, host).contains("failed=0"), "{log}");
-                let xml = std::fs::read_to_string(root.join("etc/app/config.xml")).unwrap();
-                assert!(xml.contains("<debug>false</debug>"), "{xml}");
-                let manifest: serde_json::Value = serde_json::from_str(
-                    &std::fs::read_to_string(root.join("var/lib/venvbake/ansible.json")).unwrap(),
+                // The first run builds, then the next play runs on the venv.
+                let log = play(false);
+                for (host, root) in hosts.iter().zip(&roots) {
+                    assert!(recap(&log, host).contains("failed=0"), "{log}");
+                    let xml = std::fs::read_to_string(root.join("etc/app/config.xml")).unwrap();
+                    assert!(xml.contains("<debug>false</debug>"), "{xml}");
+                    let manifest: serde_json::Value = serde_json::from_str(
+                        &std::fs::read_to_string(root.join("var/lib/venvbake/ansible.json"))
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    assert_eq!(manifest["interpreter"], "/opt/venvs/ansible/bin/python");
+                    // No staging folder is left on the host.
+                    let left: Vec<_> = std::fs::read_dir(root.join("tmp"))
+                        .unwrap()
+                        .flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("venvbake-"))
+                        .collect();
+                    assert!(left.is_empty(), "{left:?}");
+                }
+                // Idempotent: the second run changes nothing anywhere.
+                let log = play(false);
+                for host in hosts {
+                    assert!(recap(&log, host).contains("changed=0"), "{log}");
+                }
+                // Check mode on built hosts: nothing would change.
+                let log = play(true);
+                for host in hosts {
+                    assert!(recap(&log, host).contains("changed=0"), "{log}");
+                }
+                // A host venvbake cannot serve (here: the profile's interpreter
+                // is missing) fails with venvbake's own message and exit code,
+                // and the staging folder is still removed.
+                let broken = scratch.path().join("broken");
+                std::fs::create_dir_all(&broken).unwrap();
+                std::fs::copy(
+                    Path::new(REPO).join("profiles/ansible.requirements.txt"),
+                    broken.join("ansible.requirements.txt"),
                 )
                 .unwrap();
-                assert_eq!(manifest["interpreter"], "/opt/venvs/ansible/bin/python");
-                // No staging folder is left on the host.
-                let left: Vec<_> = std::fs::read_dir(root.join("tmp"))
-                    .unwrap()
-                    .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("venvbake-"))
-                    .collect();
-                assert!(left.is_empty(), "{left:?}");
-            }
-            // Idempotent: the second run changes nothing anywhere.
-            let log = play(false);
-            for host in ["bookworm", "trixie"] {
-                assert!(recap(&log, host).contains("changed=0"), "{log}");
-            }
-            // Check mode on built hosts: nothing would change.
-            let log = play(true);
-            for host in ["bookworm", "trixie"] {
-                assert!(recap(&log, host).contains("changed=0"), "{log}");
-            }
-            // A host venvbake cannot serve (here: the profile's interpreter
-            // is missing) fails with venvbake's own message and exit code,
-            // and the staging folder is still removed.
-            let broken = scratch.path().join("broken");
-            std::fs::create_dir_all(&broken).unwrap();
-            std::fs::copy(
-                Path::new(REPO).join("profiles/ansible.requirements.txt"),
-                broken.join("ansible.requirements.txt"),
-            )
-            .unwrap();
-            std::fs::write(
+                std::fs::write(
                 broken.join("broken.toml"),
                 "schema_version = 1\nname = \"broken\"\n\n[venv]\npath = \"/opt/venvs/broken\"\npython = \"/usr/bin/python9\"\nrequirements = \"ansible.requirements.txt\"\n",
             )
             .unwrap();
-            let (ok, log) = bootstrap_play_with(
-                &playbook_bin,
-                &inv,
-                scratch.path(),
-                false,
-                &broken.join("broken.toml"),
-            );
-            assert!(!ok, "{log}");
-            assert!(
-                log.contains("venvbake apply failed with exit code 3"),
-                "{log}"
-            );
-            assert!(log.contains("/usr/bin/python9"), "{log}");
-            assert!(log.contains("hint: "), "{log}");
-            for root in &roots {
-                assert!(!root.join("opt/venvs/broken").exists());
-                let left = std::fs::read_dir(root.join("tmp"))
-                    .unwrap()
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("venvbake-"));
-                assert!(!left, "a staging folder was left behind");
-            }
+                let (ok, log) = bootstrap_play_with(
+                    &playbook_bin,
+                    &inv,
+                    scratch.path(),
+                    false,
+                    &broken.join("broken.toml"),
+                );
+                assert!(!ok, "{log}");
+                assert!(
+                    log.contains("venvbake apply failed with exit code 3"),
+                    "{log}"
+                );
+                assert!(log.contains("/usr/bin/python9"), "{log}");
+                assert!(log.contains("hint: "), "{log}");
+                for root in &roots {
+                    assert!(!root.join("opt/venvs/broken").exists());
+                    let left = std::fs::read_dir(root.join("tmp"))
+                        .unwrap()
+                        .flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("venvbake-"));
+                    assert!(!left, "a staging folder was left behind");
+                }
+            });
         });
     });
 }
