@@ -172,7 +172,9 @@ build {
       "set -e",
       "chmod 0755 /tmp/venvbake/venvbake",
       "if ls /tmp/venvbake/wheels/*.whl >/dev/null 2>&1; then wh='--wheelhouse /tmp/venvbake/wheels'; else wh=''; fi",
-      "/tmp/venvbake/venvbake apply --progress plain $wh /tmp/venvbake/profile/${var.profile_name}.toml",
+      # --no-cache: venvbake runs inside the image here, so its download
+      # cache would stay in the image.
+      "/tmp/venvbake/venvbake apply --progress plain --no-cache $wh /tmp/venvbake/profile/${var.profile_name}.toml",
       "/tmp/venvbake/venvbake inventory ${var.profile_name} --format yaml > /tmp/venvbake/inventory.yml",
       "/tmp/venvbake/venvbake sbom ${var.profile_name} --format cyclonedx > /tmp/venvbake/sbom.cdx.json",
     ]

@@ -87,7 +87,7 @@ pub fn render(profile: &Profile, profile_text: &str) -> Result<String> {
         write_file(&mut out, &format!("{CONFIG_DIR}/{name}"), text);
     }
     let script = format!(
-        "if [ -d {WHEELHOUSE} ]; then set -- --wheelhouse {WHEELHOUSE}; fi; exec {BINARY} apply --progress plain \"$@\" {profile_path}"
+        "if [ -d {WHEELHOUSE} ]; then set -- --wheelhouse {WHEELHOUSE}; fi; exec {BINARY} apply --progress plain --no-cache \"$@\" {profile_path}"
     );
     out.push_str("runcmd:\n");
     let _ = writeln!(out, "  - [sh, -c, {}]", serde_json::Value::String(script));
