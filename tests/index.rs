@@ -409,3 +409,55 @@ fn the_download_cache_downloads_each_file_once_and_heals() {
         assert_eq!(verify(tree, "six").0, 0);
     });
 }
+
+/// Behind a proxy: venvbake's client goes through `http_proxy` (here a real
+/// tunnelling proxy on loopback, which logs each CONNECT), and past it for
+/// the hosts `no_proxy` names.
+#[test]
+fn downloads_go_through_the_proxy_unless_no_proxy_names_the_host() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TestIndex::start(&[], None);
+        let proxy = TestProxy::start();
+        let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+        let two = small_two_lock(dir.path());
+        let apply = |name: &str, extra: &[(&str, &str)]| {
+            let p = index_profile(
+                dir.path(),
+                name,
+                &format!("/opt/venvs/{name}"),
+                &two,
+                &index.url(),
+                "",
+            );
+            let cache = dir.path().join(format!("cache-{name}"));
+            let mut env = vec![("VENVBAKE_CACHE_DIR", cache.to_str().unwrap().to_string())];
+            env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            tree.apply_from(&p, &[], &env).ok();
+            tree.run(&[
+                &format!("/opt/venvs/{name}/bin/python"),
+                "-c",
+                "import six, jmespath",
+            ])
+            .ok();
+        };
+        apply("proxied", &[("http_proxy", &proxy_url)]);
+        let tunnels = proxy.log.lock().unwrap().clone();
+        let target = format!("CONNECT 127.0.0.1:{} ", index.port);
+        assert!(!tunnels.is_empty(), "nothing went through the proxy");
+        assert!(
+            tunnels.iter().all(|l| l.starts_with(&target)),
+            "{tunnels:?}"
+        );
+        assert_eq!(index.file_requests().len(), 2);
+
+        proxy.log.lock().unwrap().clear();
+        apply(
+            "direct",
+            &[("http_proxy", &proxy_url), ("no_proxy", "127.0.0.1")],
+        );
+        assert!(proxy.log.lock().unwrap().is_empty(), "no_proxy was ignored");
+        assert_eq!(index.file_requests().len(), 4);
+    });
+}

@@ -858,6 +858,86 @@ impl TestIndex {
     }
 }
 
+/// An HTTP proxy on loopback that tunnels `CONNECT host:port` (as a
+/// corporate proxy does for clients that tunnel), logging each target.
+pub struct TestProxy {
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl TestProxy {
+    pub fn start() -> TestProxy {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let (stop2, log2) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                let log = log2.clone();
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap_or(0);
+                    // The rest of the request's head.
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    log.lock().unwrap().push(line.trim().to_string());
+                    let mut parts = line.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+                        let mut c = conn;
+                        let _ = write!(
+                            c,
+                            "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
+                        );
+                        return;
+                    };
+                    let Ok(upstream) = std::net::TcpStream::connect(target) else {
+                        let mut c = conn;
+                        let _ = write!(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+                        return;
+                    };
+                    let mut c = conn;
+                    let _ = write!(c, "HTTP/1.1 200 Connection established\r\n\r\n");
+                    // Whatever the client sent after its head, then both ways.
+                    let buffered = reader.buffer().to_vec();
+                    let mut up = upstream.try_clone().unwrap();
+                    let _ = up.write_all(&buffered);
+                    let (mut from_client, mut to_up) =
+                        (c.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let t = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from_client, &mut to_up);
+                        let _ = to_up.shutdown(std::net::Shutdown::Write);
+                    });
+                    let mut from_up = upstream;
+                    let _ = std::io::copy(&mut from_up, &mut c);
+                    let _ = c.shutdown(std::net::Shutdown::Write);
+                    let _ = t.join();
+                });
+            }
+        });
+        TestProxy { port, log, stop }
+    }
+}
+
 /// The METADATA file inside a wheel.
 fn wheel_metadata(wheel: &Path) -> Option<String> {
     use std::io::Read;
