@@ -1202,16 +1202,17 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     let venv_cmd = venv_cmd.arg(b.gen_path.display().to_string());
     // `pip.conf` and the lock's lines first: pip reads the lines.
     write_venv_extras(b, host_gen)?;
+    // Files from an index are downloaded while `venv` makes the venv.
     let (way, downloaded) = match choose_way(b)? {
-        Route::Install(way) => (way, None),
-        Route::Download => {
-            let scratch = download_dir(host_gen);
-            let chosen = download(b, &scratch, reporter)?;
-            (Way::Native(chosen), Some(scratch))
-        }
+        Route::Install(way) => (Some(way), None),
+        Route::Download => (None, Some(download_dir(host_gen))),
     };
-    let (hashes, dists, tree_sha256) = match &way {
-        Way::Native(chosen) => {
+    let (hashes, dists, tree_sha256) = match way {
+        None | Some(Way::Native(_)) => {
+            let mut given = match way {
+                Some(Way::Native(chosen)) => Some(chosen),
+                _ => None,
+            };
             // The wheels unpack while `venv` makes the venv around them; the
             // byte-code compilers (the venv's interpreter) wait for it. The
             // directories both write into exist first: `venv` makes only
@@ -1224,12 +1225,6 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
             let interpreter = crate::steps::install::Gate::default();
             // The import check starts on what is compiled while the rest compiles.
             let check = crate::steps::imports::Check::new(venv_python(b), Some(&interpreter));
-            let watch = ImportAsCompiled {
-                b,
-                site: crate::sys::layout::venv_site(host_gen, major, minor),
-                chosen,
-                check: &check,
-            };
             std::thread::scope(|s| -> Result<_> {
                 // On every way out, the check's workers stop.
                 let _stops = crate::steps::imports::Abandons(&check);
@@ -1247,6 +1242,19 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     opens.1 = r.is_ok();
                     (r, lines)
                 });
+                let chosen = match (given.take(), downloaded.as_deref()) {
+                    (Some(chosen), _) => chosen,
+                    (None, Some(scratch)) => download(b, scratch, reporter)?,
+                    (None, None) => {
+                        return Err(Error::Internal("no wheels and no download".into()))
+                    }
+                };
+                let watch = ImportAsCompiled {
+                    b,
+                    site: crate::sys::layout::venv_site(host_gen, major, minor),
+                    chosen: &chosen,
+                    check: &check,
+                };
                 let imported = s.spawn(|| check.run());
                 let from = if downloaded.is_some() {
                     "from the downloaded wheels"
@@ -1254,7 +1262,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     "offline from the wheelhouse"
                 };
                 let hashes =
-                    install_native(b, host_gen, chosen, from, &interpreter, &watch, reporter);
+                    install_native(b, host_gen, &chosen, from, &interpreter, &watch, reporter);
                 // Everything is compiled (or never will be): what waits now, never goes.
                 check.close();
                 let (made, lines) = venv
@@ -1285,13 +1293,13 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 Ok((hashes, checked?, tree_sha256?))
             })?
         }
-        Way::Pip(why) => {
+        Some(Way::Pip(why)) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
             if let Some(dir) = downloaded.as_ref().filter(|d| d.exists()) {
                 crate::sys::fsutil::remove_dirs(dir)?;
             }
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
-            let hashes = install_pip(b, host_gen, why, reporter)?;
+            let hashes = install_pip(b, host_gen, &why, reporter)?;
             let (checked, tree_sha256) =
                 check_and_hash(b, host_gen, import_now(b), Default::default, reporter);
             (hashes, checked?, tree_sha256?)
