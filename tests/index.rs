@@ -306,20 +306,7 @@ fn the_download_cache_downloads_each_file_once_and_heals() {
             run
         };
         let downloaded = || {
-            let mut files: Vec<String> = index
-                .file_requests()
-                .iter()
-                .map(|l| {
-                    l.split("/files/")
-                        .nth(1)
-                        .unwrap_or("")
-                        .split('-')
-                        .next()
-                        .unwrap_or("")
-                        .to_lowercase()
-                })
-                .collect();
-            files.sort();
+            let files = index.downloaded_projects();
             index.clear_log();
             files
         };

@@ -685,6 +685,23 @@ impl TestIndex {
             .collect()
     }
 
+    /// The projects whose files were requested (lowercase, sorted).
+    pub fn downloaded_projects(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .file_requests()
+            .iter()
+            .map(|l| {
+                l.split("/files/")
+                    .nth(1)
+                    .and_then(|f| f.split('-').next())
+                    .unwrap_or("")
+                    .to_lowercase()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn clear_log(&self) {
         self.log.lock().unwrap().clear();
     }
