@@ -98,7 +98,6 @@ pub fn run(cli: Cli) -> Result<()> {
             let host_env: Vec<(String, String)> = std::env::vars().collect();
             let mut sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
             sources.cache = settings::cache_dir(cache.cache_dir, cache.no_cache, &host_env);
-            read_index_requires(&profile, &mut sources, &host_env, &reporter);
             let request = apply::Request {
                 profile: &profile,
                 target: &target,
@@ -157,12 +156,6 @@ pub fn run(cli: Cli) -> Result<()> {
             let host_env: Vec<(String, String)> = std::env::vars().collect();
             let mut sources = settings::Sources::resolve(&profile, wheelhouse, bundle, cert)?;
             sources.cache = settings::cache_dir(cache.cache_dir, cache.no_cache, &host_env);
-            read_index_requires(
-                &profile,
-                &mut sources,
-                &host_env,
-                &Reporter::new(report::Progress::Quiet),
-            );
             let header = sources
                 .bundle
                 .as_deref()
@@ -172,6 +165,15 @@ pub fn run(cli: Cli) -> Result<()> {
             plan::adopt(&mut observed, adopt);
             plan::hand_over(&mut observed, take_over.as_deref(), &profile.venv.path)?;
             let mut plan = plan::make(&profile, &target, &observed, &sources)?;
+            // As apply does: the index's metadata only when something is to change.
+            if !plan.noop {
+                let warn = Reporter::new(report::Progress::Quiet);
+                if let Some(enriched) =
+                    index::with_plan_requires(&profile, &sources, &host_env, |n| warn.warn(n))
+                {
+                    plan = plan::make(&profile, &target, &observed, &enriched)?;
+                }
+            }
             if let (Some(file), Some(header)) = (&sources.bundle, &header) {
                 plan.bundle = Some(plan::bundle_verdict(file, header, &plan));
             }
@@ -434,21 +436,6 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
     s.push('\n');
     s
-}
-
-/// The index's PEP 658 metadata for the plan's conflict check (see
-/// [`index::plan_requires`]); what cannot be read is a warning, not an error.
-fn read_index_requires(
-    profile: &profile::Profile,
-    sources: &mut settings::Sources,
-    host_env: &[(String, String)],
-    reporter: &Reporter,
-) {
-    let (requires, note) = index::plan_requires(profile, sources, host_env);
-    if let Some(note) = note {
-        reporter.warn(&note);
-    }
-    sources.index_requires = requires;
 }
 
 fn print_stdout(text: &str) {

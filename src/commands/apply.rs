@@ -111,9 +111,20 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         }
         Ok(o)
     };
-    let sources = req.sources;
     let mut observed = observe(ask_apt)?;
-    let mut plan = plan::make(profile, target, &observed, sources)?;
+    let mut plan = plan::make(profile, target, &observed, req.sources)?;
+    // Unless nothing is to change: the index's metadata for the conflict
+    // check (on this host), and the plan again with it.
+    let enriched = match plan.noop {
+        true => None,
+        false => crate::index::with_plan_requires(profile, req.sources, &req.host_env, |n| {
+            reporter.warn(n)
+        }),
+    };
+    let sources = enriched.as_ref().unwrap_or(req.sources);
+    if enriched.is_some() {
+        plan = plan::make(profile, target, &observed, sources)?;
+    }
     let previous = match &observed.link {
         crate::generation::store::Link::Generation(g) => Some(g.clone()),
         _ => None,

@@ -12,6 +12,25 @@ use super::{masked, Index, IndexError, Store, Want};
 /// name → (version, `Requires-Dist` lines).
 pub type Requires = std::collections::BTreeMap<String, (String, Vec<String>)>;
 
+/// `sources` with what [`plan_requires`] reads, when it reads (or fails to
+/// read) anything; `warn` gets the note. Callers plan first and ask only
+/// when that plan is not a no-op: an up-to-date target costs no network.
+pub fn with_plan_requires(
+    profile: &crate::input::profile::Profile,
+    sources: &crate::input::settings::Sources,
+    host_env: &[(String, String)],
+    warn: impl Fn(&str),
+) -> Option<crate::input::settings::Sources> {
+    let (requires, note) = plan_requires(profile, sources, host_env);
+    if let Some(note) = &note {
+        warn(note);
+    }
+    (!requires.is_empty() || note.is_some()).then(|| crate::input::settings::Sources {
+        index_requires: requires,
+        ..sources.clone()
+    })
+}
+
 /// What the plan's conflict check needs from the index, read before
 /// planning: the `Requires-Dist` of the lock's pinned versions whose wheels
 /// are not at hand (no wheelhouse, no bundle, no lock `path`), when the

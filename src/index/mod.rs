@@ -12,7 +12,7 @@ pub mod http;
 pub mod metadata;
 pub mod simple;
 
-pub use metadata::plan_requires;
+pub use metadata::with_plan_requires;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -176,6 +176,15 @@ pub struct Index {
 }
 
 impl Index {
+    /// The folder of this build's downloads when the cache is off (the
+    /// caller removes it before the generation is hashed).
+    pub fn scratch(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Scratch(dir) => Some(dir),
+            Store::Cache(_) => None,
+        }
+    }
+
     /// The profile's index (`[index] url`, else PyPI, then `extra_urls`),
     /// its credentials (the profile's variables, else `~/.netrc`), the CA
     /// bundle and the cache of `sources`; `scratch` holds downloads when

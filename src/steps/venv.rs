@@ -467,7 +467,7 @@ pub fn install_system(s: &SystemInstall, reporter: &mut Reporter) -> Result<()> 
 const DISK_FULL: &str = "the disk holding the venv is full; free space (old generations: `venvbake gc`) and apply again; the partial generation was removed";
 
 /// The hint for a failed `pip install`, from what pip printed.
-pub fn pip_hint(e: &crate::sys::exec::CommandError, offline: bool) -> &'static str {
+fn pip_hint(e: &crate::sys::exec::CommandError, offline: bool) -> &'static str {
     if e.mentions("No space left on device") {
         DISK_FULL
     } else if e.mentions("THESE PACKAGES DO NOT MATCH THE HASHES") {
@@ -584,10 +584,7 @@ fn choose_way(b: &Build) -> Result<Route> {
     }
     match (b.route.kind, b.wheelhouse) {
         (RouteKind::Pip, _) => Ok(Route::Install(Way::Pip(b.route.reason.clone()))),
-        (RouteKind::Native, Some(wheelhouse)) => {
-            native_from(b, Some(wheelhouse), true).map(Route::Install)
-        }
-        (RouteKind::Native, None) => native_from(b, None, true).map(Route::Install),
+        (RouteKind::Native, wheelhouse) => native_from(b, wheelhouse).map(Route::Install),
         (RouteKind::Download, None) => Ok(Route::Download),
         (kind, _) => Err(Error::Internal(format!(
             "the planned route `{kind:?}` does not fit this build"
@@ -607,12 +604,11 @@ fn venv_requirements<'b>(b: &'b Build) -> Vec<&'b crate::input::requirements::Re
         .collect()
 }
 
-/// The native installer with the wheels of `wheelhouse` (a host path). When
-/// a requirement has no wheel that fits, pip builds it if `allow_sdist`
-/// permits; else the build stops, with the `fetch` hint when `filled_by_user`
-/// (files downloaded from an index go to pip instead, which may accept a
-/// wheel the native installer does not).
-fn native_from(b: &Build, wheelhouse: Option<&Path>, filled_by_user: bool) -> Result<Way> {
+/// The native installer with the wheels of `wheelhouse` (a host path), or
+/// of the lock's `path`s without one. When a requirement has no wheel that
+/// fits, pip builds it if `allow_sdist` permits; else the build stops, with
+/// the `venvbake fetch` hint.
+fn native_from(b: &Build, wheelhouse: Option<&Path>) -> Result<Way> {
     let Some(interp) = b.probe.interp() else {
         return Ok(Way::Pip(
             "the native installer serves CPython on glibc Linux".into(),
@@ -641,11 +637,6 @@ fn native_from(b: &Build, wheelhouse: Option<&Path>, filled_by_user: bool) -> Re
         Ok(c) => c,
         Err(e) if b.profile.venv.allow_sdist => {
             return Ok(Way::Pip(format!("{e}; `allow_sdist` lets pip build it")));
-        }
-        Err(e) if !filled_by_user => {
-            return Ok(Way::Pip(format!(
-                "{e} among the files pip downloaded; pip installs from the index instead"
-            )));
         }
         Err(e) => {
             let hint = format!(
@@ -697,21 +688,11 @@ fn add_ensurepip(b: &Build, chosen: &mut Vec<crate::steps::install::Chosen>) {
     }
 }
 
-/// Where [`download`] puts the wheels when the cache is off: inside the
-/// new generation (a host path), so a killed build's files go with it.
-fn download_dir(host_gen: &Path) -> PathBuf {
-    host_gen.join(".venvbake/download")
-}
-
 /// Fetch the venv's share of the lock from the index with venvbake's own
 /// client (on the build host; the cache first), each file the best fit for
 /// this interpreter among those the lock allows, checked against the
 /// lock's sha256 and size. The chosen wheels, for the native installer.
-fn download(
-    b: &Build,
-    scratch: &Path,
-    reporter: &mut Reporter,
-) -> Result<Vec<crate::steps::install::Chosen>> {
+fn download(b: &Build, reporter: &mut Reporter) -> Result<Vec<crate::steps::install::Chosen>> {
     let Some(interp) = b.probe.interp() else {
         return Err(Error::Internal(
             "the download route needs CPython on glibc Linux".into(),
@@ -725,7 +706,7 @@ fn download(
         .iter()
         .map(|r| crate::index::Want::for_requirement(r))
         .collect();
-    if matches!(index.store, crate::index::Store::Scratch(_)) {
+    if let Some(scratch) = index.scratch() {
         crate::sys::fsutil::create_dirs(scratch)?;
     }
     let supported = crate::steps::tags::supported(&interp);
@@ -1203,9 +1184,9 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     // `pip.conf` and the lock's lines first: pip reads the lines.
     write_venv_extras(b, host_gen)?;
     // Files from an index are downloaded while `venv` makes the venv.
-    let (way, downloaded) = match choose_way(b)? {
-        Route::Install(way) => (Some(way), None),
-        Route::Download => (None, Some(download_dir(host_gen))),
+    let way = match choose_way(b)? {
+        Route::Install(way) => Some(way),
+        Route::Download => None,
     };
     let (hashes, dists, tree_sha256) = match way {
         None | Some(Way::Native(_)) => {
@@ -1242,12 +1223,10 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     opens.1 = r.is_ok();
                     (r, lines)
                 });
-                let chosen = match (given.take(), downloaded.as_deref()) {
-                    (Some(chosen), _) => chosen,
-                    (None, Some(scratch)) => download(b, scratch, reporter)?,
-                    (None, None) => {
-                        return Err(Error::Internal("no wheels and no download".into()))
-                    }
+                let from_index = given.is_none();
+                let chosen = match given.take() {
+                    Some(chosen) => chosen,
+                    None => download(b, reporter)?,
                 };
                 let watch = ImportAsCompiled {
                     b,
@@ -1256,7 +1235,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     check: &check,
                 };
                 let imported = s.spawn(|| check.run());
-                let from = if downloaded.is_some() {
+                let from = if from_index {
                     "from the downloaded wheels"
                 } else {
                     "offline from the wheelhouse"
@@ -1275,7 +1254,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 made.map_err(venv_error)?;
                 let hashes = hashes?;
                 // Downloads without a cache went to the generation: not part of the venv.
-                if let Some(dir) = downloaded.as_ref().filter(|d| d.exists()) {
+                if let Some(dir) = b.index.and_then(|i| i.scratch()).filter(|d| d.exists()) {
                     crate::sys::fsutil::remove_dirs(dir)?;
                 }
                 let (checked, tree_sha256) = check_and_hash(
@@ -1295,9 +1274,6 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
         }
         Some(Way::Pip(why)) => {
             reporter.step(format!("venv: create {}", b.gen_path.display()));
-            if let Some(dir) = downloaded.as_ref().filter(|d| d.exists()) {
-                crate::sys::fsutil::remove_dirs(dir)?;
-            }
             exec::run(&venv_cmd, 0, &mut |l| reporter.output(l)).map_err(venv_error)?;
             let hashes = install_pip(b, host_gen, &why, reporter)?;
             let (checked, tree_sha256) =
