@@ -448,3 +448,78 @@ fn downloads_go_through_the_proxy_unless_no_proxy_names_the_host() {
         assert_eq!(index.file_requests().len(), 4);
     });
 }
+
+/// Wheels are installed as they arrive: while one download is held back
+/// halfway through its file, the wheels already downloaded are unpacked in
+/// the new generation (before, every download had to finish first); the
+/// build completes once the last file arrives, and the venv imports all.
+#[test]
+fn wheels_are_installed_while_another_still_downloads() {
+    with_tree("bookworm", |tree| {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TestIndex::start(&[("markupsafe", Misbehave::Hold)], None);
+        let p = index_profile(
+            dir.path(),
+            "small",
+            "/opt/venvs/small",
+            &small_lock(),
+            &index.url(),
+            "",
+        );
+        let cache = dir.path().join("cache");
+        let generations = tree.path("/opt/venvs/small.generations");
+        let unpacked = |name: &str| {
+            files_under(&generations)
+                .iter()
+                .any(|f| f.ends_with(name) && f.to_string_lossy().contains("site-packages"))
+        };
+        let (seen, run) = std::thread::scope(|s| {
+            let apply = s.spawn(|| {
+                tree.apply_from(&p, &[], &[("VENVBAKE_CACHE_DIR", cache.to_str().unwrap())])
+            });
+            // Until six and jmespath are unpacked, markupsafe's file still
+            // held (or the apply ended without them, or a minute passed).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let seen = loop {
+                if unpacked("six.py") && unpacked("jmespath/__init__.py") {
+                    break true;
+                }
+                if apply.is_finished() || std::time::Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let markupsafe_complete = unpacked("markupsafe/__init__.py");
+            index.release();
+            (seen && !markupsafe_complete, apply.join().unwrap())
+        });
+        assert!(
+            seen,
+            "six and jmespath were not unpacked while markupsafe's download was held:\n{}",
+            run.stderr
+        );
+        run.expect_code(0);
+        run.expect_stderr("each wheel is installed as it arrives");
+        run.expect_stderr("venv: 3 wheel(s): 0 from the cache, 3 downloaded");
+        tree.run(&[
+            "/opt/venvs/small/bin/python",
+            "-c",
+            "import six, jmespath, markupsafe",
+        ])
+        .ok();
+        assert_eq!(
+            index.downloaded_projects(),
+            ["jmespath", "markupsafe", "six"],
+            "{:?}",
+            index.file_requests()
+        );
+        // Each page once: looked up ahead (while the interpreter was
+        // probed), then taken by the download, not asked for again.
+        assert_eq!(
+            index.page_requests().len(),
+            3,
+            "{:?}",
+            index.page_requests()
+        );
+    });
+}

@@ -311,21 +311,36 @@ impl Index {
         rank: &(dyn Fn(&str) -> Option<usize> + Sync),
         progress: &dyn Progress,
     ) -> Result<Vec<Got>, IndexError> {
+        self.fetch_each(wants, rank, progress, &|_, _| true)
+    }
+
+    /// [`Index::fetch`], handing each file to `ready` (with its index in
+    /// `wants`) as soon as it is at hand, in whatever order they finish; no
+    /// new transfer starts once `ready` answers false (the receiver gave up).
+    pub fn fetch_each(
+        &self,
+        wants: &[Want],
+        rank: &(dyn Fn(&str) -> Option<usize> + Sync),
+        progress: &dyn Progress,
+        ready: &(dyn Fn(usize, &Got) -> bool + Sync),
+    ) -> Result<Vec<Got>, IndexError> {
+        use std::sync::atomic::Ordering::SeqCst;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Result<Got, IndexError>>>> =
             Mutex::new((0..wants.len()).map(|_| None).collect());
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             for _ in 0..wants.len().min(8) {
                 s.spawn(|| loop {
-                    if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if stop.load(SeqCst) {
                         break;
                     }
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let i = next.fetch_add(1, SeqCst);
                     let Some(want) = wants.get(i) else { break };
                     let got = self.one(want, rank, progress);
-                    if got.is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    match &got {
+                        Ok(g) if ready(i, g) => {}
+                        _ => stop.store(true, SeqCst),
                     }
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(got);
@@ -334,7 +349,8 @@ impl Index {
             }
         });
         let all = results.into_inner().unwrap_or_default();
-        // The first failure in the lock's order, else every file.
+        // The first failure in the lock's order, else every file (all of
+        // them unless the receiver gave up).
         let mut out = Vec::new();
         for r in all.into_iter().flatten() {
             out.push(r?);

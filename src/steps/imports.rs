@@ -19,7 +19,6 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 
-use crate::steps::install::Gate;
 use crate::sys::exec::{self, Cmd};
 
 /// Imports each module named on its own line of stdin, reports an import
@@ -46,6 +45,39 @@ sys.stdout.flush()
 sys.stderr.flush()
 os._exit(1 if bad else 0)
 "#;
+
+/// Opened once, waited on by many: whether something is ready (`true`) or
+/// will never be (`false`).
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub fn open(&self, ok: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Some(ok);
+        }
+        self.opened.notify_all();
+    }
+
+    /// Wait until opened; what it was opened with.
+    pub fn wait(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        loop {
+            if let Some(ok) = *s {
+                return ok;
+            }
+            s = match self.opened.wait(s) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+    }
+}
 
 /// How many interpreters work before [`Check::close`]; the rest start after
 /// it. With the compilers on every core, a second interpreter made the

@@ -1,18 +1,20 @@
-//! The native installer: the lock's wheels from a local wheelhouse into a
-//! venv made `--without-pip`, without pip's resolver or its start-up.
+//! The native installer: the lock's wheels, from a local wheelhouse or from
+//! the index client as each download finishes, into a venv made
+//! `--without-pip`, without pip's resolver or its start-up.
 //!
 //! The lock is complete and pinned, so there is nothing to resolve: for each
 //! venv-bound requirement [`select`] picks the wheelhouse file of that name
 //! and version with the best tag the target's CPython accepts
-//! ([`crate::steps::tags`]). [`install`] then, on every core, checks each file's
-//! sha256 against the lock and unpacks it ([`crate::steps::wheel`]); compiles the
-//! byte-code with the target's own interpreter in parallel processes
-//! (checked-hash `.pyc` files, fixed `PYTHONHASHSEED`: the same bytes on
-//! every build); and writes each distribution's `RECORD` with the `.pyc`
-//! files in it, as pip does. pip itself (the wheels the target's `ensurepip`
-//! would use) is installed the same way, so the venv still has a working
-//! `pip`. What this path cannot do (an index instead of a wheelhouse,
-//! source distributions) stays with pip; [`crate::steps::venv`] chooses.
+//! ([`crate::steps::tags`]; the index client picks the same way). [`install`]
+//! then, on every core and as each wheel arrives ([`Incoming`]), checks the
+//! file's sha256 against the lock and unpacks it ([`crate::steps::wheel`]);
+//! compiles the byte-code with the target's own interpreter in parallel
+//! processes (checked-hash `.pyc` files, fixed `PYTHONHASHSEED`: the same
+//! bytes on every build); and writes each distribution's `RECORD` with the
+//! `.pyc` files in it, as pip does. pip itself (the wheels the target's
+//! `ensurepip` would use) is installed the same way, so the venv still has
+//! a working `pip`. What this path cannot do (source distributions) stays
+//! with pip; [`crate::steps::venv`] chooses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +119,10 @@ pub enum InstallError {
     Wheel(#[from] WheelError),
     #[error("compiling byte-code failed")]
     Compile(#[source] Box<exec::CommandError>),
+    /// The sender closed [`Incoming`] early (a download failed: its own
+    /// error is the one to tell).
+    #[error("only {arrived} of {expected} wheels arrived")]
+    Missing { arrived: usize, expected: usize },
 }
 
 /// One wheel to install.
@@ -222,43 +228,11 @@ pub struct Job<'a> {
     /// `sys.implementation.cache_tag` (`cpython-311`).
     pub cache_tag: &'a str,
     pub threads: usize,
-    /// Opens when the venv's interpreter (`bin/python`, which compiles the
-    /// byte-code) is there: the venv may still be being made while the
-    /// wheels unpack.
-    pub interpreter: &'a Gate,
-}
-
-/// Opened once, waited on by many: whether something is ready (`true`) or
-/// will never be (`false`).
-#[derive(Debug, Default)]
-pub struct Gate {
-    state: Mutex<Option<bool>>,
-    opened: std::sync::Condvar,
-}
-
-impl Gate {
-    pub fn open(&self, ok: bool) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = Some(ok);
-        }
-        self.opened.notify_all();
-    }
-
-    /// Wait until opened; what it was opened with.
-    pub fn wait(&self) -> bool {
-        let Ok(mut s) = self.state.lock() else {
-            return false;
-        };
-        loop {
-            if let Some(ok) = *s {
-                return ok;
-            }
-            s = match self.opened.wait(s) {
-                Ok(s) => s,
-                Err(_) => return false,
-            };
-        }
-    }
+    /// The interpreter that compiles the byte-code (target path): the base
+    /// interpreter the venv is made from, the same binary as the venv's
+    /// `bin/python`. The compilers need only its standard library (`-I -S`),
+    /// so they start at once instead of waiting for `venv` to make the venv.
+    pub compiler: &'a Path,
 }
 
 /// What [`install`] did, for the log.
@@ -296,50 +270,134 @@ pub trait Watch: Sync {
     fn compiled(&self, _i: usize) {}
 }
 
-/// Check, unpack, compile and record every wheel of `wheels`. Returns the
-/// sha256 (hex) of each distribution's file, by name, and what was done.
+/// The wheels to install, as they become ready: all at once (a wheelhouse,
+/// the cache) or one by one as their downloads finish, so unpacking starts
+/// with the first file instead of after the last. Each wheel has a slot
+/// (its index, fixed before anything arrives: the lock's order, then the
+/// target's own pip wheels); the unpackers take the biggest ready wheel first.
+#[derive(Debug)]
+pub struct Incoming {
+    slots: usize,
+    queue: Mutex<Arrivals>,
+    signal: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Ready and not yet taken: (size, slot, wheel).
+    ready: Vec<(u64, usize, Chosen)>,
+    /// Nothing more will arrive: every slot came, or the rest never will.
+    closed: bool,
+    /// The install failed: nothing more is taken, and the sender may stop.
+    stopped: bool,
+}
+
+impl Incoming {
+    /// `slots` wheels, to arrive by [`Incoming::arrive`].
+    pub fn expect(slots: usize) -> Self {
+        Incoming {
+            slots,
+            queue: Mutex::new(Arrivals::default()),
+            signal: Condvar::new(),
+        }
+    }
+
+    /// Every wheel ready now, slot `i` being `wheels[i]`.
+    pub fn all(wheels: Vec<Chosen>) -> Self {
+        let incoming = Incoming::expect(wheels.len());
+        for (i, w) in wheels.into_iter().enumerate() {
+            incoming.arrive(i, w);
+        }
+        incoming.close();
+        incoming
+    }
+
+    /// Wheel `slot` is ready. Returns whether the install still wants
+    /// wheels (false once it failed: the sender may stop).
+    pub fn arrive(&self, slot: usize, wheel: Chosen) -> bool {
+        let size = std::fs::metadata(&wheel.file).map_or(0, |m| m.len());
+        let Ok(mut q) = self.queue.lock() else {
+            return false;
+        };
+        q.ready.push((size, slot, wheel));
+        self.signal.notify_all();
+        !q.stopped
+    }
+
+    /// No more wheels will arrive (all did, or the sender failed).
+    pub fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.closed = true;
+        }
+        self.signal.notify_all();
+    }
+
+    fn stop(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.stopped = true;
+        }
+        self.signal.notify_all();
+    }
+
+    /// The biggest ready wheel, waiting for one; None when none will come.
+    fn next(&self) -> Option<(usize, Chosen)> {
+        let mut q = self.queue.lock().ok()?;
+        loop {
+            if q.stopped {
+                return None;
+            }
+            // The biggest first (ties: the lower slot), so the last to
+            // finish is a small one.
+            let biggest = (q.ready.iter().enumerate())
+                .max_by_key(|(_, (size, slot, _))| (*size, std::cmp::Reverse(*slot)))
+                .map(|(k, _)| k);
+            if let Some(k) = biggest {
+                let (_, slot, w) = q.ready.swap_remove(k);
+                return Some((slot, w));
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.signal.wait(q).ok()?;
+        }
+    }
+}
+
+/// Check, unpack, compile and record every wheel of `incoming`, as each
+/// arrives. Returns the sha256 (hex) of each distribution's file, by name,
+/// and what was done.
 ///
-/// Unpacking runs on `job.threads` threads, largest wheel first; the
-/// compilers start at once and get each wheel's `.py` files as soon as it
-/// is unpacked, so byte-code compilation overlaps the unpacking. The
-/// smallest distributions compile first, so most are complete early.
+/// Unpacking runs on `job.threads` threads, the biggest ready wheel first;
+/// the compilers start at once and get each wheel's `.py` files as soon as
+/// it is unpacked, so byte-code compilation overlaps the unpacking (and the
+/// downloads). The smallest distributions compile first, so most are
+/// complete early.
 pub fn install(
     job: &Job,
-    wheels: &[Chosen],
+    incoming: &Incoming,
     watch: &dyn Watch,
 ) -> Result<(BTreeMap<PackageName, String>, Stats), InstallError> {
     let started = std::time::Instant::now();
     let mut stats = Stats::default();
-    // Largest first, so the last file to finish is a small one.
-    let mut order: Vec<(u64, usize)> = wheels
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (std::fs::metadata(&w.file).map(|m| m.len()).unwrap_or(0), i))
-        .collect();
-    order.sort_by(|a, b| b.cmp(a));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Unpacked)>> = Mutex::new(Vec::new());
+    let slots = incoming.slots;
+    let results: Mutex<Vec<(usize, PackageName, Unpacked)>> = Mutex::new(Vec::new());
     let compilers = job.threads.max(1);
-    let shared = Shared::new(compilers, wheels.len());
+    let shared = Shared::new(compilers, slots);
     let compiled_rows = std::thread::scope(|s| -> Result<Vec<Compiled>, InstallError> {
         let compilers = Compilers::start(s, job, compilers, &shared, watch)?;
         std::thread::scope(|u| {
-            for _ in 0..job.threads.clamp(1, wheels.len().max(1)) {
-                u.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&(_, i)) = order.get(k) else { break };
-                    let r = unpack(job, &wheels[i]);
-                    match &r {
-                        Ok((inst, _)) => compilers.send(job, i, inst),
-                        // Stop handing out work; the generation is removed anyway.
-                        Err(_) => next.store(order.len(), Ordering::SeqCst),
-                    }
-                    let failed = r.is_err();
-                    if let Ok(mut v) = results.lock() {
-                        v.push((i, r));
-                    }
-                    if failed {
-                        break;
+            for _ in 0..job.threads.clamp(1, slots.max(1)) {
+                u.spawn(|| {
+                    while let Some((i, wheel)) = incoming.next() {
+                        let r = unpack(job, &wheel);
+                        match &r {
+                            Ok((inst, _)) => compilers.send(job, i, inst),
+                            // Stop taking work; the generation is removed anyway.
+                            Err(_) => incoming.stop(),
+                        }
+                        if let Ok(mut v) = results.lock() {
+                            v.push((i, wheel.name, r));
+                        }
                     }
                 });
             }
@@ -347,21 +405,27 @@ pub fn install(
         stats.unpack_s = started.elapsed().as_secs_f64();
         let all_unpacked = results
             .lock()
-            .is_ok_and(|v| v.len() == wheels.len() && v.iter().all(|(_, r)| r.is_ok()));
+            .is_ok_and(|v| v.len() == slots && v.iter().all(|(_, _, r)| r.is_ok()));
         if all_unpacked {
             watch.unpacked();
         }
         compilers.finish()
     });
     let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by_key(|(i, _)| *i);
+    results.sort_by_key(|(i, _, _)| *i);
     let mut installed = Vec::new();
     let mut hashes = BTreeMap::new();
     // An unpacking error explains more than what it made the compilers do.
-    for (i, r) in results {
+    for (i, name, r) in results {
         let (inst, sha) = r?;
-        hashes.insert(wheels[i].name.clone(), sha);
+        hashes.insert(name, sha);
         installed.push((i, inst));
+    }
+    if installed.len() < slots {
+        return Err(InstallError::Missing {
+            arrived: installed.len(),
+            expected: slots,
+        });
     }
     let mut compiled: BTreeMap<usize, Vec<(PathBuf, String, u64)>> = BTreeMap::new();
     for (i, pyc, hash, size) in compiled_rows? {
@@ -486,7 +550,7 @@ struct Work {
     gone: Vec<bool>,
 }
 
-/// The byte-code compilers: one target interpreter (the venv's) per
+/// The byte-code compilers: one target interpreter ([`Job::compiler`]) per
 /// thread, each reading NUL-ended target paths from a pipe ([`COMPILE`]).
 /// A feeder thread per compiler writes the most urgent queued modules to it,
 /// at most [`IN_FLIGHT`] ahead of its answers, so whichever compiler is free
@@ -509,7 +573,7 @@ impl<'scope> Compilers<'scope> {
         watch: &'scope dyn Watch,
     ) -> Result<Self, InstallError> {
         let (work, left) = (&shared.work, &shared.left[..]);
-        let python = job.gen_path.join("bin/python").display().to_string();
+        let python = job.compiler.display().to_string();
         let mut runs = Vec::new();
         for k in 0..n {
             let (input, pipe) = std::io::pipe().map_err(|source| WheelError::Io {
@@ -524,31 +588,24 @@ impl<'scope> Compilers<'scope> {
                 .args(["-I", "-S", "-c", COMPILE])
                 .arg(job.gen_path.display().to_string())
                 .arg(job.shown_path.display().to_string());
-            let gate = job.interpreter;
             runs.push(s.spawn(move || {
                 let mut done = Vec::new();
-                let r = if gate.wait() {
-                    exec::run_fed(&cmd, input, 0, &mut |line| {
-                        let Some(answer) = line.strip_prefix(PYC_LINE) else {
-                            return;
-                        };
-                        let Some((i, pyc)) = answered(work, k) else {
-                            return;
-                        };
-                        if let Some((hash, size)) = answer.split_once(' ') {
-                            if let Ok(size) = size.parse() {
-                                done.push((i, pyc, hash.to_string(), size));
-                            }
+                let r = exec::run_fed(&cmd, input, 0, &mut |line| {
+                    let Some(answer) = line.strip_prefix(PYC_LINE) else {
+                        return;
+                    };
+                    let Some((i, pyc)) = answered(work, k) else {
+                        return;
+                    };
+                    if let Some((hash, size)) = answer.split_once(' ') {
+                        if let Ok(size) = size.parse() {
+                            done.push((i, pyc, hash.to_string(), size));
                         }
-                        if left[i].fetch_sub(1, Ordering::SeqCst) == 1 {
-                            watch.compiled(i);
-                        }
-                    })
-                } else {
-                    // The venv was not made: its own error says why.
-                    let why = std::io::Error::other("the venv's interpreter is missing");
-                    Err(not_started(&cmd, why))
-                };
+                    }
+                    if left[i].fetch_sub(1, Ordering::SeqCst) == 1 {
+                        watch.compiled(i);
+                    }
+                });
                 if let Ok(mut w) = work.0.lock() {
                     w.gone[k] = true;
                 }
@@ -628,17 +685,6 @@ fn answered(work: &(Mutex<Work>, Condvar), k: usize) -> Option<(usize, PathBuf)>
     let front = work.0.lock().ok()?.sent[k].pop_front();
     work.1.notify_all();
     front
-}
-
-/// The error of a command that was never started.
-fn not_started(cmd: &Cmd, why: std::io::Error) -> exec::CommandError {
-    exec::CommandError {
-        command: cmd.display(),
-        status: None,
-        spawn: Some(why),
-        tail: vec![],
-        recent: vec![],
-    }
 }
 
 /// Feed compiler `k`: whenever it has room, write the most urgent queued

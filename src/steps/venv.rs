@@ -688,76 +688,127 @@ fn add_ensurepip(b: &Build, chosen: &mut Vec<crate::steps::install::Chosen>) {
     }
 }
 
-/// Fetch the venv's share of the lock from the index with venvbake's own
+/// The venv's share of the lock from the index, fetched with venvbake's own
 /// client (on the build host; the cache first), each file the best fit for
-/// this interpreter among those the lock allows, checked against the
-/// lock's sha256 and size. The chosen wheels, for the native installer.
-fn download(b: &Build, reporter: &mut Reporter) -> Result<Vec<crate::steps::install::Chosen>> {
-    let Some(interp) = b.probe.interp() else {
-        return Err(Error::Internal(
-            "the download route needs CPython on glibc Linux".into(),
-        ));
-    };
-    let index = b
-        .index
-        .ok_or_else(|| Error::Internal("the download route has no index client".into()))?;
-    let reqs = venv_requirements(b);
-    let wants: Vec<crate::index::Want> = reqs
-        .iter()
-        .map(|r| crate::index::Want::for_requirement(r))
-        .collect();
-    if let Some(scratch) = index.scratch() {
-        crate::sys::fsutil::create_dirs(scratch)?;
-    }
-    let supported = crate::steps::tags::supported(&interp);
-    let rank = |filename: &str| {
-        crate::steps::tags::WheelName::parse(filename)
-            .and_then(|w| crate::steps::tags::rank(&w, &supported))
-    };
-    let where_ = match &index.store {
-        crate::index::Store::Cache(c) => format!("cache {}", c.root().display()),
-        crate::index::Store::Scratch(_) => "no cache".to_string(),
-    };
-    reporter.step(format!(
-        "venv: fetch {} wheel(s) from {} ({where_})",
-        wants.len(),
-        crate::index::masked(&index.urls.join(", "))
-    ));
-    let started = std::time::Instant::now();
-    let got = {
-        let log = crate::index::LineLog::new(reporter, wants.len());
-        index.fetch(&wants, &rank, &log)?
-    };
-    let cached = got.iter().filter(|g| g.cached).count();
-    let bytes: u64 = got
-        .iter()
-        .filter(|g| !g.cached)
-        .filter_map(|g| std::fs::metadata(&g.file).ok().map(|m| m.len()))
-        .sum();
-    reporter.finish();
-    reporter.info(&format!(
-        "venv: {} wheel(s): {} from the cache, {} downloaded ({:.1} MB) in {:.2}s",
-        got.len(),
-        cached,
-        got.len() - cached,
-        bytes as f64 / 1e6,
-        started.elapsed().as_secs_f64()
-    ));
-    let mut chosen: Vec<crate::steps::install::Chosen> = reqs
-        .iter()
-        .zip(&got)
-        .map(|(r, g)| crate::steps::install::Chosen {
-            name: r.name.clone(),
-            file: g.file.clone(),
-            allowed: vec![g.sha256.clone()],
-            size: g.size,
-            requested: true,
-            from_lock: true,
-            requirement: r.text.clone(),
+/// this interpreter among those the lock allows, checked against the lock's
+/// sha256 and size, and handed to the native installer as it arrives.
+struct Downloads<'a> {
+    index: &'a crate::index::Index,
+    reqs: Vec<&'a crate::input::requirements::Requirement>,
+    wants: Vec<crate::index::Want>,
+    /// The wheel tags this interpreter accepts, best first.
+    supported: Vec<String>,
+    /// The target's own pip wheels, at hand (after the lock's slots).
+    extras: Vec<crate::steps::install::Chosen>,
+}
+
+impl<'a> Downloads<'a> {
+    fn new(b: &'a Build) -> Result<Self> {
+        let Some(interp) = b.probe.interp() else {
+            return Err(Error::Internal(
+                "the download route needs CPython on glibc Linux".into(),
+            ));
+        };
+        let index = b
+            .index
+            .ok_or_else(|| Error::Internal("the download route has no index client".into()))?;
+        let reqs = venv_requirements(b);
+        let wants = reqs
+            .iter()
+            .map(|r| crate::index::Want::for_requirement(r))
+            .collect();
+        if let Some(scratch) = index.scratch() {
+            crate::sys::fsutil::create_dirs(scratch)?;
+        }
+        let mut extras = Vec::new();
+        add_ensurepip(b, &mut extras);
+        extras.retain(|e| reqs.iter().all(|r| r.name != e.name));
+        Ok(Downloads {
+            index,
+            reqs,
+            wants,
+            supported: crate::steps::tags::supported(&interp),
+            extras,
         })
-        .collect();
-    add_ensurepip(b, &mut chosen);
-    Ok(chosen)
+    }
+
+    /// The installer's slots: the lock's requirements, then the extras.
+    fn names(&self) -> Vec<PackageName> {
+        (self.reqs.iter().map(|r| r.name.clone()))
+            .chain(self.extras.iter().map(|e| e.name.clone()))
+            .collect()
+    }
+
+    /// Where the files come from, for the log.
+    fn label(&self) -> String {
+        let store = match &self.index.store {
+            crate::index::Store::Cache(c) => format!("cache {}", c.root().display()),
+            crate::index::Store::Scratch(_) => "no cache".to_string(),
+        };
+        format!(
+            "{} wheel(s) from {} ({store})",
+            self.wants.len(),
+            crate::index::masked(&self.index.urls.join(", "))
+        )
+    }
+
+    /// Fetch every file, each into `incoming` as soon as it is at hand (the
+    /// extras first); `incoming` is closed however this ends.
+    fn fetch(
+        &self,
+        incoming: &crate::steps::install::Incoming,
+        progress: &dyn crate::index::Progress,
+    ) -> std::result::Result<Vec<crate::index::Got>, crate::index::IndexError> {
+        struct Closes<'i>(&'i crate::steps::install::Incoming);
+        impl Drop for Closes<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _closes = Closes(incoming);
+        let n = self.reqs.len();
+        for (k, e) in self.extras.iter().enumerate() {
+            incoming.arrive(n + k, e.clone());
+        }
+        let rank = |filename: &str| {
+            crate::steps::tags::WheelName::parse(filename)
+                .and_then(|w| crate::steps::tags::rank(&w, &self.supported))
+        };
+        self.index
+            .fetch_each(&self.wants, &rank, progress, &|i, got| {
+                let r = self.reqs[i];
+                incoming.arrive(
+                    i,
+                    crate::steps::install::Chosen {
+                        name: r.name.clone(),
+                        file: got.file.clone(),
+                        allowed: vec![got.sha256.clone()],
+                        size: got.size,
+                        requested: true,
+                        from_lock: true,
+                        requirement: r.text.clone(),
+                    },
+                )
+            })
+    }
+
+    /// What the fetch did, for the log.
+    fn summary(got: &[crate::index::Got], took: std::time::Duration) -> String {
+        let cached = got.iter().filter(|g| g.cached).count();
+        let bytes: u64 = got
+            .iter()
+            .filter(|g| !g.cached)
+            .filter_map(|g| std::fs::metadata(&g.file).ok().map(|m| m.len()))
+            .sum();
+        format!(
+            "venv: {} wheel(s): {} from the cache, {} downloaded ({:.1} MB) in {:.2}s",
+            got.len(),
+            cached,
+            got.len() - cached,
+            bytes as f64 / 1e6,
+            took.as_secs_f64()
+        )
+    }
 }
 
 /// Threads for the native installer: one per core, at most 16.
@@ -781,24 +832,15 @@ fn install_hint(e: &crate::steps::install::InstallError) -> String {
     }
 }
 
-/// Fill the generation with the native installer while `interpreter` opens
-/// when the venv is made; returns each distribution's file hash.
+/// Fill the generation with the native installer, each wheel as it
+/// arrives (while `venv` may still be making the venv around it); returns
+/// each distribution's file hash and what was done.
 fn install_native(
     b: &Build,
     host_gen: &Path,
-    chosen: &[crate::steps::install::Chosen],
-    from: &str,
-    interpreter: &crate::steps::install::Gate,
+    incoming: &crate::steps::install::Incoming,
     watch: &dyn crate::steps::install::Watch,
-    reporter: &mut Reporter,
-) -> Result<BTreeMap<PackageName, String>> {
-    let locked = chosen.iter().filter(|c| c.from_lock).count();
-    reporter.step(format!(
-        "venv: create {} and install {locked} pinned requirements {from} (native installer, {} wheels{})",
-        b.gen_path.display(),
-        chosen.len(),
-        if locked < chosen.len() { " with pip" } else { "" }
-    ));
+) -> Result<(BTreeMap<PackageName, String>, crate::steps::install::Stats)> {
     let (major, minor) = native_version(b);
     let site = crate::sys::layout::venv_site(host_gen, major, minor);
     let job = crate::steps::install::Job {
@@ -814,16 +856,13 @@ fn install_native(
         gen_path: &b.gen_path,
         shown_path: &b.profile.venv.path,
         cache_tag: &b.probe.cache_tag,
-        interpreter,
+        compiler: &b.profile.venv.python,
         threads: threads(),
     };
-    let (hashes, stats) =
-        crate::steps::install::install(&job, chosen, watch).map_err(|e| Error::Install {
-            hint: install_hint(&e),
-            source: Box::new(e),
-        })?;
-    reporter.info(&stats.summary());
-    Ok(hashes)
+    crate::steps::install::install(&job, incoming, watch).map_err(|e| Error::Install {
+        hint: install_hint(&e),
+        source: Box::new(e),
+    })
 }
 
 /// Fill the generation with pip (ensurepip first); returns each distribution's file hash.
@@ -1034,7 +1073,8 @@ fn check_generation(
 struct ImportAsCompiled<'a> {
     b: &'a Build<'a>,
     site: PathBuf,
-    chosen: &'a [crate::steps::install::Chosen],
+    /// The installer's slots, by name.
+    names: &'a [PackageName],
     check: &'a crate::steps::imports::Check<'a>,
 }
 
@@ -1045,7 +1085,7 @@ impl crate::steps::install::Watch for ImportAsCompiled<'_> {
         // What is missing is reported by the check after the install.
         let (checked, _) = to_check(self.b, &dists, &system);
         let groups = import_units(self.b, &checked, |d| {
-            self.chosen.iter().position(|c| c.name == d.normalized)
+            self.names.iter().position(|n| *n == d.normalized)
         });
         self.check.add(groups);
     }
@@ -1194,24 +1234,25 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 Some(Way::Native(chosen)) => Some(chosen),
                 _ => None,
             };
-            // The wheels unpack while `venv` makes the venv around them; the
-            // byte-code compilers (the venv's interpreter) wait for it. The
-            // directories both write into exist first: `venv` makes only
-            // what is missing, and would trip over one made meanwhile.
+            // The wheels unpack and compile (with the base interpreter)
+            // while `venv` makes the venv around them; the import check
+            // (the venv's interpreter) waits for it. The directories both
+            // write into exist first: `venv` makes only what is missing, and
+            // would trip over one made meanwhile.
             let (major, minor) = native_version(b);
             crate::sys::fsutil::create_dirs(&host_gen.join("bin"))?;
             crate::sys::fsutil::create_dirs(&crate::sys::layout::venv_site(
                 host_gen, major, minor,
             ))?;
-            let interpreter = crate::steps::install::Gate::default();
+            let interpreter = crate::steps::imports::Gate::default();
             // The import check starts on what is compiled while the rest compiles.
             let check = crate::steps::imports::Check::new(venv_python(b), Some(&interpreter));
             std::thread::scope(|s| -> Result<_> {
                 // On every way out, the check's workers stop.
                 let _stops = crate::steps::imports::Abandons(&check);
                 let venv = s.spawn(|| {
-                    // Opens the gate however this ends, so no compiler waits forever.
-                    struct Opens<'g>(&'g crate::steps::install::Gate, bool);
+                    // Opens the gate however this ends, so the check never waits forever.
+                    struct Opens<'g>(&'g crate::steps::imports::Gate, bool);
                     impl Drop for Opens<'_> {
                         fn drop(&mut self) {
                             self.0.open(self.1);
@@ -1223,25 +1264,71 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                     opens.1 = r.is_ok();
                     (r, lines)
                 });
-                let from_index = given.is_none();
-                let chosen = match given.take() {
-                    Some(chosen) => chosen,
-                    None => download(b, reporter)?,
+                // The wheelhouse's wheels are all at hand; an index's arrive
+                // as their downloads finish, and unpack as they arrive.
+                let downloads = match given {
+                    Some(_) => None,
+                    None => Some(Downloads::new(b)?),
+                };
+                let (names, locked, incoming, from) = match (given.take(), &downloads) {
+                    (Some(chosen), _) => (
+                        chosen.iter().map(|c| c.name.clone()).collect(),
+                        chosen.iter().filter(|c| c.from_lock).count(),
+                        crate::steps::install::Incoming::all(chosen),
+                        "offline from the wheelhouse",
+                    ),
+                    (None, Some(d)) => (
+                        d.names(),
+                        d.reqs.len(),
+                        crate::steps::install::Incoming::expect(d.names().len()),
+                        "from the downloaded wheels",
+                    ),
+                    (None, None) => unreachable!("downloads are planned without a wheelhouse"),
                 };
                 let watch = ImportAsCompiled {
                     b,
                     site: crate::sys::layout::venv_site(host_gen, major, minor),
-                    chosen: &chosen,
+                    names: &names,
                     check: &check,
                 };
                 let imported = s.spawn(|| check.run());
-                let from = if from_index {
-                    "from the downloaded wheels"
-                } else {
-                    "offline from the wheelhouse"
+                if let Some(d) = &downloads {
+                    reporter.info(&format!(
+                        "venv: fetch {}; each wheel is installed as it arrives",
+                        d.label()
+                    ));
+                }
+                reporter.step(format!(
+                    "venv: create {} and install {locked} pinned requirements {from} (native installer, {} wheels{})",
+                    b.gen_path.display(),
+                    names.len(),
+                    if locked < names.len() { " with pip" } else { "" }
+                ));
+                let installed = match &downloads {
+                    None => install_native(b, host_gen, &incoming, &watch),
+                    Some(d) => {
+                        let log = crate::index::LineLog::new(reporter, d.wants.len());
+                        let (installed, fetched) = std::thread::scope(|f| {
+                            let fetching = f.spawn(|| {
+                                let started = std::time::Instant::now();
+                                (d.fetch(&incoming, &log), started.elapsed())
+                            });
+                            let installed = install_native(b, host_gen, &incoming, &watch);
+                            (installed, fetching.join())
+                        });
+                        drop(log);
+                        // A download's error explains the install's (it
+                        // stopped for want of wheels).
+                        let (got, took) = fetched
+                            .map_err(|_| Error::Internal("the download thread failed".into()))?;
+                        reporter.info(&Downloads::summary(&got?, took));
+                        installed
+                    }
                 };
-                let hashes =
-                    install_native(b, host_gen, &chosen, from, &interpreter, &watch, reporter);
+                if let Ok((_, stats)) = &installed {
+                    reporter.info(&stats.summary());
+                }
+                let hashes = installed.map(|(hashes, _)| hashes);
                 // Everything is compiled (or never will be): what waits now, never goes.
                 check.close();
                 let (made, lines) = venv

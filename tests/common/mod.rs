@@ -640,6 +640,9 @@ pub enum Misbehave {
     Cut { every_time: bool },
     /// Redirects file requests to `http://localhost:PORT/files/...`.
     Redirect(u16),
+    /// Sends half of a file, then the rest only once the test calls
+    /// [`TestIndex::release`] (a download still under way).
+    Hold,
 }
 
 /// A PEP 503 index on loopback serving the test wheelhouse, each request on
@@ -650,6 +653,8 @@ pub struct TestIndex {
     pub port: u16,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Lets held files ([`Misbehave::Hold`]) finish.
+    released: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for TestIndex {
@@ -706,6 +711,12 @@ impl TestIndex {
         self.log.lock().unwrap().clear();
     }
 
+    /// Held files ([`Misbehave::Hold`]) are sent in full from now on.
+    pub fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn start(
         faults: &[(&'static str, Misbehave)],
         auth: Option<(&'static str, &'static str)>,
@@ -715,13 +726,14 @@ impl TestIndex {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let faults: Vec<(String, Misbehave)> = faults
             .iter()
             .map(|(n, m)| (n.to_string(), m.clone()))
             .collect();
-        let (stop2, log2) = (stop.clone(), log.clone());
+        let (stop2, log2, released2) = (stop.clone(), log.clone(), released.clone());
         let wh = wheelhouse();
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
@@ -732,12 +744,13 @@ impl TestIndex {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 };
-                let (log, seen, faults, wh, stop) = (
+                let (log, seen, faults, wh, stop, released) = (
                     log2.clone(),
                     seen.clone(),
                     faults.clone(),
                     wh.clone(),
                     stop2.clone(),
+                    released2.clone(),
                 );
                 std::thread::spawn(move || {
                     conn.set_nonblocking(false).unwrap();
@@ -861,6 +874,18 @@ impl TestIndex {
                                 let _ = write!(conn, "HTTP/1.1 302 Found\r\nLocation: http://localhost:{to}/files/{file}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                                 return;
                             }
+                            Some(Misbehave::Hold) => {
+                                let _ = conn.write_all(header(data.len()).as_bytes());
+                                let _ = conn.write_all(&data[..data.len() / 2]);
+                                let _ = conn.flush();
+                                while !released.load(std::sync::atomic::Ordering::SeqCst)
+                                    && !stop.load(std::sync::atomic::Ordering::SeqCst)
+                                {
+                                    std::thread::sleep(std::time::Duration::from_millis(20));
+                                }
+                                let _ = conn.write_all(&data[data.len() / 2..]);
+                                return;
+                            }
                             _ => {}
                         }
                         let _ = conn.write_all(header(data.len()).as_bytes());
@@ -871,7 +896,12 @@ impl TestIndex {
                 });
             }
         });
-        TestIndex { port, log, stop }
+        TestIndex {
+            port,
+            log,
+            stop,
+            released,
+        }
     }
 }
 
