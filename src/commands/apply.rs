@@ -210,6 +210,9 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         let (python, needs) = (profile.venv.python.clone(), needs(&plan));
         std::thread::spawn(move || crate::steps::venv::probe(&target, &env, &python, needs))
     });
+    // The index's pages of the venv's requirements are looked up meanwhile
+    // (and while apt works): the files are chosen once the probe is done.
+    let ahead = look_ahead(profile, req, &plan);
     crate::target::cloudinit::wait_if_needed(
         req.cloud_init_wait,
         target.is_tree(),
@@ -299,6 +302,7 @@ fn apply_inner(req: &Request, reporter: &mut Reporter) -> Result<Outcome> {
         plan: &plan,
         base_env: &base_env,
         creds: &creds,
+        ahead,
     };
     steps.system_pip(reporter)?;
     let record = steps.fill(&probe, bundle.as_ref(), early.take(), &observed, reporter)?;
@@ -396,11 +400,43 @@ pub fn bundle(
 
 /// What the steps after the plan share: the request, the plan, the clean
 /// environment of commands in the target and the index's credentials.
+/// When the plan downloads from the index: the pages of the venv's
+/// requirements, looked up from now on (see [`crate::index::Index::look_ahead`]).
+/// Markers are not evaluated yet (the interpreter has not been probed): a
+/// page no build takes is one request too many, nothing more.
+fn look_ahead(
+    profile: &crate::input::profile::Profile,
+    req: &Request,
+    plan: &Plan,
+) -> Option<std::sync::Arc<crate::index::Ahead>> {
+    let downloads = matches!(plan.venv.action, VenvAction::Build { .. })
+        && plan
+            .venv
+            .route
+            .as_ref()
+            .is_some_and(|r| r.kind == plan::RouteKind::Download);
+    if !downloads {
+        return None;
+    }
+    let wants = (plan.venv.served.iter())
+        .filter(|s| s.by == crate::decide::Choice::Venv)
+        .map(|s| crate::index::Want::for_requirement(&s.requirement))
+        .collect();
+    // A client that cannot be made here fails again, with its error, where
+    // the download needs it.
+    let index =
+        crate::index::Index::for_profile(profile, req.sources, &req.host_env, std::env::temp_dir())
+            .ok()?;
+    Some(index.look_ahead(wants))
+}
+
 struct Steps<'a> {
     req: &'a Request<'a>,
     plan: &'a Plan,
     base_env: &'a [(String, String)],
     creds: &'a crate::input::credentials::Credentials,
+    /// The index's pages, looked up while the interpreter was probed.
+    ahead: Option<std::sync::Arc<crate::index::Ahead>>,
 }
 
 impl Steps<'_> {
@@ -477,14 +513,20 @@ impl Steps<'_> {
                 })?;
                 // venvbake's own index client, on this host, for the download route.
                 let index = match route.kind {
-                    plan::RouteKind::Download => Some(crate::index::Index::for_profile(
-                        profile,
-                        req.sources,
-                        &req.host_env,
-                        target
-                            .host_path(&gens_dir.join(generation))
-                            .join(".venvbake/download"),
-                    )?),
+                    plan::RouteKind::Download => {
+                        let index = crate::index::Index::for_profile(
+                            profile,
+                            req.sources,
+                            &req.host_env,
+                            target
+                                .host_path(&gens_dir.join(generation))
+                                .join(".venvbake/download"),
+                        )?;
+                        Some(match &self.ahead {
+                            Some(ahead) => index.with_ahead(ahead.clone()),
+                            None => index,
+                        })
+                    }
                     _ => None,
                 };
                 let build = crate::steps::venv::Build {

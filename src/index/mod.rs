@@ -165,6 +165,8 @@ pub enum Store {
 
 pub struct Index {
     pub client: Client,
+    /// Pages looked up ahead of need ([`Index::look_ahead`]).
+    pub ahead: Option<std::sync::Arc<Ahead>>,
     /// The primary index, then `extra_urls`.
     pub urls: Vec<String>,
     pub store: Store,
@@ -247,10 +249,106 @@ impl Index {
         };
         Ok(Index {
             client,
+            ahead: None,
             urls,
             store,
             lock_urls: profile.index.url.is_none(),
         })
+    }
+
+    /// This index, taking the pages `ahead` holds (or will hold) instead
+    /// of asking for them again.
+    pub fn with_ahead(mut self, ahead: std::sync::Arc<Ahead>) -> Self {
+        self.ahead = Some(ahead);
+        self
+    }
+
+    /// Look up the pages of `wants` now, on threads of their own, and
+    /// return at once: the pages an [`Index`] `with_ahead` the answer takes
+    /// later. An image build probes the interpreter (and may run apt)
+    /// before it can choose files; a distant index answers meanwhile.
+    pub fn look_ahead(self, wants: Vec<Want>) -> std::sync::Arc<Ahead> {
+        let wants: Vec<Want> = wants
+            .into_iter()
+            .filter(|w| w.files.is_empty() || !self.lock_urls)
+            .collect();
+        let ahead = std::sync::Arc::new(Ahead::default());
+        if let Ok(mut pages) = ahead.pages.lock() {
+            pages.extend(wants.iter().map(|w| (w.requirement.clone(), None)));
+        }
+        let shared = ahead.clone();
+        let _ = std::thread::Builder::new()
+            .name("index-ahead".into())
+            .spawn(move || {
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                std::thread::scope(|s| {
+                    for _ in 0..wants.len().min(8) {
+                        s.spawn(|| {
+                            while let Some(want) =
+                                wants.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+                            {
+                                let retries = Mutex::new(Vec::new());
+                                let found = self.lookup(want, &|m: &str| {
+                                    if let Ok(mut r) = retries.lock() {
+                                        r.push(m.to_string());
+                                    }
+                                });
+                                let retries = retries.into_inner().unwrap_or_default();
+                                shared.put(&want.requirement, (found, retries));
+                            }
+                        });
+                    }
+                });
+            });
+        ahead
+    }
+
+    /// `want`'s files: from the pages looked up ahead when there is one
+    /// for it (replaying its retry lines), else asked now.
+    fn candidates(
+        &self,
+        want: &Want,
+        on_retry: &(dyn Fn(&str) + Sync),
+    ) -> Result<Vec<Candidate>, IndexError> {
+        if let Some((found, retries)) = self.ahead.as_ref().and_then(|a| a.take(&want.requirement))
+        {
+            for m in &retries {
+                on_retry(m);
+            }
+            return found;
+        }
+        self.lookup(want, on_retry)
+    }
+}
+
+/// What [`Index::look_ahead`] found: each want's files (or why not) and
+/// the retry lines on the way, by requirement; `None` while under way.
+#[derive(Default)]
+pub struct Ahead {
+    pages: Mutex<std::collections::HashMap<String, Option<Looked>>>,
+    signal: std::sync::Condvar,
+}
+
+type Looked = (Result<Vec<Candidate>, IndexError>, Vec<String>);
+
+impl Ahead {
+    fn put(&self, requirement: &str, looked: Looked) {
+        if let Ok(mut pages) = self.pages.lock() {
+            pages.insert(requirement.to_string(), Some(looked));
+        }
+        self.signal.notify_all();
+    }
+
+    /// The answer for `requirement`, once (waiting while it is under way);
+    /// None if it was never asked.
+    fn take(&self, requirement: &str) -> Option<Looked> {
+        let mut pages = self.pages.lock().ok()?;
+        loop {
+            match pages.get(requirement)? {
+                Some(_) => return pages.remove(requirement).flatten(),
+                None => pages = self.signal.wait(pages).ok()?,
+            }
+        }
     }
 }
 
@@ -366,7 +464,7 @@ impl Index {
     ) -> Result<Got, IndexError> {
         let on_retry = |m: &str| progress.line(m);
         let candidates: Vec<Candidate> = if want.files.is_empty() || !self.lock_urls {
-            self.lookup(want, &on_retry)?
+            self.candidates(want, &on_retry)?
         } else {
             want.files.clone()
         };
