@@ -514,17 +514,22 @@ impl Steps<'_> {
                 // venvbake's own index client, on this host, for the download route.
                 let index = match route.kind {
                     plan::RouteKind::Download => {
-                        let index = crate::index::Index::for_profile(
-                            profile,
-                            req.sources,
-                            &req.host_env,
-                            target
-                                .host_path(&gens_dir.join(generation))
-                                .join(".venvbake/download"),
-                        )?;
+                        let scratch = target
+                            .host_path(&gens_dir.join(generation))
+                            .join(".venvbake/download");
                         Some(match &self.ahead {
-                            Some(ahead) => index.with_ahead(ahead.clone()),
-                            None => index,
+                            Some(ahead) => crate::index::Index::after(
+                                ahead.clone(),
+                                profile,
+                                req.sources,
+                                scratch,
+                            ),
+                            None => crate::index::Index::for_profile(
+                                profile,
+                                req.sources,
+                                &req.host_env,
+                                scratch,
+                            )?,
                         })
                     }
                     _ => None,

@@ -98,6 +98,8 @@ pub struct Net {
 /// A retry, for the log: what failed, and the attempt that follows.
 pub type OnRetry<'a> = &'a (dyn Fn(&str) + Sync);
 
+/// Clones share the agent's connections (ureq's pool).
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     auth: Vec<Auth>,

@@ -197,12 +197,62 @@ impl Index {
         host_env: &[(String, String)],
         scratch: PathBuf,
     ) -> Result<Self, crate::error::Error> {
+        let client = Self::client(profile, sources, host_env)?;
+        Ok(Self::with_client(profile, sources, client, scratch))
+    }
+
+    /// The index the pages of `ahead` were looked up on (its client, so its
+    /// connections too), taking those pages instead of asking again.
+    pub fn after(
+        ahead: std::sync::Arc<Ahead>,
+        profile: &crate::input::profile::Profile,
+        sources: &crate::input::settings::Sources,
+        scratch: PathBuf,
+    ) -> Self {
+        let mut index = Self::with_client(profile, sources, ahead.client.clone(), scratch);
+        index.ahead = Some(ahead);
+        index
+    }
+
+    /// The profile's index URLs: `[index] url` (else PyPI), then `extra_urls`.
+    fn urls(profile: &crate::input::profile::Profile) -> Vec<String> {
         let mut urls = vec![profile
             .index
             .url
             .clone()
             .unwrap_or_else(|| PYPI.to_string())];
         urls.extend(profile.index.extra_urls.iter().cloned());
+        urls
+    }
+
+    fn with_client(
+        profile: &crate::input::profile::Profile,
+        sources: &crate::input::settings::Sources,
+        client: Client,
+        scratch: PathBuf,
+    ) -> Self {
+        let store = match &sources.cache {
+            Some(dir) => Store::Cache(cache::Cache::new(dir)),
+            None => Store::Scratch(scratch),
+        };
+        Index {
+            client,
+            ahead: None,
+            urls: Self::urls(profile),
+            store,
+            lock_urls: profile.index.url.is_none(),
+        }
+    }
+
+    /// The HTTP client for the profile's index: its credentials (the
+    /// profile's variables for the primary index, else `~/.netrc`), the CA
+    /// bundle, the timeouts.
+    fn client(
+        profile: &crate::input::profile::Profile,
+        sources: &crate::input::settings::Sources,
+        host_env: &[(String, String)],
+    ) -> Result<Client, crate::error::Error> {
+        let urls = Self::urls(profile);
         let creds = crate::input::credentials::Credentials::from_profile(profile, host_env)?;
         let netrc = host_env
             .iter()
@@ -236,35 +286,17 @@ impl Index {
                 auth.push(a);
             }
         }
-        let client = Client::new(&http::Net {
+        Ok(Client::new(&http::Net {
             cert: sources.cert.clone(),
             auth,
             connect_timeout: profile.index.timeout,
             read_timeout: profile.index.timeout,
         })
-        .map_err(IndexError::from)?;
-        let store = match &sources.cache {
-            Some(dir) => Store::Cache(cache::Cache::new(dir)),
-            None => Store::Scratch(scratch),
-        };
-        Ok(Index {
-            client,
-            ahead: None,
-            urls,
-            store,
-            lock_urls: profile.index.url.is_none(),
-        })
-    }
-
-    /// This index, taking the pages `ahead` holds (or will hold) instead
-    /// of asking for them again.
-    pub fn with_ahead(mut self, ahead: std::sync::Arc<Ahead>) -> Self {
-        self.ahead = Some(ahead);
-        self
+        .map_err(IndexError::from)?)
     }
 
     /// Look up the pages of `wants` now, on threads of their own, and
-    /// return at once: the pages an [`Index`] `with_ahead` the answer takes
+    /// return at once: the pages the [`Index::after`] the answer takes
     /// later. An image build probes the interpreter (and may run apt)
     /// before it can choose files; a distant index answers meanwhile.
     pub fn look_ahead(self, wants: Vec<Want>) -> std::sync::Arc<Ahead> {
@@ -272,7 +304,11 @@ impl Index {
             .into_iter()
             .filter(|w| w.files.is_empty() || !self.lock_urls)
             .collect();
-        let ahead = std::sync::Arc::new(Ahead::default());
+        let ahead = std::sync::Arc::new(Ahead {
+            client: self.client.clone(),
+            pages: Default::default(),
+            signal: Default::default(),
+        });
         if let Ok(mut pages) = ahead.pages.lock() {
             pages.extend(wants.iter().map(|w| (w.requirement.clone(), None)));
         }
@@ -323,8 +359,9 @@ impl Index {
 
 /// What [`Index::look_ahead`] found: each want's files (or why not) and
 /// the retry lines on the way, by requirement; `None` while under way.
-#[derive(Default)]
 pub struct Ahead {
+    /// The client that asked (its connections stay open for the downloads).
+    client: Client,
     pages: Mutex<std::collections::HashMap<String, Option<Looked>>>,
     signal: std::sync::Condvar,
 }
