@@ -761,6 +761,45 @@ mod tests {
     }
 
     #[test]
+    fn incoming_wheels_go_biggest_first_and_stop_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = |name: &str, size: usize| {
+            let file = dir.path().join(format!("{name}-1.0-py3-none-any.whl"));
+            std::fs::write(&file, vec![0u8; size]).unwrap();
+            Chosen {
+                name: name.parse().unwrap(),
+                file,
+                allowed: vec![],
+                size: None,
+                requested: true,
+                from_lock: true,
+                requirement: format!("{name}==1.0"),
+            }
+        };
+        // Ready together: the biggest first, ties by slot.
+        let all = Incoming::all(vec![wheel("a", 10), wheel("b", 30), wheel("c", 30)]);
+        let order: Vec<usize> = std::iter::from_fn(|| all.next()).map(|(i, _)| i).collect();
+        assert_eq!(order, [1, 2, 0]);
+        // One by one: each is taken as it comes; once closed, none waits.
+        let one_by_one = Incoming::expect(2);
+        assert!(one_by_one.arrive(1, wheel("d", 5)));
+        assert_eq!(one_by_one.next().map(|(i, _)| i), Some(1));
+        std::thread::scope(|s| {
+            let taker = s.spawn(|| one_by_one.next().map(|(i, _)| i));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            one_by_one.arrive(0, wheel("e", 5));
+            assert_eq!(taker.join().unwrap(), Some(0));
+        });
+        one_by_one.close();
+        assert!(one_by_one.next().is_none());
+        // A failed install stops: nothing more is taken, the sender is told.
+        let stopped = Incoming::expect(2);
+        stopped.stop();
+        assert!(!stopped.arrive(0, wheel("f", 5)));
+        assert!(stopped.next().is_none());
+    }
+
+    #[test]
     fn the_best_wheel_of_the_pinned_version_is_chosen() {
         let dir = tempfile::tempdir().unwrap();
         let names = [
