@@ -1230,7 +1230,7 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
     };
     let (hashes, dists, tree_sha256) = match way {
         None | Some(Way::Native(_)) => {
-            let mut given = match way {
+            let given = match way {
                 Some(Way::Native(chosen)) => Some(chosen),
                 _ => None,
             };
@@ -1266,24 +1266,27 @@ fn build_inner(b: &Build, host_gen: &Path, reporter: &mut Reporter) -> Result<Ge
                 });
                 // The wheelhouse's wheels are all at hand; an index's arrive
                 // as their downloads finish, and unpack as they arrive.
-                let downloads = match given {
-                    Some(_) => None,
-                    None => Some(Downloads::new(b)?),
-                };
-                let (names, locked, incoming, from) = match (given.take(), &downloads) {
-                    (Some(chosen), _) => (
+                let (names, locked, incoming, from, downloads) = match given {
+                    Some(chosen) => (
                         chosen.iter().map(|c| c.name.clone()).collect(),
                         chosen.iter().filter(|c| c.from_lock).count(),
                         crate::steps::install::Incoming::all(chosen),
                         "offline from the wheelhouse",
+                        None,
                     ),
-                    (None, Some(d)) => (
-                        d.names(),
-                        d.reqs.len(),
-                        crate::steps::install::Incoming::expect(d.names().len()),
-                        "from the downloaded wheels",
-                    ),
-                    (None, None) => unreachable!("downloads are planned without a wheelhouse"),
+                    None => {
+                        let d = Downloads::new(b)?;
+                        let names: Vec<PackageName> = d.names();
+                        let incoming = crate::steps::install::Incoming::expect(names.len());
+                        let locked = d.reqs.len();
+                        (
+                            names,
+                            locked,
+                            incoming,
+                            "from the downloaded wheels",
+                            Some(d),
+                        )
+                    }
                 };
                 let watch = ImportAsCompiled {
                     b,
