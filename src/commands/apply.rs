@@ -398,8 +398,6 @@ pub fn bundle(
     Ok(size)
 }
 
-/// What the steps after the plan share: the request, the plan, the clean
-/// environment of commands in the target and the index's credentials.
 /// When the plan downloads from the index: the pages of the venv's
 /// requirements, looked up from now on (see [`crate::index::Index::look_ahead`]).
 /// Markers are not evaluated yet (the interpreter has not been probed): a
@@ -430,6 +428,9 @@ fn look_ahead(
     Some(index.look_ahead(wants))
 }
 
+/// What the steps after the plan share: the request, the plan, the clean
+/// environment of commands in the target, the index's credentials and the
+/// pages looked up ahead.
 struct Steps<'a> {
     req: &'a Request<'a>,
     plan: &'a Plan,

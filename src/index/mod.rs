@@ -166,7 +166,7 @@ pub enum Store {
 pub struct Index {
     pub client: Client,
     /// Pages looked up ahead of need ([`Index::look_ahead`]).
-    pub ahead: Option<std::sync::Arc<Ahead>>,
+    ahead: Option<std::sync::Arc<Ahead>>,
     /// The primary index, then `extra_urls`.
     pub urls: Vec<String>,
     pub store: Store,
@@ -300,10 +300,7 @@ impl Index {
     /// later. An image build probes the interpreter (and may run apt)
     /// before it can choose files; a distant index answers meanwhile.
     pub fn look_ahead(self, wants: Vec<Want>) -> std::sync::Arc<Ahead> {
-        let wants: Vec<Want> = wants
-            .into_iter()
-            .filter(|w| w.files.is_empty() || !self.lock_urls)
-            .collect();
+        let wants: Vec<Want> = wants.into_iter().filter(|w| self.needs_page(w)).collect();
         let ahead = std::sync::Arc::new(Ahead {
             client: self.client.clone(),
             pages: Default::default(),
@@ -337,6 +334,12 @@ impl Index {
                 });
             });
         ahead
+    }
+
+    /// Whether `want`'s files come from its project's page (not from a
+    /// `pylock.toml`'s own URLs).
+    fn needs_page(&self, want: &Want) -> bool {
+        want.files.is_empty() || !self.lock_urls
     }
 
     /// `want`'s files: from the pages looked up ahead when there is one
@@ -500,7 +503,7 @@ impl Index {
         progress: &dyn Progress,
     ) -> Result<Got, IndexError> {
         let on_retry = |m: &str| progress.line(m);
-        let candidates: Vec<Candidate> = if want.files.is_empty() || !self.lock_urls {
+        let candidates: Vec<Candidate> = if self.needs_page(want) {
             self.candidates(want, &on_retry)?
         } else {
             want.files.clone()
